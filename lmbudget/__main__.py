@@ -1,0 +1,3 @@
+from lmbudget.cli import main
+
+main()
