@@ -1,0 +1,104 @@
+"""Checkpoints that survive ``kill -9``: written to a temporary folder, renamed into place, and
+only then named by ``checkpoints/latest.json`` (itself replaced atomically). Loading never
+unpickles arbitrary objects: tensors come from safetensors, the optimizer through
+``torch.load(weights_only=True)``, everything else from JSON; every file is checked
+against the SHA-256 recorded when it was written.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, load_model, save_file, save_model
+
+from lmbudget.io import atomic_write_json, read_json
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, truncated or corrupt; the message names the fix."""
+
+
+def folder(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def latest(run_dir: Path) -> Path | None:
+    pointer = folder(run_dir) / "latest.json"
+    if not pointer.exists():
+        return None
+    try:
+        return folder(run_dir) / read_json(pointer)["dir"]
+    except (ValueError, KeyError) as e:
+        raise CheckpointError(f"{pointer} is corrupt ({e}): delete the run directory or use --overwrite") from None
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def split_state(state: dict) -> tuple[dict, dict]:
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items() if isinstance(v, torch.Tensor)}
+    plain = {k: v for k, v in state.items() if not isinstance(v, torch.Tensor)}
+    return tensors, plain
+
+
+def save(run_dir: Path, model, optimizer, state: dict, generators: dict, algo_state: dict) -> Path:
+    root = folder(run_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"step-{state['clock']['steps']:08d}-{uuid.uuid4().hex[:6]}"
+    tmp = root / f".tmp-{name}"
+    tmp.mkdir()
+    save_model(model, str(tmp / "model.safetensors"))
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    rng = {f"gen.{k}": g.get_state() for k, g in generators.items()}
+    rng["torch_global"] = torch.get_rng_state()
+    save_file(rng, str(tmp / "rng.safetensors"))
+    algo_tensors, algo_plain = split_state(algo_state)
+    save_file(algo_tensors, str(tmp / "algorithm.safetensors"))
+    (tmp / "algorithm.json").write_text(json.dumps(algo_plain))
+    files = {p.name: sha256(p) for p in sorted(tmp.iterdir())}
+    with open(tmp / "state.json", "w") as f:
+        json.dump({"state": state, "files": files}, f)
+    for p in tmp.iterdir():  # make the bytes durable before the rename publishes them
+        with open(p, "rb") as fh:
+            os.fsync(fh.fileno())
+    os.replace(tmp, root / name)
+    atomic_write_json(root / "latest.json", {"dir": name})
+    for old in root.iterdir():  # older checkpoints and leftovers of killed saves
+        if old.is_dir() and old.name != name:
+            shutil.rmtree(old, ignore_errors=True)
+    return root / name
+
+
+def load(run_dir: Path, model, optimizer, generators: dict) -> tuple[dict, dict]:
+    path = latest(run_dir)
+    if path is None or not path.is_dir():
+        raise CheckpointError(f"no checkpoint in {run_dir}: start without --resume")
+    fix = f"delete {path} (an older run state is not kept) or start again with --overwrite"
+    try:
+        meta = json.loads((path / "state.json").read_text())
+        for fname, digest in meta["files"].items():
+            if sha256(path / fname) != digest:
+                raise CheckpointError(f"checkpoint file {path / fname} is corrupt (checksum mismatch): {fix}")
+        load_model(model, str(path / "model.safetensors"))
+        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+        rng = load_file(str(path / "rng.safetensors"))
+        algo_state = json.loads((path / "algorithm.json").read_text())
+        algo_state.update(load_file(str(path / "algorithm.safetensors")))
+    except CheckpointError:
+        raise
+    except Exception as e:  # truncated or foreign files: one clear line, nothing overwritten
+        raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e}): {fix}") from None
+    for k, g in generators.items():
+        g.set_state(rng[f"gen.{k}"])
+    torch.set_rng_state(rng["torch_global"])
+    return meta["state"], algo_state

@@ -1,0 +1,132 @@
+"""Command line: thin parsing around the library. Every user error is one line and exit code 2."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def user_errors() -> tuple[type, ...]:
+    from lmbudget.checkpoint import CheckpointError
+    from lmbudget.clock import ClockError
+    from lmbudget.config import ConfigError
+    from lmbudget.data import CorpusError
+    from lmbudget.runs import RunDirError
+    from lmbudget.train import RunError
+    return ConfigError, ClockError, CorpusError, RunDirError, CheckpointError, RunError
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="bert-tiny", help="preset: bert-micro, bert-tiny, bert-c5, t5-micro, t5-tiny, t5-base")
+    p.add_argument("--reference", default=None, help="built-in reference name or cost-table file")
+    p.add_argument("overrides", nargs="*", help="section.key=value, e.g. optim.lr=5e-4 data.seq_len=64")
+
+
+def cmd_prepare(a) -> None:
+    from lmbudget.config import DataConfig, apply_overrides, RunConfig
+    from lmbudget.data import prepare_data
+    from lmbudget.presets import PRESETS, preset_config
+
+    cfg = preset_config(a.model) if a.model else RunConfig(data=DataConfig())
+    cfg.data.corpus = a.corpus
+    if a.tokenizer:
+        cfg.data.tokenizer = a.tokenizer
+    apply_overrides(cfg, a.overrides)
+    data = prepare_data(cfg.data)
+    m = data.manifest
+    print(f"data ready in {data.root}")
+    print(json.dumps({k: m[k] for k in m if k in ("sources", "splits", "missing_sources")}, indent=1)[:4000])
+
+
+def cmd_calibrate(a) -> None:
+    from lmbudget.calibrate import calibrate, save_calibration
+    from lmbudget.runs import make_config
+
+    cfg = make_config(a.model, overrides=a.overrides)
+    print(f"calibrating {a.model} (micro-batch {cfg.train.micro_batch} x {cfg.data.seq_len} tokens, {cfg.train.precision})")
+    table = calibrate(cfg, repeats=a.repeats, name=a.name)
+    if a.output:
+        table.save(a.output)
+        print(f"saved {a.output}")
+    else:
+        print(f"saved {save_calibration(table)}")
+
+
+def cmd_train(a) -> None:
+    from lmbudget.runs import make_config, train
+
+    cfg = make_config(a.model, a.algorithm, a.optimizer, a.budget, a.seed, a.reference, a.overrides)
+    run_dir = Path(a.run_dir or f"runs/{a.model}-{a.algorithm}-{cfg.optim.name}-s{cfg.train.seed}")
+    summary = train(cfg, run_dir, resume=a.resume, overwrite=a.overwrite, progress=not a.quiet)
+    print_summary(summary, run_dir)
+
+
+def print_summary(s: dict, run_dir: Path) -> None:
+    val = s.get("final_val_loss")
+    print(f"{run_dir}: {s['status']} | {s['model']} {s['algorithm']}+{s['optimizer']} seed {s['seed']} | "
+          f"{s['steps']} steps, RST {s['rst_s']:.1f}s of {s['budget']} ({s['reference']}), wall {s['wall_s']:.1f}s, "
+          f"{s['tokens_per_s']:.0f} tok/s | final val loss {val if val is None else round(val, 4)}")
+
+
+def cmd_references(a) -> None:
+    from lmbudget.clock import ClockError, builtin_tables, load_reference, saved_tables
+
+    for origin, tables in (("built-in", builtin_tables()), ("saved", saved_tables())):
+        for name, path in tables.items():
+            try:
+                t = load_reference(str(path))
+                sig = t.signature
+                desc = (f"{sig.get('arch')} {sig.get('n_layers')}x{sig.get('hidden')} vocab {sig.get('vocab_size')}, "
+                        f"{t.micro_batch}x{t.seq_len} per microbatch, {t.system.get('device', '?')}")
+            except ClockError as e:
+                desc = f"INVALID: {e}"
+            print(f"{origin:8s} {name:28s} {desc}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lmbudget", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("prepare", help="build the corpus, tokenizer and token shards (cached)")
+    s.add_argument("--corpus", default="offline-en", help="offline-en, a local file/folder, or hf:NAME[:CONFIG]")
+    s.add_argument("--model", default="bert-tiny", help="take vocabulary and sequence length from this preset")
+    s.add_argument("--tokenizer", choices=["wordpiece", "unigram"], default=None)
+    s.add_argument("overrides", nargs="*", help="data.key=value")
+    s.set_defaults(func=cmd_prepare)
+
+    s = sub.add_parser("calibrate", help="measure this machine as a reference system for a model")
+    add_run_options(s)
+    s.add_argument("--repeats", type=int, default=11)
+    s.add_argument("--name", default=None, help="table name (default MODEL@HOST)")
+    s.add_argument("--output", default=None, help="write the table here instead of the saved references")
+    s.set_defaults(func=cmd_calibrate)
+
+    s = sub.add_parser("train", help="pre-train under an RST budget")
+    add_run_options(s)
+    s.add_argument("--algorithm", default="baseline")
+    s.add_argument("--optimizer", default=None, choices=["adamw", "lion", "sophia"])
+    s.add_argument("--budget", default=None, help="e.g. 90s, 3min, 6h, or '200 steps'")
+    s.add_argument("--seed", type=int, default=None)
+    s.add_argument("--run-dir", default=None)
+    s.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    s.add_argument("--overwrite", action="store_true", help="replace whatever --run-dir holds")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("references", help="list built-in and saved reference systems")
+    s.set_defaults(func=cmd_references)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except user_errors() as e:
+        print(f"lmbudget: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

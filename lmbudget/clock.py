@@ -1,0 +1,284 @@
+"""The reference-system clock: cost tables, budgets, and charging.
+
+A *reference system* is a validated cost table: seconds of the reference machine
+for each unit of work, measured for one model signature and one microbatch shape.
+
+Units and how they are keyed:
+
+- ``fwd_bwd[n]``: forward + backward of one microbatch with ``n`` active layers
+  (per stack, for encoder-decoder models; may be fractional: see ``lookup``);
+- ``fwd[n]``: forward only (no grad) of one microbatch with ``n`` active layers;
+- ``step[name]``: one optimizer step of optimizer ``name`` (clipping included).
+
+A pass over ``k`` sequences costs ``k / micro_batch`` of the microbatch entry, so a
+run may use any microbatch size and is charged the same RST for the same work.
+Counts between two measured entries are interpolated linearly; counts outside the
+measured range are an error. Training charges each unit *before* doing it and
+stops when the next unit would pass the budget, so a run never exceeds its budget
+and stops within one unit of it. Wall time is recorded beside RST, never used.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from lmbudget.io import atomic_write_text, lmbudget_home
+
+LAYER_KINDS = ("fwd_bwd", "fwd")
+MAX_SPREAD = 0.25  # refuse calibrations whose timings vary more than this (relative IQR)
+BUILTIN_DIR = Path(__file__).parent / "references"
+
+
+class ClockError(ValueError):
+    """A budget or cost-table problem the user can fix; the message names the fix."""
+
+
+class BudgetExhausted(Exception):
+    """Raised by :meth:`Clock.charge` when the next unit of work would pass the budget."""
+
+
+# ----------------------------------------------------------------------------- budgets
+
+@dataclass(frozen=True)
+class Budget:
+    kind: str      # "rst" (seconds of the reference system) or "steps"
+    value: float
+
+    def __str__(self) -> str:
+        return f"{int(self.value)} steps" if self.kind == "steps" else format_seconds(self.value)
+
+
+_UNITS = {"s": 1, "sec": 1, "second": 1, "seconds": 1, "m": 60, "min": 60, "mins": 60, "minute": 60,
+          "minutes": 60, "h": 3600, "hr": 3600, "hour": 3600, "hours": 3600}
+
+
+def parse_budget(text: str) -> Budget:
+    """Parse ``90s``, ``5min``, ``1.5h``, ``24h`` (RST) or ``200 steps``."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?\d+)?)\s*([a-z]+)\s*", str(text).lower())
+    if m:
+        number, unit = float(m.group(1)), m.group(2)
+        if unit in ("step", "steps"):
+            if number < 1 or not number.is_integer():
+                raise ClockError(f"budget '{text}': a step budget must be a whole number of steps >= 1")
+            return Budget("steps", number)
+        if unit in _UNITS and number > 0:
+            return Budget("rst", number * _UNITS[unit])
+    raise ClockError(f"malformed budget '{text}': use a positive duration like 90s, 5min, 6h, or a step count like '200 steps'")
+
+
+def format_seconds(s: float) -> str:
+    if s >= 3600:
+        return f"{s / 3600:.4g}h"
+    if s >= 60:
+        return f"{s / 60:.4g}min"
+    return f"{s:.4g}s"
+
+
+# ----------------------------------------------------------------------------- cost tables
+
+@dataclass
+class CostTable:
+    name: str
+    signature: dict                 # the model signature the costs are valid for
+    seq_len: int
+    micro_batch: int                # sequences per microbatch the entries were measured with
+    costs: dict                     # {"fwd_bwd": {"4": s, ...}, "fwd": {...}, "step": {"adamw": s, ...}}
+    spread: dict = field(default_factory=dict)  # same shape: relative spread of each timing
+    system: dict = field(default_factory=dict)  # machine, software, precision, date
+    notes: str = ""
+
+    # -- persistence
+    @classmethod
+    def load(cls, path: str | Path) -> "CostTable":
+        try:
+            raw = json.loads(Path(path).read_text())
+            table = cls(**{k: raw[k] for k in raw if k in cls.__dataclass_fields__})
+        except (OSError, ValueError, TypeError) as e:
+            raise ClockError(f"cannot read cost table {path}: {e}") from None
+        for key in ("fwd_bwd", "step"):
+            if key not in table.costs:
+                raise ClockError(f"cost table {path} has no '{key}' entries; recalibrate with `lmbudget calibrate`")
+        return table
+
+    def save(self, path: str | Path) -> None:
+        problems = self.problems()
+        if problems:
+            raise ClockError(f"refusing to save cost table '{self.name}': {problems[0]}")
+        atomic_write_text(Path(path), json.dumps(asdict(self), indent=2) + "\n")
+
+    # -- validation
+    def problems(self) -> list[str]:
+        """Every reason this table cannot be trusted: non-positive, non-monotone or noisy entries."""
+        out = []
+        for kind in LAYER_KINDS:
+            series = sorted((float(k), v) for k, v in self.costs.get(kind, {}).items())
+            for n, v in series:
+                if not (v > 0 and math.isfinite(v)):
+                    out.append(f"{kind}[{n:g}] = {v} is not a positive time")
+            for (n0, v0), (n1, v1) in zip(series, series[1:]):
+                if v1 <= v0:
+                    out.append(f"{kind} is not increasing in active layers: {kind}[{n0:g}] = {v0} but {kind}[{n1:g}] = {v1}")
+        for name, v in self.costs.get("step", {}).items():
+            if not (v >= 0 and math.isfinite(v)):
+                out.append(f"step[{name}] = {v} is not a non-negative time")
+        for kind, entries in self.spread.items():
+            for k, s in entries.items():
+                if s > MAX_SPREAD:
+                    out.append(f"{kind}[{k}] timings spread {s:.0%} (> {MAX_SPREAD:.0%}): the machine was busy; recalibrate on a quiet machine")
+        return out
+
+    def validate(self) -> "CostTable":
+        problems = self.problems()
+        if problems:
+            raise ClockError(f"invalid cost table '{self.name}': {problems[0]}")
+        return self
+
+    def repaired(self) -> "CostTable":
+        """Replace each entry that breaks monotonicity between two consistent neighbours by linear
+        interpolation of those neighbours (used for the paper's 7-layer typo; recorded in ``notes``)."""
+        costs = {k: dict(v) for k, v in self.costs.items()}
+        fixes = []
+        for kind in LAYER_KINDS:
+            series = sorted((float(k), k, v) for k, v in costs.get(kind, {}).items())
+            for (n0, _, v0), (n, key, v), (n1, _, v1) in zip(series, series[1:], series[2:]):
+                if v0 < v1 and not (v0 < v < v1):
+                    fixed = v0 + (v1 - v0) * (n - n0) / (n1 - n0)
+                    costs[kind][key] = fixed
+                    fixes.append(f"{kind}[{key}] {v} -> {fixed:.6g} (interpolated)")
+        notes = self.notes + ("" if not fixes else " Repaired: " + "; ".join(fixes) + ".")
+        return CostTable(self.name, self.signature, self.seq_len, self.micro_batch, costs, self.spread, self.system, notes)
+
+    # -- matching and lookup
+    def check_matches(self, signature: dict, seq_len: int) -> None:
+        diffs = [f"{k}: table {self.signature.get(k)!r} vs model {v!r}" for k, v in signature.items()
+                 if self.signature.get(k) != v]
+        if self.seq_len != seq_len:
+            diffs.append(f"seq_len: table {self.seq_len} vs run {seq_len}")
+        if diffs:
+            raise ClockError(f"cost table '{self.name}' is for another model ({'; '.join(diffs)}); "
+                             f"run `lmbudget calibrate` for this model or pass a matching --reference")
+
+    def layer_range(self, kind: str) -> tuple[float, float]:
+        keys = [float(k) for k in self.costs.get(kind, {})]
+        return (min(keys), max(keys)) if keys else (math.nan, math.nan)
+
+    def lookup(self, kind: str, key) -> float:
+        """Seconds per microbatch (layer kinds, interpolated) or per step (``step``)."""
+        entries = self.costs.get(kind)
+        if not entries:
+            raise ClockError(f"cost table '{self.name}' has no '{kind}' entries; recalibrate with `lmbudget calibrate`")
+        if kind not in LAYER_KINDS:
+            if str(key) not in entries:
+                raise ClockError(f"cost table '{self.name}' has no '{kind}' cost for '{key}' "
+                                 f"(has: {', '.join(entries)}); recalibrate with `lmbudget calibrate`")
+            return float(entries[str(key)])
+        n = float(key)
+        series = sorted((float(k), v) for k, v in entries.items())
+        for (n0, v0), (n1, v1) in zip(series, series[1:]):
+            if n0 <= n <= n1:
+                return v0 + (v1 - v0) * (n - n0) / (n1 - n0)
+        if len(series) == 1 and series[0][0] == n:
+            return series[0][1]
+        lo, hi = series[0][0], series[-1][0]
+        raise ClockError(f"cost table '{self.name}' covers {kind} for {lo:g}..{hi:g} active layers, not {n:g}; "
+                         f"recalibrate with `lmbudget calibrate`")
+
+
+def builtin_tables() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(BUILTIN_DIR.glob("*.json"))}
+
+
+def saved_dir() -> Path:
+    return lmbudget_home() / "references"
+
+
+def saved_tables() -> dict[str, Path]:
+    d = saved_dir()
+    return {p.stem: p for p in sorted(d.glob("*.json"))} if d.is_dir() else {}
+
+
+def load_reference(name_or_path: str) -> CostTable:
+    """A built-in name, a saved name, or a path to a table file; validated before use."""
+    path = builtin_tables().get(name_or_path) or saved_tables().get(name_or_path)
+    if path is None:
+        if os.path.exists(name_or_path):
+            path = Path(name_or_path)
+        else:
+            known = sorted(builtin_tables()) + sorted(saved_tables())
+            raise ClockError(f"unknown reference '{name_or_path}': not a file, nor one of {', '.join(known) or '(none)'}; "
+                             f"list them with `lmbudget references`")
+    table = CostTable.load(path)
+    if table.system.get("repair"):
+        table = table.repaired()
+    return table.validate()
+
+
+def default_reference(model_name: str, signature: dict, seq_len: int, preset_reference: str = "") -> CostTable:
+    """The preset's built-in table, else the table `calibrate` last saved for this model, else an error."""
+    if preset_reference:
+        return load_reference(preset_reference)
+    for name, path in saved_tables().items():
+        table = CostTable.load(path)
+        if name.startswith(model_name) and table.signature == signature and table.seq_len == seq_len:
+            return table.validate()
+    raise ClockError(f"no reference system for model '{model_name}' (seq_len {seq_len}): "
+                     f"run `lmbudget calibrate --model {model_name}` or pass --reference NAME_OR_FILE")
+
+
+# ----------------------------------------------------------------------------- the clock
+
+class Clock:
+    """Charges units of work against a budget and keeps a ledger of where the RST went."""
+
+    def __init__(self, table: CostTable, budget: Budget):
+        self.table = table
+        self.budget = budget
+        self.used = 0.0           # RST seconds charged
+        self.steps = 0            # optimizer steps completed
+        self.ledger: dict[str, dict[str, float]] = {}  # tag -> {"rst_s": ..., "units": ...}
+
+    def cost(self, kind: str, key, examples: int | None = None) -> float:
+        per_unit = self.table.lookup(kind, key)
+        return per_unit if examples is None else per_unit * examples / self.table.micro_batch
+
+    def charge(self, kind: str, key, examples: int | None = None, tag: str = "train", free: bool = False) -> float:
+        """Charge one unit (``examples`` sequences through ``key`` active layers, or one ``step``).
+
+        Raises BudgetExhausted, charging nothing, if it would pass an RST budget. ``free`` records
+        the unit in the ledger without charging it (the paper's "for free" ablations)."""
+        c = self.cost(kind, key, examples)
+        if not free and self.budget.kind == "rst" and self.used + c > self.budget.value * (1 + 1e-12):
+            raise BudgetExhausted
+        entry = self.ledger.setdefault(tag, {"rst_s": 0.0, "units": 0.0, "free_rst_s": 0.0})
+        entry["units"] += 1
+        if free:
+            entry["free_rst_s"] += c
+        else:
+            entry["rst_s"] += c
+            self.used += c
+        return c
+
+    def step_done(self) -> None:
+        self.steps += 1
+
+    @property
+    def fraction(self) -> float:
+        """Share of the budget used: what drives the LR schedule and algorithm schedules."""
+        if self.budget.kind == "steps":
+            return min(1.0, self.steps / self.budget.value)
+        return min(1.0, self.used / self.budget.value)
+
+    @property
+    def exhausted(self) -> bool:
+        return self.budget.kind == "steps" and self.steps >= self.budget.value
+
+    def state_dict(self) -> dict:
+        return {"used": self.used, "steps": self.steps, "ledger": self.ledger}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.used, self.steps = float(state["used"]), int(state["steps"])
+        self.ledger = {k: dict(v) for k, v in state["ledger"].items()}

@@ -1,0 +1,131 @@
+"""Crammed-BERT encoder for masked-LM pre-training (Geiping & Goldstein 2022 recipe).
+
+Pre-LayerNorm blocks, no biases, gated-GELU feed-forward, tied embeddings, scaled
+sinusoidal positions, SDPA attention, and logits only at the masked positions
+("sparse prediction"). Blocks live in ``self.layers`` so that algorithms can grow
+(stack) or skip (drop) them by passing the indices of the active blocks.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lmbudget.config import ModelConfig
+
+
+class ScaledSinusoidal(nn.Module):
+    """Fixed sinusoidal positions times one learned scale (Hua et al. 2022), as cramming uses."""
+
+    def __init__(self, hidden: int, max_len: int):
+        super().__init__()
+        pos = torch.arange(max_len).unsqueeze(1)
+        div = torch.exp(torch.arange(0, hidden, 2) * (-math.log(10000.0) / hidden))
+        table = torch.zeros(max_len, hidden)
+        table[:, 0::2] = torch.sin(pos * div)
+        table[:, 1::2] = torch.cos(pos * div)
+        self.register_buffer("table", table, persistent=False)
+        self.scale = nn.Parameter(torch.tensor(1.0 / math.sqrt(hidden)))
+
+    def forward(self, seq_len: int) -> torch.Tensor:
+        return self.table[:seq_len] * self.scale
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        h = cfg.hidden
+        self.heads = cfg.heads
+        self.norm1 = nn.LayerNorm(h, eps=cfg.norm_eps, bias=False)
+        self.qkv = nn.Linear(h, 3 * h, bias=False)
+        self.out = nn.Linear(h, h, bias=False)
+        self.norm2 = nn.LayerNorm(h, eps=cfg.norm_eps, bias=False)
+        self.ffn_in = nn.Linear(h, cfg.ffn, bias=False)        # two halves: value and gate
+        self.ffn_out = nn.Linear(cfg.ffn // 2, h, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, h = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, h // self.heads).permute(2, 0, 3, 1, 4)
+        attn = F.scaled_dot_product_attention(q, k, v)  # packed sequences: no padding mask needed
+        x = x + self.out(attn.transpose(1, 2).reshape(b, t, h))
+        value, gate = self.ffn_in(self.norm2(x)).chunk(2, dim=-1)
+        return x + self.ffn_out(F.gelu(gate) * value)
+
+
+class BertMLM(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        if cfg.hidden % cfg.heads:
+            raise ValueError(f"model.hidden={cfg.hidden} must be a multiple of model.heads={cfg.heads}")
+        if cfg.ffn % 2:
+            raise ValueError(f"model.ffn={cfg.ffn} must be even (it is split into value and gate halves)")
+        if cfg.vocab_size <= 0:
+            raise ValueError("model.vocab_size must be set (it is taken from the tokenizer)")
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.hidden)
+        self.positions = ScaledSinusoidal(cfg.hidden, cfg.max_seq_len)
+        self.embed_norm = nn.LayerNorm(cfg.hidden, eps=cfg.norm_eps, bias=False)
+        self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.final_norm = nn.LayerNorm(cfg.hidden, eps=cfg.norm_eps, bias=False)
+        # Prediction head transform; the decoder matrix is the (tied) embedding.
+        self.head = nn.Linear(cfg.hidden, cfg.hidden, bias=False)
+        self.head_norm = nn.LayerNorm(cfg.hidden, eps=cfg.norm_eps, bias=False)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.trunc_normal_(module.weight, std=0.02, a=-0.04, b=0.04)
+
+    @property
+    def stacks(self) -> list[list[int]]:
+        return [list(range(len(self.layers)))]
+
+    def signature(self) -> dict:
+        c = self.cfg
+        return {"arch": "bert", "n_layers": c.n_layers, "hidden": c.hidden, "heads": c.heads,
+                "ffn": c.ffn, "vocab_size": c.vocab_size}
+
+    def encode(self, input_ids: torch.Tensor, active: Sequence[int] | None = None) -> torch.Tensor:
+        x = self.embed_norm(self.embed(input_ids) + self.positions(input_ids.shape[1]))
+        for i in range(len(self.layers)) if active is None else active:
+            x = self.layers[i](x)
+        return self.final_norm(x)
+
+    def masked_logits(self, batch: dict, active: Sequence[int] | None = None):
+        """Logits at the masked positions only, with their labels and row index."""
+        hidden = self.encode(batch["input_ids"], active)
+        labels = batch["labels"]
+        where = labels.view(-1) != -100
+        picked = hidden.reshape(-1, hidden.shape[-1])[where]
+        logits = self.head_norm(F.gelu(self.head(picked))) @ self.embed.weight.t()
+        rows = torch.arange(labels.shape[0], device=labels.device).repeat_interleave(labels.shape[1])[where]
+        return logits, labels.view(-1)[where], rows
+
+    def forward(self, batch: dict, active: Sequence[int] | None = None, per_example: bool = False) -> torch.Tensor:
+        logits, targets, rows = self.masked_logits(batch, active)
+        if not per_example:
+            return F.cross_entropy(logits.float(), targets)
+        return per_row_mean(F.cross_entropy(logits.float(), targets, reduction="none"), rows, batch["labels"].shape[0])
+
+    def hessian_loss(self, batch: dict, generator: torch.Generator, active: Sequence[int] | None = None) -> torch.Tensor:
+        """Sophia's Gauss-Newton-Bartlett loss: labels sampled from the vocabulary logits at the masked positions."""
+        logits, _, _ = self.masked_logits(batch, active)
+        sampled = sample_labels(logits, generator)
+        return F.cross_entropy(logits.float(), sampled)
+
+
+def sample_labels(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    with torch.no_grad():
+        probs = torch.softmax(logits.float(), dim=-1)
+        return torch.multinomial(probs.cpu() if generator.device.type == "cpu" else probs, 1,
+                                 generator=generator).view(-1).to(logits.device)
+
+
+def per_row_mean(values: torch.Tensor, rows: torch.Tensor, n_rows: int) -> torch.Tensor:
+    total = torch.zeros(n_rows, device=values.device, dtype=values.dtype).index_add_(0, rows, values)
+    count = torch.zeros(n_rows, device=values.device, dtype=values.dtype).index_add_(0, rows, torch.ones_like(values))
+    return total / count.clamp_min(1)

@@ -1,0 +1,105 @@
+"""Run directories: resolve a configuration, refuse to clobber finished work, train or resume.
+
+A run directory holds ``config.yaml`` (fully resolved), ``metrics.jsonl``, ``summary.json`` and
+``checkpoints/``. It is the source of truth for everything downstream (evaluation, reports).
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import yaml
+
+from lmbudget.config import RunConfig, apply_overrides, set_field
+from lmbudget.io import atomic_write_text, read_json
+from lmbudget.presets import preset_config
+
+
+def make_config(model: str, algorithm: str = "baseline", optimizer: str | None = None, budget: str | None = None,
+                seed: int | None = None, reference: str | None = None, overrides: list[str] = ()) -> RunConfig:
+    """Preset, then the optimizer's paper defaults, then the command line's values and overrides."""
+    from lmbudget.algorithms import build_algorithm
+    from lmbudget.optim import optimizer_defaults
+
+    cfg = preset_config(model)
+    cfg.algorithm = algorithm
+    name = optimizer or cfg.optim.name
+    for key, value in optimizer_defaults(name, cfg.model.arch).items():
+        set_field(cfg.optim, key, value, prefix="optim")
+    set_field(cfg.optim, "name", name, prefix="optim")
+    if budget is not None:
+        cfg.train.budget = budget
+    if seed is not None:
+        cfg.train.seed = seed
+    if reference is not None:
+        cfg.train.reference = reference
+    apply_overrides(cfg, list(overrides))
+    # Resolve the algorithm's parameters now, so config.yaml records every default it used.
+    import dataclasses
+    cfg.algo = dataclasses.asdict(build_algorithm(cfg.algorithm, cfg.algo, cfg.model.arch).cfg)
+    from lmbudget.clock import parse_budget
+    parse_budget(cfg.train.budget)  # a malformed budget fails before anything is written
+    return cfg
+
+
+def load_config(run_dir: Path) -> RunConfig:
+    return RunConfig.from_dict(yaml.safe_load((Path(run_dir) / "config.yaml").read_text()))
+
+
+def save_config(cfg: RunConfig, run_dir: Path) -> None:
+    atomic_write_text(Path(run_dir) / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def run_state(run_dir: Path) -> str:
+    """'empty', 'started' or the finished summary's status."""
+    run_dir = Path(run_dir)
+    if (run_dir / "summary.json").exists():
+        return read_json(run_dir / "summary.json")["status"]
+    return "started" if (run_dir / "config.yaml").exists() else "empty"
+
+
+def config_differences(a: RunConfig, b: RunConfig) -> list[str]:
+    da, db = a.to_dict(), b.to_dict()
+    out = []
+    for section in da:
+        if isinstance(da[section], dict):
+            for k in set(da[section]) | set(db[section]):
+                if da[section].get(k) != db[section].get(k) and not (section == "model" and k == "vocab_size"):
+                    out.append(f"{section}.{k}: {db[section].get(k)!r} -> {da[section].get(k)!r}")
+        elif da[section] != db[section]:
+            out.append(f"{section}: {db[section]!r} -> {da[section]!r}")
+    return out
+
+
+class RunDirError(RuntimeError):
+    pass
+
+
+def train(cfg: RunConfig, run_dir: Path, resume: bool = False, overwrite: bool = False, log=print,
+          progress: bool = True, device: str | None = None) -> dict:
+    from lmbudget.train import Trainer
+
+    run_dir = Path(run_dir)
+    state = run_state(run_dir)
+    if overwrite and state != "empty":
+        shutil.rmtree(run_dir)
+        state = "empty"
+    if state not in ("empty", "started"):
+        if resume:
+            log(f"{run_dir} already holds a finished run (status: {state}); nothing to do")
+            return read_json(run_dir / "summary.json")
+        raise RunDirError(f"{run_dir} already holds a finished run (status: {state}): "
+                          f"use --resume to keep it or --overwrite to replace it")
+    if state == "started":
+        if not resume:
+            raise RunDirError(f"{run_dir} holds an unfinished run: use --resume to continue it or --overwrite to start again")
+        saved = load_config(run_dir)
+        diffs = config_differences(cfg, saved)
+        if diffs:
+            raise RunDirError(f"--resume with a different configuration than {run_dir}/config.yaml ({'; '.join(diffs)}): "
+                              f"resume with the same options or use a new --run-dir")
+        cfg = saved
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(cfg, run_dir, log=log, progress=progress, device=device)
+    save_config(cfg, run_dir)  # after model.vocab_size is resolved from the tokenizer
+    return trainer.run(resume=resume)

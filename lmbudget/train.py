@@ -1,0 +1,317 @@
+"""The one training loop: budgeted on the reference-system clock, with algorithm hooks.
+
+Everything a run does is here once: data draws, microbatch accumulation, clipping, the
+optimizer step (with Sophia's Hessian pass), the budget-fraction LR schedule, validation at
+fixed RST intervals, checkpoints, and the summary. Algorithms act only through the hooks of
+``lmbudget.algorithms.base`` (see its pseudocode), and every unit of work goes through
+``Clock.charge`` before it is done.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from lmbudget import checkpoint
+from lmbudget.algorithms import Batch, build_algorithm
+from lmbudget.clock import BudgetExhausted, Clock, CostTable, default_reference, load_reference, parse_budget
+from lmbudget.config import RunConfig
+from lmbudget.data import prepare_data
+from lmbudget.data.loader import BatchStream
+from lmbudget.data.mlm import mask_tokens
+from lmbudget.io import atomic_write_json
+from lmbudget.models import build_model
+from lmbudget.optim import build_optimizer
+from lmbudget.runlog import MetricsLog
+from lmbudget.schedules import lr_factor
+
+EVAL_MASK_SEED = 1234  # validation masks are fixed so every evaluation (and every run) sees the same targets
+
+
+class RunError(RuntimeError):
+    """A run cannot start or continue; the message names the fix."""
+
+
+def set_seed(seed: int) -> None:
+    torch.manual_seed(seed)
+
+
+def autocast(precision: str, device: torch.device):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def cost_key(model: torch.nn.Module, active: Sequence[int] | None) -> float:
+    """Active layers per stack: what the cost table is keyed by."""
+    n = len(model.layers) if active is None else len(active)
+    return n / len(model.stacks)
+
+
+class Trainer:
+    """Owns model, optimizer, data stream, clock and algorithm for one run directory."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Path, table: CostTable | None = None, log=print,
+                 device: str | None = None, progress: bool = True):
+        self.cfg, self.run_dir, self.print = cfg, Path(run_dir), log
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        t = cfg.train
+        if t.batch % t.micro_batch:
+            raise RunError(f"train.batch={t.batch} must be a multiple of train.micro_batch={t.micro_batch}")
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        self.budget = parse_budget(t.budget)
+        self.data = prepare_data(cfg.data, log=log)
+        if cfg.model.vocab_size == 0:
+            cfg.model.vocab_size = max(cfg.data.vocab_size, self.data.vocab_size)
+        if self.data.vocab_size > cfg.model.vocab_size:
+            raise RunError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's {self.data.vocab_size}")
+        set_seed(t.seed)
+        self.model = build_model(cfg.model, self.data.special).to(self.device)
+        self.table = table or self.resolve_reference()
+        self.table.check_matches(self.model.signature(), cfg.data.seq_len)
+        self.clock = Clock(self.table, self.budget)
+        self.optimizer = build_optimizer(self.model, cfg.optim)
+        self.algorithm = build_algorithm(cfg.algorithm, cfg.algo, cfg.model.arch)
+        self.train_split = self.data.split("train")
+        self.stream = BatchStream(len(self.train_split), t.micro_batch, seed=t.seed)
+        self.mask_generator = torch.Generator().manual_seed(t.seed + 1)
+        self.hessian_generator = torch.Generator().manual_seed(t.seed + 2)
+        self.generator = torch.Generator().manual_seed(t.seed + 3)  # the algorithm's stream
+        self.batch_size, self.micro_batch = t.batch, t.micro_batch
+        self.config = cfg
+        self.wall = 0.0            # training wall time, evaluation and checkpoints excluded
+        self.tokens = 0
+        self.next_eval = t.eval_every
+        self.next_checkpoint = t.checkpoint_every
+        self.last_val_loss: float | None = None
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
+        self.progress = progress
+        if t.compile:
+            for layer in self.model.layers:
+                layer.compile()
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.precision == "fp16")
+
+    # ------------------------------------------------------------------ context for algorithms
+    def draw(self, n: int) -> Batch:
+        if n % self.micro_batch:
+            raise ValueError(f"draw({n}) must be a multiple of micro_batch={self.micro_batch}")
+        index = np.concatenate([self.stream.next() for _ in range(n // self.micro_batch)])
+        tokens = torch.from_numpy(self.train_split.tokens[index].astype(np.int64))
+        inputs = self.make_inputs(tokens, self.mask_generator)
+        ids = torch.from_numpy(self.train_split.example_ids[index])
+        return Batch(inputs["input_ids"], inputs["labels"], ids)
+
+    def make_inputs(self, tokens: torch.Tensor, generator: torch.Generator) -> dict:
+        d = self.cfg.data
+        if self.cfg.model.arch == "t5":
+            from lmbudget.data.span_corruption import span_corrupt_batch
+            return span_corrupt_batch(tokens, d, self.data.special, generator)
+        input_ids, labels = mask_tokens(tokens, self.data.special, self.data.vocab_size, d.mlm_probability, generator)
+        return {"input_ids": input_ids, "labels": labels}
+
+    def to_device(self, batch: Batch) -> dict:
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.model_inputs().items()}
+
+    def example_losses(self, batch: Batch, active=None, tag: str = "selection", free: bool = False) -> torch.Tensor:
+        losses = []
+        key = cost_key(self.model, active)
+        with torch.no_grad(), autocast(self.cfg.train.precision, self.device):
+            for micro in batch.split(self.micro_batch):
+                self.clock.charge("fwd", key, examples=len(micro), tag=tag, free=free)
+                losses.append(self.model(self.to_device(micro), active=active, per_example=True).float().cpu())
+        return torch.cat(losses)
+
+    def reset_optimizer_state(self, params) -> None:
+        for p in params:
+            self.optimizer.state.pop(p, None)
+
+    def log(self, message: str) -> None:
+        self.print(message)
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, resume: bool = False) -> dict:
+        if resume and checkpoint.latest(self.run_dir):
+            self.restore()
+            self.print(f"resumed at step {self.clock.steps}, RST {self.clock.used:.1f}s of {self.budget}")
+        else:
+            self.metrics.reset()
+        self.algorithm.on_start(self)
+        status = "completed"
+        bar = self.progress_bar()
+        try:
+            while not self.clock.exhausted:
+                start = time.perf_counter()
+                try:
+                    loss = self.train_step()
+                except BudgetExhausted:
+                    self.wall += time.perf_counter() - start
+                    break
+                self.wall += time.perf_counter() - start
+                bar.update(self.clock.used - bar.n)
+                bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{self.tokens / max(self.wall, 1e-9):.0f}")
+                if not math.isfinite(loss):
+                    status = "diverged"
+                    self.print(f"training loss became {loss} at step {self.clock.steps}: stopping (status: diverged)")
+                    break
+                self.after_step(loss)
+        finally:
+            bar.close()
+        if status == "completed":
+            self.last_val_loss = self.evaluate()
+            self.metrics.append(self.metric_line(None, val_loss=self.last_val_loss, final=True))
+            self.save_checkpoint()
+        summary = self.write_summary(status)
+        return summary
+
+    def train_step(self) -> float:
+        cfg, clock, alg = self.cfg, self.clock, self.algorithm
+        fraction = clock.fraction
+        alg.on_progress(self, fraction)
+        lr = cfg.optim.lr * lr_factor(cfg.optim.schedule, fraction)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        batch = alg.select_batch(self, self.batch_size)
+        total, n_micro = 0.0, 0
+        for micro in batch.split(self.micro_batch):
+            active = alg.active_layers(self, fraction)
+            clock.charge("fwd_bwd", cost_key(self.model, active), examples=len(micro))
+            with autocast(cfg.train.precision, self.device):
+                loss = self.model(self.to_device(micro), active=active)
+            self.scaler.scale(loss * len(micro) / len(batch)).backward()
+            total += loss.item() * len(micro) / len(batch)
+            n_micro += 1
+        clock.charge("step", cfg.optim.name)
+        self.scaler.unscale_(self.optimizer)
+        if cfg.optim.clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.clip)
+        if hasattr(self.optimizer, "set_batch_tokens"):
+            self.optimizer.set_batch_tokens(int((batch.labels != -100).sum()))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        if getattr(self.optimizer, "needs_hessian", False) and (clock.steps + 1) % cfg.optim.hessian_every == 0:
+            self.hessian_update()
+        clock.step_done()
+        self.tokens += len(batch) * cfg.data.seq_len
+        alg.after_step(self, total)
+        return total
+
+    def hessian_update(self) -> None:
+        """Sophia's Gauss-Newton-Bartlett pass on a fresh share of a batch, charged as forward+backward."""
+        n = max(self.micro_batch, int(self.batch_size * self.cfg.optim.hessian_batch_fraction) // self.micro_batch * self.micro_batch)
+        batch = self.draw(n)
+        for micro in batch.split(self.micro_batch):
+            self.clock.charge("fwd_bwd", cost_key(self.model, None), examples=len(micro), tag="hessian",
+                              free=self.cfg.optim.free_hessian)
+            with autocast(self.cfg.train.precision, self.device):
+                loss = self.model.hessian_loss(self.to_device(micro), self.hessian_generator)
+            (loss * len(micro) / len(batch)).backward()
+        self.optimizer.update_hessian()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def after_step(self, loss: float) -> None:
+        t = self.cfg.train
+        fraction = self.clock.fraction
+        val = None
+        if fraction >= self.next_eval:
+            val = self.last_val_loss = self.evaluate()
+            while self.next_eval <= fraction:
+                self.next_eval += t.eval_every
+        if val is not None or self.clock.steps % t.log_every == 0:
+            self.metrics.append(self.metric_line(loss, val_loss=val))
+        if fraction >= self.next_checkpoint:
+            while self.next_checkpoint <= fraction:
+                self.next_checkpoint += t.checkpoint_every
+            self.save_checkpoint()
+
+    def metric_line(self, loss: float | None, val_loss: float | None = None, final: bool = False) -> dict:
+        line = {"step": self.clock.steps, "rst_s": round(self.clock.used, 6), "wall_s": round(self.wall, 4),
+                "tokens": self.tokens, "lr": self.optimizer.param_groups[0]["lr"]}
+        if loss is not None:
+            line["train_loss"] = loss
+        if val_loss is not None:
+            line["val_loss"] = val_loss
+        if final:
+            line["final"] = True
+        return line
+
+    # ------------------------------------------------------------------ evaluation (not charged)
+    @torch.no_grad()
+    def evaluate(self, split: str = "validation") -> float:
+        data = self.data.split(split)
+        n = min(len(data), self.cfg.train.eval_batches * self.micro_batch)
+        if n == 0:
+            raise RunError(f"the {split} split is empty: use a larger corpus or data.validation_fraction")
+        was_training = self.model.training
+        self.model.eval()
+        generator = torch.Generator().manual_seed(EVAL_MASK_SEED)
+        active = self.algorithm.eval_layers(self)
+        total, count = 0.0, 0
+        for start in range(0, n, self.micro_batch):
+            tokens = torch.from_numpy(data.tokens[start:min(start + self.micro_batch, n)].astype("int64"))
+            inputs = {k: v.to(self.device) for k, v in self.make_inputs(tokens, generator).items()}
+            with autocast(self.cfg.train.precision, self.device):
+                losses = self.model(inputs, active=active, per_example=True)
+            total += losses.float().sum().item()
+            count += len(losses)
+        self.model.train(was_training)
+        return total / count
+
+    # ------------------------------------------------------------------ persistence
+    def save_checkpoint(self) -> None:
+        state = {
+            "clock": self.clock.state_dict(), "stream_position": self.stream.position,
+            "wall": self.wall, "tokens": self.tokens, "next_eval": self.next_eval,
+            "next_checkpoint": self.next_checkpoint, "last_val_loss": self.last_val_loss,
+            "metrics_lines": self.metrics.lines,
+        }
+        generators = {"mask": self.mask_generator, "hessian": self.hessian_generator, "algorithm": self.generator}
+        checkpoint.save(self.run_dir, self.model, self.optimizer, state, generators, self.algorithm.state_dict())
+
+    def restore(self) -> None:
+        generators = {"mask": self.mask_generator, "hessian": self.hessian_generator, "algorithm": self.generator}
+        state, algo_state = checkpoint.load(self.run_dir, self.model, self.optimizer, generators)
+        self.clock.load_state_dict(state["clock"])
+        self.stream = BatchStream(len(self.train_split), self.micro_batch, seed=self.cfg.train.seed,
+                                  position=state["stream_position"])
+        self.wall, self.tokens = state["wall"], state["tokens"]
+        self.next_eval, self.next_checkpoint = state["next_eval"], state["next_checkpoint"]
+        self.last_val_loss = state["last_val_loss"]
+        self.metrics.truncate(state["metrics_lines"])
+        self.algorithm.load_state_dict(algo_state)
+
+    def write_summary(self, status: str) -> dict:
+        summary = {
+            "status": status, "model": self.cfg.model_name, "algorithm": self.cfg.algorithm,
+            "optimizer": self.cfg.optim.name, "seed": self.cfg.train.seed, "reference": self.table.name,
+            "budget": str(self.budget), "budget_kind": self.budget.kind,
+            "budget_rst_s": self.budget.value if self.budget.kind == "rst" else None,
+            "rst_s": self.clock.used, "wall_s": self.wall, "steps": self.clock.steps, "tokens": self.tokens,
+            "tokens_per_s": self.tokens / self.wall if self.wall else 0.0,
+            "final_val_loss": self.last_val_loss, "rst_breakdown": self.clock.ledger,
+            "device": str(self.device), "clock_rule": "each unit of work is charged its reference-system cost "
+            "(cost table per microbatch, scaled by examples / table micro_batch) before it runs",
+        }
+        summary.update(self.algorithm.summary())
+        atomic_write_json(self.run_dir / "summary.json", summary)
+        return summary
+
+    def progress_bar(self):
+        from tqdm.auto import tqdm
+        total = self.budget.value if self.budget.kind == "rst" else None
+        return tqdm(total=total, initial=self.clock.used, unit="RST s", disable=not self.progress,
+                    bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} RST s [{elapsed}<{remaining}{postfix}]",
+                    dynamic_ncols=True, leave=False)
+
+    def resolve_reference(self) -> CostTable:
+        ref = self.cfg.train.reference
+        if ref:
+            return load_reference(ref)
+        return default_reference(self.cfg.model_name, self.model.signature(), self.cfg.data.seq_len)
