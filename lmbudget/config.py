@@ -130,8 +130,9 @@ def coerce(value: Any, tp: Any, name: str) -> Any:
             return False
         raise ConfigError(f"{name}={value!r} is not a boolean; use true or false")
     if tp in (int, float):
+        kind = "an integer" if tp is int else "a number"
         if isinstance(value, bool):
-            raise ConfigError(f"{name}={value!r} must be a {tp.__name__}")
+            raise ConfigError(f"{name}={value!r} must be {kind}")
         try:
             if tp is int and isinstance(value, str):
                 f = float(value)
@@ -140,7 +141,7 @@ def coerce(value: Any, tp: Any, name: str) -> Any:
                 return int(f)
             return tp(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"{name}={value!r} must be a {tp.__name__}") from None
+            raise ConfigError(f"{name}={value!r} must be {kind}") from None
     if tp is str:
         return str(value)
     return value
