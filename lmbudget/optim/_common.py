@@ -1,0 +1,41 @@
+"""Helpers shared by the optimizers in this package."""
+from __future__ import annotations
+
+import torch
+
+# nanoT5's AdamWScale floor: a freshly zero-initialised tensor (RMS 0) still moves.
+RMS_FLOOR = 1e-3
+
+
+def rms_scales(params: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Per-tensor step multipliers max(1e-3, sqrt(mean(p^2))), as 0-dim tensors.
+
+    Kept as tensors (not Python floats) so a GPU step needs no host sync, and built
+    with foreach ops so it costs a few kernels, not a few per parameter.
+    """
+    scales = torch._foreach_norm(params)  # fresh tensors: safe to modify in place
+    torch._foreach_div_(scales, [p.numel() ** 0.5 for p in params])
+    torch._foreach_clamp_min_(scales, RMS_FLOOR)
+    return scales
+
+
+def grads_of(group: dict, state: dict, init) -> tuple[list, list, list[dict]]:
+    """(params, grads, states) of a group's params that have a gradient.
+
+    ``init(p)`` returns the fresh state of a parameter. State is (re)created lazily
+    whenever it is missing, so ``optimizer.state.pop(p, None)`` resets one parameter
+    (layer stacking relies on this).
+    """
+    params, grads, states = [], [], []
+    for p in group["params"]:
+        if p.grad is None:
+            continue
+        if p.grad.is_sparse:
+            raise RuntimeError("lmbudget optimizers do not support sparse gradients")
+        st = state[p]
+        if not st:
+            st.update(init(p))
+        params.append(p)
+        grads.append(p.grad)
+        states.append(st)
+    return params, grads, states

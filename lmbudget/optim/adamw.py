@@ -1,0 +1,88 @@
+"""AdamW, plain (BERT) or RMS-scaled "AdamWScale" (nanoT5, used for T5).
+
+AdamWScale, per parameter tensor, at step t (per-parameter, so a reset restarts it):
+    m <- b1*m + (1-b1)*g,   v <- b2*v + (1-b2)*g*g
+    s  = max(1e-3, RMS(p))                     RMS taken before this step's update
+    p <- p*(1 - lr*wd)                         decoupled decay, not RMS-scaled
+    p <- p - lr*s * sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)
+
+eps sits outside the bias correction, as in nanoT5's (HuggingFace-derived) code.
+nanoT5 decays after the Adam step; decaying first (as torch.optim.AdamW, Lion and
+Sophia here do) differs by O(lr^2*wd) and the T5 recipe uses wd = 0 anyway.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ._common import grads_of, rms_scales
+
+
+def _fresh_state(p: torch.Tensor) -> dict:
+    # 'step' is a plain int: exact bias correction and no host sync on GPU.
+    return {"step": 0,
+            "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+            "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
+
+
+class AdamWScale(torch.optim.Optimizer):
+    needs_hessian = False
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-6, weight_decay: float = 0.0):
+        if lr < 0 or eps < 0 or weight_decay < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
+            raise ValueError(f"invalid AdamWScale settings: lr={lr}, betas={betas}, eps={eps}, "
+                             f"weight_decay={weight_decay}")
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+
+    @classmethod
+    def from_config(cls, params, cfg) -> torch.optim.Optimizer:
+        """``cfg.name == 'adamw'``: AdamWScale if ``cfg.rms_scaled``, else torch's AdamW.
+
+        Plain AdamW is torch's own multi-tensor implementation: faster than anything
+        written here, and its state dict / lazy state init behave the same way.
+        """
+        betas = (cfg.beta1, cfg.beta2)
+        if not cfg.rms_scaled:
+            return torch.optim.AdamW(params, lr=cfg.lr, betas=betas, eps=cfg.eps,
+                                     weight_decay=cfg.weight_decay, foreach=True)
+        return cls(params, lr=cfg.lr, betas=betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params, grads, states = grads_of(group, self.state, _fresh_state)
+            if not params:
+                continue
+            lr, wd, eps, (b1, b2) = group["lr"], group["weight_decay"], group["eps"], group["betas"]
+            m = [s["exp_avg"] for s in states]
+            v = [s["exp_avg_sq"] for s in states]
+            scales = rms_scales(params)
+
+            torch._foreach_mul_(m, b1)
+            torch._foreach_add_(m, grads, alpha=1 - b1)
+            torch._foreach_mul_(v, b2)
+            torch._foreach_addcmul_(v, grads, grads, value=1 - b2)
+
+            # Bias-corrected step size per tensor; steps differ after a state reset.
+            step_sizes = []
+            for s in states:
+                s["step"] += 1
+                t = s["step"]
+                step_sizes.append(-lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t))
+
+            denom = torch._foreach_sqrt(v)
+            torch._foreach_add_(denom, eps)
+            update = torch._foreach_div(m, denom)
+            torch._foreach_mul_(update, scales)
+            torch._foreach_mul_(update, step_sizes)
+
+            if wd != 0:
+                torch._foreach_mul_(params, 1 - lr * wd)
+            torch._foreach_add_(params, update)
+        return loss

@@ -1,0 +1,98 @@
+"""SophiaG (Liu et al. 2023) with the Gauss-Newton-Bartlett Hessian estimator.
+
+    step():            m <- b1*m + (1-b1)*g
+                       p <- p*(1 - lr*wd)
+                       p <- p - lr*s*sign(m)*min(|m| / (rho*bs*h + 1e-15), 1)
+    update_hessian():  h <- b2*h + (1-b2)*g*g
+
+with bs the tokens per batch (``set_batch_tokens``) and s = max(1e-3, RMS(p)) when
+rms_scaled, else 1. The clamp bounds every coordinate's step by lr*s.
+
+The training loop owns the Hessian pass, every ``cfg.hessian_every`` steps: a forward
+on a batch whose labels are *sampled from the model's vocabulary logits*, a backward,
+then ``update_hessian()`` (which reads the params' ``.grad``), then zero the grads.
+"""
+from __future__ import annotations
+
+import torch
+
+from ._common import grads_of, rms_scales
+
+
+def _fresh_state(p: torch.Tensor) -> dict:
+    return {"exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+            "hessian": torch.zeros_like(p, memory_format=torch.preserve_format)}
+
+
+class SophiaG(torch.optim.Optimizer):
+    needs_hessian = True  # the loop asks this to decide whether to run Hessian passes
+
+    def __init__(self, params, lr: float = 1e-4, betas: tuple[float, float] = (0.965, 0.99),
+                 rho: float = 0.04, weight_decay: float = 0.0, rms_scaled: bool = False):
+        if lr < 0 or rho < 0 or weight_decay < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
+            raise ValueError(f"invalid Sophia settings: lr={lr}, betas={betas}, rho={rho}, "
+                             f"weight_decay={weight_decay}")
+        # bs=None until the loop calls set_batch_tokens: a silent default token count
+        # would scale the clipping threshold wrongly without any sign.
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), rho=rho, weight_decay=weight_decay,
+                                      rms_scaled=rms_scaled, bs=None))
+
+    @classmethod
+    def from_config(cls, params, cfg) -> "SophiaG":
+        return cls(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), rho=cfg.rho,
+                   weight_decay=cfg.weight_decay, rms_scaled=cfg.rms_scaled)
+
+    def set_batch_tokens(self, n: int) -> None:
+        """Tokens in the batch of the coming step (the ``bs`` of the update rule)."""
+        for group in self.param_groups:
+            group["bs"] = int(n)
+
+    @torch.no_grad()
+    def update_hessian(self) -> None:
+        """Fold the current ``.grad`` (from the sampled-label pass) into the Hessian EMA."""
+        for group in self.param_groups:
+            _, grads, states = grads_of(group, self.state, _fresh_state)
+            if not grads:
+                continue
+            b2 = group["betas"][1]
+            h = [s["hessian"] for s in states]
+            torch._foreach_mul_(h, b2)
+            torch._foreach_addcmul_(h, grads, grads, value=1 - b2)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params, grads, states = grads_of(group, self.state, _fresh_state)
+            if not params:
+                continue
+            if group["bs"] is None:
+                raise RuntimeError("SophiaG.step() needs the batch size in tokens: call "
+                                   "optimizer.set_batch_tokens(n) before stepping")
+            m = [s["exp_avg"] for s in states]
+            h = [s["hessian"] for s in states]
+            lr, wd, rho, bs = group["lr"], group["weight_decay"], group["rho"], group["bs"]
+            b1 = group["betas"][0]
+            scales = rms_scales(params) if group["rms_scaled"] else None
+
+            torch._foreach_mul_(m, b1)
+            torch._foreach_add_(m, grads, alpha=1 - b1)
+
+            # ratio = sign(m) * min(|m| / (rho*bs*h + 1e-15), 1). With h = 0 (no Hessian
+            # yet, or a flat coordinate) this is sign descent with step lr.
+            denom = torch._foreach_mul(h, rho * bs)
+            torch._foreach_add_(denom, 1e-15)
+            ratio = torch._foreach_abs(m)
+            torch._foreach_div_(ratio, denom)
+            torch._foreach_clamp_max_(ratio, 1.0)
+            torch._foreach_mul_(ratio, torch._foreach_sign(m))
+            if scales is not None:
+                torch._foreach_mul_(ratio, scales)
+
+            if wd != 0:
+                torch._foreach_mul_(params, 1 - lr * wd)
+            torch._foreach_add_(params, ratio, alpha=-lr)
+        return loss
