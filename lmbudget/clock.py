@@ -250,17 +250,19 @@ class Clock:
 
         Raises BudgetExhausted, charging nothing, if it would pass an RST budget. ``free`` records
         the unit in the ledger without charging it (the paper's "for free" ablations)."""
-        c = self.cost(kind, key, examples)
-        if not free and self.budget.kind == "rst" and self.used + c > self.budget.value * (1 + 1e-12):
+        return self.charge_seconds(self.cost(kind, key, examples), tag, free)
+
+    def charge_seconds(self, rst_s: float, tag: str, free: bool = False) -> float:
+        """Charge RST seconds (a unit's cost, or auxiliary work measured elsewhere such as an
+        irreducible-loss model's training run)."""
+        if not free and self.budget.kind == "rst" and self.used + rst_s > self.budget.value * (1 + 1e-12):
             raise BudgetExhausted
         entry = self.ledger.setdefault(tag, {"rst_s": 0.0, "units": 0.0, "free_rst_s": 0.0})
         entry["units"] += 1
-        if free:
-            entry["free_rst_s"] += c
-        else:
-            entry["rst_s"] += c
-            self.used += c
-        return c
+        entry["free_rst_s" if free else "rst_s"] += rst_s
+        if not free:
+            self.used += rst_s
+        return rst_s
 
     def step_done(self) -> None:
         self.steps += 1

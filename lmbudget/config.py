@@ -45,6 +45,7 @@ class DataConfig:
     noise_density: float = 0.15  # T5 span corruption
     mean_span_length: float = 3.0
     cache_dir: str = ""         # "": $LMBUDGET_HOME/data (default ~/.cache/lmbudget/data)
+    train_split: Literal["train", "holdout"] = "train"  # RHO-loss trains its irreducible-loss model on "holdout"
 
 
 @dataclass

@@ -119,14 +119,19 @@ class Trainer:
     def to_device(self, batch: Batch) -> dict:
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.model_inputs().items()}
 
-    def example_losses(self, batch: Batch, active=None, tag: str = "selection", free: bool = False) -> torch.Tensor:
+    def example_losses(self, batch: Batch, active=None, tag: str = "selection", free: bool = False,
+                       model: torch.nn.Module | None = None) -> torch.Tensor:
+        model = model or self.model
         losses = []
-        key = cost_key(self.model, active)
+        key = cost_key(model, active)
         with torch.no_grad(), autocast(self.cfg.train.precision, self.device):
             for micro in batch.split(self.micro_batch):
                 self.clock.charge("fwd", key, examples=len(micro), tag=tag, free=free)
-                losses.append(self.model(self.to_device(micro), active=active, per_example=True).float().cpu())
+                losses.append(model(self.to_device(micro), active=active, per_example=True).float().cpu())
         return torch.cat(losses)
+
+    def charge_external(self, rst_s: float, tag: str) -> None:
+        self.clock.charge_seconds(rst_s, tag)
 
     def reset_optimizer_state(self, params) -> None:
         for p in params:
@@ -192,7 +197,7 @@ class Trainer:
         if cfg.optim.clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.clip)
         if hasattr(self.optimizer, "set_batch_tokens"):
-            self.optimizer.set_batch_tokens(int((batch.labels != -100).sum()))
+            self.optimizer.set_batch_tokens(batch.input_ids.numel())  # Sophia's bs: tokens per batch
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)

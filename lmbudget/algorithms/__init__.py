@@ -2,10 +2,18 @@
 from __future__ import annotations
 
 from lmbudget.algorithms.base import Algorithm, Batch, Context
+from lmbudget.algorithms.layer_dropping import LayerDropping
+from lmbudget.algorithms.layer_stacking import LayerStacking
+from lmbudget.algorithms.rho_loss import RhoLoss
+from lmbudget.algorithms.selective_backprop import SelectiveBackprop
 from lmbudget.config import ConfigError
 
 ALGORITHMS: dict[str, type[Algorithm]] = {cls.name: cls for cls in (
-    Algorithm,
+    Algorithm,          # "baseline": every hook at its default
+    LayerStacking,
+    LayerDropping,
+    SelectiveBackprop,
+    RhoLoss,
 )}
 
 

@@ -20,7 +20,7 @@ clock sees it. Algorithms never touch the optimizer, the data stream or the cloc
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, Callable, ClassVar, Protocol, Sequence
+from typing import Any, ClassVar, Protocol, Sequence
 
 import torch
 
@@ -60,13 +60,18 @@ class Context(Protocol):
     generator: torch.Generator    # the algorithm's own random stream, checkpointed by the loop
     batch_size: int               # global batch (examples per optimizer step)
     micro_batch: int
+    data: Any                     # lmbudget.data.PreparedData: tokenizer, special ids, splits
 
     def draw(self, n: int) -> Batch:
         """The next ``n`` training examples (a multiple of micro_batch), masked. Free: data loading."""
 
     def example_losses(self, batch: Batch, active: Sequence[int] | None = None, tag: str = "selection",
-                       free: bool = False) -> torch.Tensor:
-        """Per-example loss without gradients; charged as forward-only passes (``free`` to leave them uncharged)."""
+                       free: bool = False, model: torch.nn.Module | None = None) -> torch.Tensor:
+        """Per-example loss without gradients; charged as forward-only passes (``free`` to leave them uncharged).
+        ``model`` scores with another model of the same architecture (RHO-loss's irreducible-loss model)."""
+
+    def charge_external(self, rst_s: float, tag: str) -> None:
+        """Charge RST of auxiliary work measured elsewhere (e.g. training an irreducible-loss model)."""
 
     def reset_optimizer_state(self, params: Sequence[torch.nn.Parameter]) -> None:
         """Drop the optimizer state of these parameters; it restarts from zero at their next step."""
@@ -146,5 +151,3 @@ def parse_float_list(value: Any, key: str) -> list[float]:
     except ValueError:
         raise ConfigError(f"algorithm.{key}={value!r} must be a comma-separated list of numbers, e.g. 0.125,0.3") from None
 
-
-Hook = Callable[..., Any]
