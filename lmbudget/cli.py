@@ -84,6 +84,24 @@ def cmd_references(a) -> None:
             print(f"{origin:8s} {name:28s} {desc}")
 
 
+def cmd_algorithms(a) -> None:
+    import dataclasses
+
+    from lmbudget.algorithms import ALGORITHMS
+    from lmbudget.optim import OPTIMIZERS, optimizer_defaults
+
+    print("algorithms (combine with any optimizer; set parameters with algorithm.KEY=VALUE):")
+    for name, cls in ALGORITHMS.items():
+        defaults = dataclasses.asdict(cls.Config(**cls.defaults("bert")))
+        print(f"  {name:20s} {cls.summary_line}")
+        if defaults:
+            print(f"  {'':20s} defaults: {', '.join(f'{k}={v}' for k, v in defaults.items())}")
+    print("optimizers (--optimizer NAME; paper defaults for BERT shown):")
+    for name in OPTIMIZERS:
+        d = optimizer_defaults(name, "bert")
+        print(f"  {name:20s} {', '.join(f'{k}={v}' for k, v in d.items() if k != 'name')}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lmbudget", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -113,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true", help="replace whatever --run-dir holds")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("algorithms", help="list the algorithms and optimizers with their defaults")
+    s.set_defaults(func=cmd_algorithms)
 
     s = sub.add_parser("references", help="list built-in and saved reference systems")
     s.set_defaults(func=cmd_references)
