@@ -313,7 +313,7 @@ class Trainer:
         total = self.budget.value if self.budget.kind == "rst" else None
         return tqdm(total=total, initial=self.clock.used, unit="RST s", disable=not self.progress,
                     bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} RST s [{elapsed}<{remaining}{postfix}]",
-                    dynamic_ncols=True, leave=False)
+                    dynamic_ncols=True, leave=False, mininterval=1.0)
 
     def resolve_reference(self) -> CostTable:
         ref = self.cfg.train.reference

@@ -1,0 +1,198 @@
+"""The one loop, driven by the registries: every algorithm and every optimizer runs to a budget,
+respects it, writes its run directory, and resumes to the same result as an uninterrupted run."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lmbudget import checkpoint
+from lmbudget.algorithms import ALGORITHMS
+from lmbudget.checkpoint import CheckpointError
+from lmbudget.clock import ClockError, load_reference
+from lmbudget.optim import OPTIMIZERS
+from lmbudget.runs import RunDirError, make_config, train
+from lmbudget.runlog import MetricsLog
+from lmbudget.train import Trainer
+
+BUDGET = "1s"  # about 70 bert-micro steps on the built-in cpu2-bert-micro table
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A small real corpus: BBC News articles as text files."""
+    from lmbudget.data import bbc_articles
+    root = tmp_path_factory.mktemp("corpus")
+    for a in bbc_articles()[:400]:
+        (root / f"{a['id'].replace('/', '_')}.txt").write_text(a["headline"] + "\n\n" + a["body"])
+    return root
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("LMBUDGET_HOME", str(tmp_path_factory.getbasetemp() / "lmbudget-home"))
+
+
+def config(corpus, algorithm="baseline", optimizer=None, budget=BUDGET, extra=()):
+    return make_config("bert-micro", algorithm, optimizer, budget, seed=0,
+                       overrides=[f"data.corpus={corpus}", "train.checkpoint_every=0.3", "train.eval_every=0.5",
+                                  "train.threads=1", *extra])
+
+
+def max_unit(cfg) -> float:
+    t = load_reference(cfg.train.reference)
+    return max(max(t.costs["fwd_bwd"].values()) * cfg.train.micro_batch / t.micro_batch, max(t.costs["step"].values()))
+
+
+def final_weights(run_dir: Path) -> dict:
+    return load_file(str(checkpoint.latest(run_dir) / "model.safetensors"))
+
+
+def comparable_metrics(run_dir: Path) -> list[dict]:
+    return [{k: v for k, v in line.items() if k != "wall_s"} for line in MetricsLog(run_dir / "metrics.jsonl").read()]
+
+
+class Interrupt(Exception):
+    pass
+
+
+def run_interrupted(cfg, run_dir, at_step, monkeypatch):
+    """Stop the run abruptly after ``at_step`` steps (work since the last checkpoint is lost)."""
+    original = Trainer.after_step
+
+    def after_step(self, loss):
+        original(self, loss)
+        if self.clock.steps == at_step:
+            raise Interrupt
+    with monkeypatch.context() as m:
+        m.setattr(Trainer, "after_step", after_step)
+        with pytest.raises(Interrupt):
+            train(cfg, run_dir, progress=False, log=lambda *_: None)
+    assert not (run_dir / "summary.json").exists()
+
+
+CONFIGS = [(a, "adamw") for a in ALGORITHMS] + [("baseline", o) for o in OPTIMIZERS if o != "adamw"]
+
+
+@pytest.mark.parametrize("algorithm,optimizer", CONFIGS)
+def test_every_configuration_runs_to_budget_and_resumes_exactly(algorithm, optimizer, corpus, tmp_path, monkeypatch):
+    cfg = config(corpus, algorithm, optimizer)
+    full = train(cfg, tmp_path / "full", progress=False, log=lambda *_: None)
+    assert full["status"] == "completed"
+    assert full["rst_s"] <= full["budget_rst_s"]
+    assert full["budget_rst_s"] - full["rst_s"] < max_unit(cfg)  # stopped within one unit of the budget
+    assert full["steps"] >= 4 and full["final_val_loss"] > 0
+    assert sum(v["rst_s"] for v in full["rst_breakdown"].values()) == pytest.approx(full["rst_s"])
+    for name in ("config.yaml", "metrics.jsonl", "summary.json"):
+        assert (tmp_path / "full" / name).exists()
+    lines = MetricsLog(tmp_path / "full" / "metrics.jsonl").read()
+    assert [line["step"] for line in lines[:-1]] == list(range(1, full["steps"] + 1))
+    assert {"step", "rst_s", "wall_s", "tokens", "train_loss", "lr"} <= set(lines[0])
+    assert lines[-1]["val_loss"] == full["final_val_loss"]
+
+    cut = tmp_path / "cut"
+    run_interrupted(cfg, cut, at_step=full["steps"] // 2 + 1, monkeypatch=monkeypatch)
+    resumed = train(cfg, cut, resume=True, progress=False, log=lambda *_: None)
+    assert resumed["steps"] == full["steps"] and resumed["rst_s"] == pytest.approx(full["rst_s"])
+    assert resumed["final_val_loss"] == pytest.approx(full["final_val_loss"], abs=1e-5)
+    a, b = final_weights(tmp_path / "full"), final_weights(cut)
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+    ma, mb = comparable_metrics(tmp_path / "full"), comparable_metrics(cut)
+    assert len(ma) == len(mb)
+    for la, lb in zip(ma, mb):
+        assert la.keys() == lb.keys()
+        assert all(la[k] == pytest.approx(lb[k], rel=1e-5, abs=1e-6) for k in la)
+
+
+def test_lr_is_fully_decayed_at_the_end_and_peaks_mid_budget(corpus, tmp_path):
+    summary = train(config(corpus, budget="30 steps"), tmp_path / "r", progress=False, log=lambda *_: None)
+    lines = [line for line in MetricsLog(tmp_path / "r" / "metrics.jsonl").read() if "train_loss" in line]
+    lrs = [line["lr"] for line in lines]
+    peak = 1e-3
+    assert summary["steps"] == 30
+    assert lrs[0] == 0.0 and max(lrs) == pytest.approx(peak, rel=0.07)
+    assert lrs.index(max(lrs)) in (14, 15)
+    assert lrs[-1] == pytest.approx(peak * 2 / 30)  # the last step starts at fraction 29/30
+
+
+def test_finished_run_directory_is_protected(corpus, tmp_path):
+    cfg = config(corpus, budget="3 steps")
+    train(cfg, tmp_path / "r", progress=False, log=lambda *_: None)
+    before = (tmp_path / "r" / "summary.json").read_text()
+    with pytest.raises(RunDirError, match="already holds a finished run.*--resume.*--overwrite"):
+        train(cfg, tmp_path / "r", progress=False, log=lambda *_: None)
+    assert (tmp_path / "r" / "summary.json").read_text() == before
+    assert train(cfg, tmp_path / "r", resume=True, progress=False, log=lambda *_: None)["steps"] == 3
+    other = config(corpus, budget="3 steps", extra=["optim.lr=5e-4"])
+    (tmp_path / "r" / "summary.json").unlink()
+    with pytest.raises(RunDirError, match=r"optim.lr: 0.001 -> 0.0005"):
+        train(other, tmp_path / "r", resume=True, progress=False, log=lambda *_: None)
+
+
+def test_corrupt_checkpoint_is_a_clear_error_and_nothing_is_damaged(corpus, tmp_path, monkeypatch):
+    cfg = config(corpus, budget="12 steps")
+    run_interrupted(cfg, tmp_path / "r", at_step=6, monkeypatch=monkeypatch)
+    ckpt = checkpoint.latest(tmp_path / "r")
+    model_file = ckpt / "model.safetensors"
+    data = model_file.read_bytes()
+    model_file.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        train(cfg, tmp_path / "r", resume=True, progress=False, log=lambda *_: None)
+    assert model_file.read_bytes() == data[: len(data) // 2]  # left as found, for inspection
+    assert (tmp_path / "r" / "config.yaml").exists()
+
+
+def test_reference_for_another_model_is_refused(corpus, tmp_path):
+    cfg = config(corpus, budget="3 steps", extra=["model.n_layers=2"])
+    with pytest.raises(ClockError, match="another model.*n_layers: table 4 vs model 2.*lmbudget calibrate"):
+        train(cfg, tmp_path / "r", progress=False, log=lambda *_: None)
+
+
+def test_diverged_run_stops_cleanly(corpus, tmp_path):
+    cfg = config(corpus, budget="20 steps", extra=["optim.lr=1e6", "optim.clip=0"])
+    summary = train(cfg, tmp_path / "r", progress=False, log=lambda *_: None)
+    assert summary["status"] == "diverged" and summary["steps"] < 20
+
+
+def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_result(corpus, tmp_path):
+    """A real SIGKILL of the CLI process while it trains; --resume finishes to the same weights."""
+    args = ["--model", "bert-micro", "--budget", "60 steps", "--seed", "0", "--quiet",
+            f"data.corpus={corpus}", "train.checkpoint_every=0.1", "train.threads=1"]
+    env = dict(os.environ)
+    cmd = [sys.executable, "-m", "lmbudget", "train"]
+    subprocess.run(cmd + args + ["--run-dir", str(tmp_path / "full")], check=True, env=env, capture_output=True)
+    proc = subprocess.Popen(cmd + args + ["--run-dir", str(tmp_path / "cut")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait for the second checkpoint, then kill mid-step
+        latest = checkpoint.latest(tmp_path / "cut") if (tmp_path / "cut" / "checkpoints" / "latest.json").exists() else None
+        if latest and int(latest.name.split("-")[1]) >= 12:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "cut" / "summary.json").exists()
+    subprocess.run(cmd + args + ["--run-dir", str(tmp_path / "cut"), "--resume"], check=True, env=env, capture_output=True)
+    a, b = final_weights(tmp_path / "full"), final_weights(tmp_path / "cut")
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+    assert comparable_metrics(tmp_path / "full") == comparable_metrics(tmp_path / "cut")
+    assert json.loads((tmp_path / "cut" / "summary.json").read_text())["steps"] == 60
+
+
+def test_cli_errors_are_one_line_with_exit_code_2(tmp_path):
+    for args, message in [(["train", "--model", "bert-huge"], "unknown model 'bert-huge'"),
+                          (["train", "--model", "bert-micro", "--budget", "fast"], "malformed budget 'fast'"),
+                          (["train", "--model", "bert-micro", "optim.lrr=1"], "unknown config key 'optim.lrr'"),
+                          (["train", "--model", "bert-micro", "--algorithm", "magic"], "unknown algorithm 'magic'"),
+                          (["train", "--model", "bert-micro", "data.corpus=/no/such/dir", "--run-dir", str(tmp_path / "x")],
+                           "/no/such/dir")]:
+        out = subprocess.run([sys.executable, "-m", "lmbudget", *args], capture_output=True, text=True)
+        assert out.returncode == 2, (args, out.stderr)
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("lmbudget: error:") and message in lines[0], out.stderr
