@@ -1,0 +1,91 @@
+"""Tokenizers trained on the train split only, cached by what determines them.
+
+* ``wordpiece`` (BERT): BertNormalizer (lowercase and strip accents when ``cfg.lowercase``),
+  BertPreTokenizer, WordPiece decoder; ids 0-4 are ``[PAD] [UNK] [CLS] [SEP] [MASK]``.
+* ``unigram`` (T5): a SentencePiece-style Unigram model (Metaspace) with ``<pad>``=0, ``</s>``=1,
+  ``<unk>``=2 and 100 sentinels ``<extra_id_0>``..``<extra_id_99>`` at the top of the vocabulary in
+  *descending* order as in T5: ``<extra_id_k>`` = ``special['sentinel_0'] - k`` and
+  ``<extra_id_0>`` is the last id. The sentinels count towards ``cfg.vocab_size``.
+
+The post-processor adds ``[CLS] x [SEP]`` (wordpiece) or ``x </s>`` (unigram) for downstream use;
+packing encodes with ``add_special_tokens=False`` and places separators itself.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+from lmbudget.config import ConfigError, DataConfig
+from lmbudget.io import atomic_write_text
+
+WORDPIECE_SPECIAL = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
+UNIGRAM_SPECIAL = {"pad": "<pad>", "eos": "</s>", "unk": "<unk>"}
+N_SENTINELS = 100
+VERSION = 1  # bump when the recipe changes so cached tokenizers are not reused
+
+
+def tokenizer_key(cfg: DataConfig, train_checksum: str) -> str:
+    spec = dict(version=VERSION, kind=cfg.tokenizer, vocab_size=cfg.vocab_size, lowercase=cfg.lowercase,
+                train=train_checksum)
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def build_untrained(cfg: DataConfig) -> tuple[Tokenizer, object]:
+    if cfg.tokenizer == "wordpiece":
+        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
+                                                    strip_accents=cfg.lowercase, lowercase=cfg.lowercase)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece()
+        trainer = trainers.WordPieceTrainer(vocab_size=cfg.vocab_size, special_tokens=list(WORDPIECE_SPECIAL.values()),
+                                            show_progress=False)
+        return tok, trainer
+    if cfg.vocab_size <= N_SENTINELS + len(UNIGRAM_SPECIAL):
+        raise ConfigError(f"data.vocab_size={cfg.vocab_size} is too small for a unigram tokenizer with {N_SENTINELS} sentinels")
+    tok = Tokenizer(models.Unigram())
+    steps = [normalizers.NFKC()] + ([normalizers.Lowercase(), normalizers.NFD(), normalizers.StripAccents()]
+                                    if cfg.lowercase else [])
+    tok.normalizer = normalizers.Sequence(steps)
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    trainer = trainers.UnigramTrainer(vocab_size=cfg.vocab_size - N_SENTINELS, special_tokens=list(UNIGRAM_SPECIAL.values()),
+                                      unk_token="<unk>", show_progress=False)
+    return tok, trainer
+
+
+def train(texts: list[str], cfg: DataConfig) -> Tokenizer:
+    tok, trainer = build_untrained(cfg)
+    tok.train_from_iterator(texts, trainer, length=len(texts))
+    if cfg.tokenizer == "wordpiece":
+        cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+        tok.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    else:
+        tok.add_special_tokens([f"<extra_id_{k}>" for k in reversed(range(N_SENTINELS))])
+        tok.post_processor = processors.TemplateProcessing(
+            single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))])
+    return tok
+
+
+def special_ids(tok: Tokenizer, kind: str) -> dict[str, int]:
+    names = WORDPIECE_SPECIAL if kind == "wordpiece" else UNIGRAM_SPECIAL
+    special = {name: tok.token_to_id(token) for name, token in names.items()}
+    if kind == "unigram":
+        special["sentinel_0"] = tok.token_to_id("<extra_id_0>")
+    return special
+
+
+def load_or_train(texts: list[str], cfg: DataConfig, train_checksum: str, cache: Path, log=print) -> tuple[Tokenizer, str]:
+    """The tokenizer for this train split and recipe: from ``cache`` if trained before, else trained and saved."""
+    key = tokenizer_key(cfg, train_checksum)
+    path = cache / f"{key}.json"
+    if path.exists():
+        log(f"  tokenizer: cached {path.name}")
+        return Tokenizer.from_file(str(path)), key
+    log(f"  training {cfg.tokenizer} tokenizer (vocab {cfg.vocab_size}) on {len(texts)} train documents")
+    tok = train(texts, cfg)
+    atomic_write_text(path, tok.to_str())
+    return tok, key

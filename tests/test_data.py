@@ -1,0 +1,306 @@
+"""The data pipeline on a tiny real corpus (BBC News articles as .txt, .jsonl and .parquet)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from lmbudget.config import DataConfig
+from lmbudget.data import CorpusError, bbc_articles, prepare_data
+from lmbudget.data import sources as S
+from lmbudget.data import tokenizer as tokenization
+from lmbudget.data.corpus import SPLITS, collect, split_of
+from lmbudget.data.loader import BatchStream
+from lmbudget.data.mlm import mask_tokens
+from lmbudget.data.shards import MARKER, encode, usable_sources
+
+WP_SPECIAL = {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}
+
+
+@pytest.fixture(scope="module")
+def articles():
+    return [a for a in bbc_articles() if not a["reserved"]]
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory, articles):
+    """news/: 60 articles as .txt plus a whitespace-variant duplicate; top level: 30 in .jsonl, 30 in .parquet."""
+    root = tmp_path_factory.mktemp("corpus")
+    (root / "news").mkdir()
+    for a in articles[:60]:
+        (root / "news" / f"{a['id'].replace('/', '_')}.txt").write_text(f"{a['headline']}\n\n{a['body']}")
+    a = articles[0]
+    (root / "news" / "copy.txt").write_text(f"  {a['headline']}\n{a['body'].replace(' ', '   ')}\n")
+    with open(root / "more.jsonl", "w") as f:
+        for a in articles[60:90]:
+            f.write(json.dumps({"text": a["body"], "id": a["id"]}) + "\n")
+    pq.write_table(pa.table({"text": [a["body"] for a in articles[90:120]]}), root / "more.parquet")
+    return root
+
+
+def data_config(corpus, cache, **kw) -> DataConfig:
+    base = dict(corpus=str(corpus), vocab_size=500, seq_len=64, validation_fraction=0.1, holdout_fraction=0.2,
+                cache_dir=str(cache))
+    return DataConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def prepared(corpus_dir, cache):
+    return prepare_data(data_config(corpus_dir, cache), log=lambda *_: None)
+
+
+# ------------------------------------------------------------------------------------------ sources
+def test_local_folder_reads_txt_jsonl_parquet_with_one_source_per_subfolder(corpus_dir, articles):
+    news, top = S.resolve_sources(str(corpus_dir))
+    assert (news.name, top.name) == ("news", corpus_dir.name)
+    news_docs, top_docs = list(news.documents()), list(top.documents())
+    assert len(news_docs) == 61 and f"{articles[5]['headline']}\n\n{articles[5]['body']}" in news_docs
+    assert top_docs == [a["body"] for a in articles[60:90]] + [a["body"] for a in articles[90:120]]
+
+
+def test_long_text_file_is_cut_at_blank_lines(tmp_path):
+    paragraphs = [f"paragraph {i} " + "word " * 300 for i in range(40)]
+    (tmp_path / "book.txt").write_text("\n\n".join(paragraphs))
+    docs = list(S.LocalFiles(tmp_path / "book.txt").documents())
+    assert len(docs) > 5 and all(len(d) <= S.DOC_CHARS for d in docs)
+    assert "\n\n".join(docs) == "\n\n".join(paragraphs)
+
+
+def test_hf_source_reads_local_files_and_saved_datasets(corpus_dir, tmp_path, articles):
+    import datasets
+    assert list(S.HFDataset(f"hf:{corpus_dir / 'more.jsonl'}").documents()) == [a["body"] for a in articles[60:90]]
+    datasets.Dataset.from_dict({"text": ["one doc", "two doc"], "n": [1, 2]}).save_to_disk(str(tmp_path / "saved"))
+    assert list(S.HFDataset(f"hf:{tmp_path / 'saved'}").documents()) == ["one doc", "two doc"]
+    datasets.Dataset.from_dict({"body": ["x"]}).save_to_disk(str(tmp_path / "notext"))
+    with pytest.raises(CorpusError, match="no 'text' field"):
+        list(S.HFDataset(f"hf:{tmp_path / 'notext'}").documents())
+    spec = S.HFDataset("hf:allenai/c4:en")
+    assert (spec.dataset, spec.config) == ("allenai/c4", "en")
+
+
+def test_hf_corpus_prepares_and_honours_max_documents(corpus_dir, tmp_path):
+    pd = prepare_data(data_config(f"hf:{corpus_dir / 'more.jsonl'}", tmp_path, max_documents=20, holdout_fraction=0.0),
+                      log=lambda *_: None)
+    assert pd.manifest["sources"][0]["documents"] == 20 and len(pd.split("train")) > 0
+
+
+def test_reserved_bbc_articles_never_reach_pretraining():
+    arts = bbc_articles()
+    assert len(arts) == 2225
+    for label, n in Counter(a["label"] for a in arts).items():
+        assert sum(a["reserved"] for a in arts if a["label"] == label) == n // 2
+    # the reserved half is fixed: a change of the rule would silently move evaluation articles into pre-training
+    reserved_ids = sorted(a["id"] for a in arts if a["reserved"])
+    assert hashlib.sha256("\n".join(reserved_ids).encode()).hexdigest()[:12] == RESERVED_DIGEST
+    reserved_bodies = {S.normalize(a["body"]) for a in arts if a["reserved"]}
+    docs = list(S.BBCNews().documents())
+    assert len(docs) > 1000
+    assert not any(S.normalize(d.split("\n\n", 1)[1]) in reserved_bodies for d in docs)
+
+
+RESERVED_DIGEST = "7aa9357b7977"
+
+
+def test_missing_offline_sources_are_skipped_with_the_install_command(monkeypatch, tmp_path):
+    monkeypatch.setattr(S.WordNet, "root", tmp_path / "no-wordnet")
+    monkeypatch.setattr(S.Shakespeare, "ensure", lambda self, log: False)
+    lines = []
+    found, missing = usable_sources(DataConfig(), lines.append)
+    assert "wordnet" not in [s.name for s in found] and "bbc-news" in [s.name for s in found]
+    assert {m["name"] for m in missing} == {"wordnet", "shakespeare"}
+    assert any("wordnet" in line and "apt-get install wordnet-base" in line for line in lines)
+
+
+# ------------------------------------------------------------------------------------------ corpus
+def test_dedup_removes_exact_duplicates_after_whitespace_normalisation(prepared):
+    stats = {s["name"]: s for s in prepared.manifest["sources"]}
+    assert stats["news"]["documents"] == 60 and stats["news"]["duplicates_removed"] == 1
+    assert sum(prepared.manifest["splits"][s]["documents"] for s in SPLITS) == 120
+
+
+def test_split_is_by_document_hash_near_the_fractions_and_order_free(corpus_dir):
+    texts = [f"document number {i}" for i in range(20000)]
+    counts = Counter(split_of(t, 0, 0.1, 0.2) for t in texts)
+    assert abs(counts["holdout"] / 20000 - 0.2) < 0.015 and abs(counts["validation"] / 20000 - 0.1) < 0.012
+    assert Counter(split_of(t, 1, 0.1, 0.2) for t in texts) != counts  # the seed matters
+    cfg = data_config(corpus_dir, "unused")
+    sources = S.resolve_sources(str(corpus_dir))
+    a, b = collect(sources, cfg, lambda *_: None), collect(sources[::-1], cfg, lambda *_: None)
+    split_a = {text: s for s in SPLITS for _, text in a.docs[s]}
+    assert split_a == {text: s for s in SPLITS for _, text in b.docs[s]}  # deterministic, not by position
+    assert len(split_a) == sum(len(a.docs[s]) for s in SPLITS) == 120    # disjoint
+
+
+# ------------------------------------------------------------------------------------------ tokenizer
+def test_tokenizer_lowercases_and_strips_accents(prepared):
+    tok = prepared.tokenizer
+    assert tok.normalizer.normalize_str("Café ÉCOLE naïve") == "cafe ecole naive"
+    assert tok.encode("The CAFÉ Minister").ids == tok.encode("the cafe minister").ids
+    assert prepared.special == WP_SPECIAL and prepared.vocab_size <= 500
+    cased, _ = tokenization.build_untrained(DataConfig(lowercase=False))
+    assert cased.normalizer.normalize_str("Café") == "Café"
+
+
+def test_unigram_tokenizer_has_t5_specials_and_descending_sentinels(corpus_dir, tmp_path):
+    pd = prepare_data(data_config(corpus_dir, tmp_path, tokenizer="unigram", vocab_size=600), log=lambda *_: None)
+    sp, tok = pd.special, pd.tokenizer
+    assert (sp["pad"], sp["eos"], sp["unk"]) == (0, 1, 2) and "cls" not in sp
+    assert pd.vocab_size == 600 and sp["sentinel_0"] == 599
+    assert [tok.token_to_id(f"<extra_id_{k}>") for k in range(100)] == list(range(599, 499, -1))
+    rows = pd.split("train").tokens
+    assert len(set(rows[:, 0].tolist())) > 1 and (rows == sp["eos"]).any()  # no [CLS]-like prefix; </s> separates
+
+
+# ------------------------------------------------------------------------------------------ shards
+def test_shards_shape_dtype_and_unique_example_ids(prepared):
+    total = 0
+    all_ids = []
+    for name in SPLITS:
+        split = prepared.split(name)
+        assert split.tokens.shape == (len(split), 64) and split.tokens.dtype == np.uint16
+        assert isinstance(split.tokens, np.memmap)
+        assert split.example_ids.dtype == np.int64 and split.source_ids.dtype == np.int16
+        assert (split.tokens[:, 0] == WP_SPECIAL["cls"]).all()
+        assert split.source_names == ["news", prepared.manifest["source_names"][1]]
+        all_ids.append(np.asarray(split.example_ids))
+        total += len(split)
+    assert np.array_equal(np.sort(np.concatenate(all_ids)), np.arange(total))
+    assert len(prepared.split("validation")) > 0 and len(prepared.split("holdout")) > 0
+
+
+def test_packed_rows_hold_exactly_their_sources_documents(prepared, corpus_dir):
+    """Undo the packing per source and compare with that source's encoded documents: no row mixes sources."""
+    corpus = collect(S.resolve_sources(str(corpus_dir)), data_config(corpus_dir, "unused"), lambda *_: None)
+    split = prepared.split("train")
+    order = np.argsort(split.example_ids)
+    for sid in range(2):
+        rows = [split.tokens[i] for i in order if split.source_ids[i] == sid]
+        stream = np.concatenate([r[1:] for r in rows])
+        stream = stream[: len(stream) - np.argmax(stream[::-1] != WP_SPECIAL["pad"])]  # padding of the last row
+        docs = encode(prepared.tokenizer, [t for s, t in corpus.docs["train"] if s == sid])
+        assert stream.tolist() == [t for d in docs for t in d + [WP_SPECIAL["sep"]]]
+
+
+def test_cache_hit_reuses_and_config_or_source_changes_give_new_roots(prepared, corpus_dir, cache, tmp_path):
+    lines = []
+    again = prepare_data(data_config(corpus_dir, cache), log=lines.append)
+    assert again.root == prepared.root and lines == [f"data: cached {prepared.root}"]
+    lines.clear()
+    longer = prepare_data(data_config(corpus_dir, cache, seq_len=32), log=lines.append)
+    assert longer.root != prepared.root and longer.split("train").tokens.shape[1] == 32
+    assert any("tokenizer: cached" in line for line in lines)  # same train split and recipe: not retrained
+    bigger = prepare_data(data_config(corpus_dir, cache, vocab_size=600), log=lambda *_: None)
+    assert bigger.root not in (prepared.root, longer.root)
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "a.jsonl").write_text((corpus_dir / "more.jsonl").read_text())
+    first = prepare_data(data_config(copy, cache), log=lambda *_: None).root
+    with open(copy / "a.jsonl", "a") as f:
+        f.write(json.dumps({"text": "An extra document about something new."}) + "\n")
+    assert prepare_data(data_config(copy, cache), log=lambda *_: None).root != first
+
+
+def test_interrupted_or_damaged_cache_is_rebuilt(corpus_dir, tmp_path):
+    cfg = data_config(corpus_dir, tmp_path, seq_len=48)
+    root = prepare_data(cfg, log=lambda *_: None).root
+    reference = np.array(prepare_data(cfg, log=lambda *_: None).split("train").tokens)
+    (root / MARKER).unlink()  # killed before the marker was written
+    lines = []
+    pd = prepare_data(cfg, log=lines.append)
+    assert any("incomplete" in line for line in lines) and np.array_equal(pd.split("train").tokens, reference)
+    with open(root / "train.tokens.npy", "r+b") as f:  # a truncated shard
+        f.truncate(1000)
+    assert np.array_equal(prepare_data(cfg, log=lambda *_: None).split("train").tokens, reference)
+
+
+def test_missing_shards_and_unknown_split_are_clear_errors(corpus_dir, tmp_path):
+    pd = prepare_data(data_config(corpus_dir, tmp_path, seq_len=40), log=lambda *_: None)
+    (pd.root / "holdout.tokens.npy").unlink()
+    with pytest.raises(CorpusError, match="holdout.*missing.*run prepare_data"):
+        pd.split("holdout")
+    with pytest.raises(CorpusError, match="unknown split 'test'; choose one of train, validation, holdout"):
+        pd.split("test")
+
+
+def test_corpus_errors_name_the_problem_and_fix(tmp_path):
+    with pytest.raises(CorpusError, match="unknown corpus 'wikipedia'; use 'offline-en', a local file or folder"):
+        prepare_data(data_config("wikipedia", tmp_path))
+    with pytest.raises(CorpusError, match="corpus path /no/such/dir does not exist"):
+        prepare_data(data_config("/no/such/dir", tmp_path))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "blank.txt").write_text("  \n\n ")
+    with pytest.raises(CorpusError, match="yielded no documents"):
+        prepare_data(data_config(tmp_path / "empty", tmp_path))
+
+
+# ------------------------------------------------------------------------------------------ masking
+def sample_tokens(g: torch.Generator, b: int = 64, t: int = 128) -> torch.Tensor:
+    tokens = torch.randint(5, 1000, (b, t), generator=g)
+    tokens[:, 0] = WP_SPECIAL["cls"]
+    tokens[:, 60] = WP_SPECIAL["sep"]
+    tokens[:, 100:] = WP_SPECIAL["pad"]
+    tokens[:, 30] = WP_SPECIAL["unk"]
+    return tokens
+
+
+def test_mask_tokens_rates_and_80_10_10():
+    g = torch.Generator().manual_seed(0)
+    chosen = eligible = masked = randomised = kept = 0
+    for _ in range(40):
+        tokens = sample_tokens(g)
+        inputs, labels = mask_tokens(tokens, WP_SPECIAL, 1000, 0.15, g)
+        sel = labels != -100
+        assert torch.equal(labels[sel], tokens[sel])
+        special = torch.isin(tokens, torch.tensor(list(WP_SPECIAL.values())))
+        assert not (sel & special).any() and torch.equal(inputs[special], tokens[special])
+        assert not torch.isin(inputs[sel & (inputs != 4)], torch.tensor(list(WP_SPECIAL.values()))).any()
+        chosen, eligible = chosen + sel.sum().item(), eligible + (~special).sum().item()
+        masked += (inputs[sel] == WP_SPECIAL["mask"]).sum().item()
+        kept += (inputs[sel] == tokens[sel]).sum().item()
+        randomised += ((inputs[sel] != tokens[sel]) & (inputs[sel] != WP_SPECIAL["mask"])).sum().item()
+    assert abs(chosen / eligible - 0.15) < 0.005
+    assert abs(masked / chosen - 0.8) < 0.015
+    assert abs(randomised / chosen - 0.1) < 0.01 and abs(kept / chosen - 0.1) < 0.01
+
+
+def test_mask_tokens_every_row_gets_a_target_and_is_deterministic():
+    tokens = sample_tokens(torch.Generator().manual_seed(1), b=256)
+    tokens[:, 1:100] = WP_SPECIAL["pad"]   # two eligible positions per row: the draw often picks none
+    tokens[:, 1] = 7
+    tokens[:, 50] = 9
+    _, labels = mask_tokens(tokens, WP_SPECIAL, 1000, 0.15, torch.Generator().manual_seed(2))
+    assert ((labels != -100).sum(1) >= 1).all()
+    a = mask_tokens(tokens, WP_SPECIAL, 1000, 0.15, torch.Generator().manual_seed(3))
+    b = mask_tokens(tokens, WP_SPECIAL, 1000, 0.15, torch.Generator().manual_seed(3))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+# ------------------------------------------------------------------------------------------ batch stream
+def test_batch_stream_epochs_are_permutations_and_batches_full():
+    s = BatchStream(10, 4, seed=3)
+    batches = [s.next() for _ in range(5)]
+    assert all(len(b) == 4 and b.dtype == np.int64 for b in batches)
+    flat = np.concatenate(batches)
+    assert sorted(flat[:10]) == list(range(10)) and sorted(flat[10:20]) == list(range(10))
+    assert not np.array_equal(flat[:10], flat[10:20]) and s.position == 20
+    assert not np.array_equal(BatchStream(10, 10, seed=4).next(), flat[:10])
+
+
+def test_batch_stream_resumes_exactly_from_a_position():
+    s = BatchStream(37, 8, seed=11)
+    for _ in range(6):
+        s.next()
+    resumed = BatchStream(37, 8, seed=11, position=s.position)
+    for _ in range(12):  # across several epoch boundaries
+        assert np.array_equal(s.next(), resumed.next())
