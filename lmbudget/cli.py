@@ -59,7 +59,9 @@ def cmd_train(a) -> None:
     cfg = make_config(a.model, a.algorithm, a.optimizer, a.budget, a.seed, a.reference, a.overrides)
     run_dir = Path(a.run_dir or f"runs/{a.model}-{a.algorithm}-{cfg.optim.name}-s{cfg.train.seed}")
     summary = train(cfg, run_dir, resume=a.resume, overwrite=a.overwrite, progress=not a.quiet)
-    print_summary(summary, run_dir)
+    from lmbudget.distributed import init_world
+    if init_world().is_main:
+        print_summary(summary, run_dir)
 
 
 def print_summary(s: dict, run_dir: Path) -> None:

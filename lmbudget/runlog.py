@@ -9,26 +9,32 @@ from lmbudget.io import atomic_write_text
 
 
 class MetricsLog:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, enabled: bool = True):
         self.path = Path(path)
         self.lines = 0
+        self.enabled = enabled  # only rank 0 writes under data parallelism
 
     def reset(self) -> None:
-        atomic_write_text(self.path, "")
+        if self.enabled:
+            atomic_write_text(self.path, "")
         self.lines = 0
 
     def append(self, record: dict) -> None:
+        self.lines += 1
+        if not self.enabled:
+            return
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
             f.flush()
-        self.lines += 1
 
     def truncate(self, lines: int) -> None:
+        self.lines = lines
+        if not self.enabled:
+            return
         kept = self.path.read_text().splitlines(keepends=True)[:lines] if self.path.exists() else []
         if len(kept) < lines:
             raise ValueError(f"{self.path} has {len(kept)} lines but the checkpoint saw {lines}")
         atomic_write_text(self.path, "".join(kept))
-        self.lines = lines
 
     def read(self) -> list[dict]:
         return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]

@@ -79,10 +79,16 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, overwrite: bool =
           progress: bool = True, device: str | None = None) -> dict:
     from lmbudget.train import Trainer
 
+    from lmbudget.distributed import init_world
+
+    world = init_world()
     run_dir = Path(run_dir)
     state = run_state(run_dir)
+    world.barrier()  # every rank has read the state before rank 0 may change it
     if overwrite and state != "empty":
-        shutil.rmtree(run_dir)
+        if world.is_main:
+            shutil.rmtree(run_dir)
+        world.barrier()
         state = "empty"
     if state not in ("empty", "started"):
         if resume:
@@ -100,6 +106,7 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, overwrite: bool =
                               f"resume with the same options or use a new --run-dir")
         cfg = saved
     run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(cfg, run_dir, log=log, progress=progress, device=device)
-    save_config(cfg, run_dir)  # after model.vocab_size is resolved from the tokenizer
+    trainer = Trainer(cfg, run_dir, log=log if world.is_main else (lambda *_: None), progress=progress, device=device)
+    if world.is_main:
+        save_config(cfg, run_dir)  # after model.vocab_size is resolved from the tokenizer
     return trainer.run(resume=resume)

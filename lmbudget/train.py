@@ -18,12 +18,13 @@ import numpy as np
 import torch
 
 from lmbudget import checkpoint
-from lmbudget.algorithms import Batch, build_algorithm
+from lmbudget.algorithms import Algorithm, Batch, build_algorithm
 from lmbudget.clock import BudgetExhausted, Clock, CostTable, default_reference, load_reference, parse_budget
 from lmbudget.config import RunConfig
 from lmbudget.data import prepare_data
 from lmbudget.data.loader import BatchStream
 from lmbudget.data.mlm import mask_tokens
+from lmbudget.distributed import init_world
 from lmbudget.io import atomic_write_json
 from lmbudget.models import build_model
 from lmbudget.optim import build_optimizer
@@ -60,10 +61,13 @@ class Trainer:
     def __init__(self, cfg: RunConfig, run_dir: Path, table: CostTable | None = None, log=print,
                  device: str | None = None, progress: bool = True):
         self.cfg, self.run_dir, self.print = cfg, Path(run_dir), log
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.world = init_world()
+        cuda = torch.cuda.is_available()
+        self.device = torch.device(device or (f"cuda:{self.world.local_rank}" if cuda else "cpu"))
         t = cfg.train
-        if t.batch % t.micro_batch:
-            raise RunError(f"train.batch={t.batch} must be a multiple of train.micro_batch={t.micro_batch}")
+        if t.batch % (t.micro_batch * self.world.size):
+            raise RunError(f"train.batch={t.batch} must be a multiple of train.micro_batch={t.micro_batch} x "
+                           f"{self.world.size} ranks: change train.micro_batch (costs scale per example)")
         if t.threads:
             torch.set_num_threads(t.threads)
         self.budget = parse_budget(t.budget)
@@ -84,29 +88,40 @@ class Trainer:
         self.mask_generator = torch.Generator().manual_seed(t.seed + 1)
         self.hessian_generator = torch.Generator().manual_seed(t.seed + 2)
         self.generator = torch.Generator().manual_seed(t.seed + 3)  # the algorithm's stream
-        self.batch_size, self.micro_batch = t.batch, t.micro_batch
+        self.batch_size, self.micro_batch = t.batch // self.world.size, t.micro_batch  # per rank
         self.config = cfg
         self.wall = 0.0            # training wall time, evaluation and checkpoints excluded
         self.tokens = 0
         self.next_eval = t.eval_every
         self.next_checkpoint = t.checkpoint_every
         self.last_val_loss: float | None = None
-        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", enabled=self.world.is_main)
         self.progress = progress
         if t.compile:
             for layer in self.model.layers:
                 layer.compile()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.precision == "fp16")
+        # DDP averages gradients across ranks; unused parameters occur when layers are skipped or not yet stacked.
+        skips_layers = type(self.algorithm).active_layers is not Algorithm.active_layers
+        self.trained_model = self.model if not self.world.active else torch.nn.parallel.DistributedDataParallel(
+            self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            find_unused_parameters=skips_layers)
 
     # ------------------------------------------------------------------ context for algorithms
     def draw(self, n: int) -> Batch:
+        """This rank's share of the next global draw of ``n`` x world examples (masked identically on
+        every rank, so N ranks see exactly what one process would)."""
         if n % self.micro_batch:
             raise ValueError(f"draw({n}) must be a multiple of micro_batch={self.micro_batch}")
-        index = np.concatenate([self.stream.next() for _ in range(n // self.micro_batch)])
+        index = np.concatenate([self.stream.next() for _ in range(n * self.world.size // self.micro_batch)])
         tokens = torch.from_numpy(self.train_split.tokens[index].astype(np.int64))
         inputs = self.make_inputs(tokens, self.mask_generator)
         ids = torch.from_numpy(self.train_split.example_ids[index])
-        return Batch(inputs["input_ids"], inputs["labels"], ids)
+        batch = Batch(inputs["input_ids"], inputs["labels"], ids)
+        return batch.select(torch.arange(n) + self.world.rank * n) if self.world.active else batch
+
+    def all_true(self, flag: bool) -> bool:
+        return self.world.all_true(flag)
 
     def make_inputs(self, tokens: torch.Tensor, generator: torch.Generator) -> dict:
         d = self.cfg.data
@@ -183,15 +198,22 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         batch = alg.select_batch(self, self.batch_size)
-        total, n_micro = 0.0, 0
-        for micro in batch.split(self.micro_batch):
-            active = alg.active_layers(self, fraction)
+        micros = batch.split(self.micro_batch)
+        actives = [alg.active_layers(self, fraction) for _ in micros]
+        # Under DDP, gradients are all-reduced once per step when every microbatch runs the same layers,
+        # else after each microbatch (a parameter unused in the last one must still be averaged).
+        sync_each = any(a != actives[0] for a in actives)
+        total = 0.0
+        for i, (micro, active) in enumerate(zip(micros, actives)):
             clock.charge("fwd_bwd", cost_key(self.model, active), examples=len(micro))
-            with autocast(cfg.train.precision, self.device):
-                loss = self.model(self.to_device(micro), active=active)
-            self.scaler.scale(loss * len(micro) / len(batch)).backward()
+            last = i == len(micros) - 1
+            no_sync = self.world.active and not (last or sync_each)
+            with self.trained_model.no_sync() if no_sync else contextlib.nullcontext():
+                with autocast(cfg.train.precision, self.device):
+                    loss = self.trained_model(self.to_device(micro), active=active)
+                self.scaler.scale(loss * len(micro) / len(batch)).backward()
             total += loss.item() * len(micro) / len(batch)
-            n_micro += 1
+        total = self.world.mean(total)
         clock.charge("step", cfg.optim.name)
         self.scaler.unscale_(self.optimizer)
         if cfg.optim.clip > 0:
@@ -204,7 +226,7 @@ class Trainer:
         if getattr(self.optimizer, "needs_hessian", False) and (clock.steps + 1) % cfg.optim.hessian_every == 0:
             self.hessian_update()
         clock.step_done()
-        self.tokens += len(batch) * cfg.data.seq_len
+        self.tokens += len(batch) * self.world.size * cfg.data.seq_len
         alg.after_step(self, total)
         return total
 
@@ -218,6 +240,11 @@ class Trainer:
             with autocast(self.cfg.train.precision, self.device):
                 loss = self.model.hessian_loss(self.to_device(micro), self.hessian_generator)
             (loss * len(micro) / len(batch)).backward()
+        if self.world.active:  # outside DDP's forward: average the curvature gradients by hand
+            for p in self.model.parameters():
+                if p.grad is not None:
+                    torch.distributed.all_reduce(p.grad)
+                    p.grad /= self.world.size
         self.optimizer.update_hessian()
         self.optimizer.zero_grad(set_to_none=True)
 
@@ -271,6 +298,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ persistence
     def save_checkpoint(self) -> None:
+        if not self.world.is_main:
+            return
         state = {
             "clock": self.clock.state_dict(), "stream_position": self.stream.position,
             "wall": self.wall, "tokens": self.tokens, "next_eval": self.next_eval,
@@ -305,13 +334,16 @@ class Trainer:
             "(cost table per microbatch, scaled by examples / table micro_batch) before it runs",
         }
         summary.update(self.algorithm.summary())
-        atomic_write_json(self.run_dir / "summary.json", summary)
+        summary["world_size"] = self.world.size
+        if self.world.is_main:
+            atomic_write_json(self.run_dir / "summary.json", summary)
+        self.world.barrier()
         return summary
 
     def progress_bar(self):
         from tqdm.auto import tqdm
         total = self.budget.value if self.budget.kind == "rst" else None
-        return tqdm(total=total, initial=self.clock.used, unit="RST s", disable=not self.progress,
+        return tqdm(total=total, initial=self.clock.used, unit="RST s", disable=not (self.progress and self.world.is_main),
                     bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} RST s [{elapsed}<{remaining}{postfix}]",
                     dynamic_ncols=True, leave=False, mininterval=1.0)
 

@@ -38,6 +38,9 @@ class StandIn:
         self.scored.append((tag, len(batch), free))
         return self.losses(batch)
 
+    def all_true(self, flag):
+        return flag
+
     def reset_optimizer_state(self, params):
         self.reset.append(list(params))
 

@@ -73,6 +73,10 @@ class Context(Protocol):
     def charge_external(self, rst_s: float, tag: str) -> None:
         """Charge RST of auxiliary work measured elsewhere (e.g. training an irreducible-loss model)."""
 
+    def all_true(self, flag: bool) -> bool:
+        """Whether ``flag`` holds on every data-parallel rank (just ``flag`` in one process). Loops whose
+        length depends on local data must use it so that every rank does, and is charged, the same work."""
+
     def reset_optimizer_state(self, params: Sequence[torch.nn.Parameter]) -> None:
         """Drop the optimizer state of these parameters; it restarts from zero at their next step."""
 

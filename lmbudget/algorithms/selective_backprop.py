@@ -46,7 +46,7 @@ class SelectiveBackprop(Algorithm):
 
     def select_batch(self, ctx: Context, batch_size: int) -> Batch:
         kept, count = [], 0
-        while count < batch_size:
+        while not ctx.all_true(count >= batch_size):  # under DDP every rank scores alike, so all charge alike
             candidates = ctx.draw(ctx.micro_batch)
             losses = ctx.example_losses(candidates, free=not self.cfg.charge_selection)
             chosen = candidates.select(torch.nonzero(self.keep_mask(losses, ctx.generator)).view(-1))

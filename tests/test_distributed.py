@@ -1,0 +1,62 @@
+"""Data parallelism with torchrun + gloo on the CPU: two ranks equal one process, and every
+registered algorithm and optimizer runs to its budget on two ranks without any rank hanging."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from lmbudget import checkpoint
+from lmbudget.algorithms import ALGORITHMS
+from lmbudget.optim import OPTIMIZERS
+from lmbudget.runs import make_config, train
+
+WORKER = str(Path(__file__).with_name("ddp_worker.py"))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    from lmbudget.data import bbc_articles
+    root = tmp_path_factory.mktemp("ddp-corpus")
+    for a in bbc_articles()[:300]:
+        (root / f"{a['id'].replace('/', '_')}.txt").write_text(a["headline"] + "\n\n" + a["body"])
+    return root
+
+
+def torchrun(corpus, out, specs, timeout=240):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", WORKER,
+           str(corpus), str(out), json.dumps(specs)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)  # a hung rank fails the test here
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((Path(out) / "results.json").read_text())
+
+
+def test_two_ranks_equal_one_process_and_every_algorithm_finishes(corpus, tmp_path, monkeypatch):
+    monkeypatch.setenv("LMBUDGET_HOME", str(tmp_path / "home"))
+    specs = {"equiv": ["baseline", "adamw", "12 steps"]}
+    specs.update({f"{a}-{o}": [a, o, "0.4s"] for a, o in
+                  [(a, "adamw") for a in ALGORITHMS] + [("baseline", o) for o in OPTIMIZERS if o != "adamw"]})
+    results = torchrun(corpus, tmp_path / "ddp", specs)
+
+    # one process, same global batch (16) and seed
+    cfg = make_config("bert-micro", "baseline", "adamw", "12 steps", seed=0,
+                      overrides=[f"data.corpus={corpus}", "train.threads=1", "train.batch=16", "train.eval_every=0.5"])
+    single = train(cfg, tmp_path / "single", progress=False, log=lambda *_: None)
+    a = load_file(str(checkpoint.latest(tmp_path / "single") / "model.safetensors"))
+    b = load_file(str(checkpoint.latest(tmp_path / "ddp" / "equiv") / "model.safetensors"))
+    max_diff = max((a[k] - b[k]).abs().max().item() for k in a)
+    print(f"2 ranks vs 1 process: max weight difference {max_diff:.3g}, "
+          f"val loss {results['equiv']['final_val_loss']:.6f} vs {single['final_val_loss']:.6f}")
+    assert max_diff < 1e-5
+    assert results["equiv"]["final_val_loss"] == pytest.approx(single["final_val_loss"], abs=1e-5)
+    # each rank did half the examples of each step: charged half the forward+backward work
+    assert results["equiv"]["rst_breakdown"]["train"]["rst_s"] < single["rst_breakdown"]["train"]["rst_s"]
+    assert results["equiv"]["world_size"] == 2 and results["equiv"]["tokens"] == single["tokens"]
+
+    for name, s in results.items():
+        if name == "equiv":
+            continue
+        assert s["status"] == "completed", name
+        assert s["rst_s"] <= s["budget_rst_s"] and s["steps"] >= 2, name
