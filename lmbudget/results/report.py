@@ -1,0 +1,497 @@
+"""The report: the paper's tables (Markdown + CSV) and plots (PNG) from a sweep folder's store.
+
+Rows are configurations (algorithm+optimizer), columns budgets. A cell is the mean +/- sample
+standard deviation over seeds of the completed runs, and for every row but the baseline
+(baseline+adamw) the difference to the baseline at the same budget, paired by seed, with a
+significance mark. Everything is ordered and formatted deterministically, and nothing that
+varies between identical runs (wall time, dates) enters the tables, so the same runs always give
+the same report.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lmbudget.clock import format_seconds
+from lmbudget.io import atomic_write_text
+from lmbudget.results.spec import BASELINE
+from lmbudget.results.stats import Difference, mean_std, paired_difference, time_to_target
+from lmbudget.results.store import Store
+
+LEGEND = """\
+- A cell is the mean ± sample standard deviation (n − 1) over seeds of the completed runs; a cell
+  from one seed shows the value alone. `[k/n seeds]` marks a cell with fewer completed runs than
+  the sweep's seeds (failed, diverged or unfinished runs are not averaged in).
+- `(Δ …)` is the mean difference to **baseline+adamw** at the same budget, paired by seed.
+  Significance: a two-sided paired t-test across the seeds both have: `**` p < 0.01, `*` p < 0.05,
+  `ns` not significant; `n/a` when only one seed pair exists (no test is possible with one seed;
+  run more seeds). For losses lower is better, for downstream scores higher is better.
+- Final validation loss is the run's last validation pass (masked-LM or span-corruption loss on
+  held-out data), measured at the end of the RST budget.
+- Time to target: the RST a run took until its validation loss first reached the baseline's final
+  validation loss at that budget and seed (the baseline's mean over seeds for a seed it lacks),
+  read off the measured validation points (no interpolation, so its resolution is the validation
+  interval); mean over the seeds that got there, as RST and as a share of the budget; `never` if
+  no measured point got there; `k/n seeds` when only some did.
+- In the loss plots, the training loss of batch-selection methods (selective backprop, RHO-loss)
+  is measured on the examples they selected, which are harder by design: compare validation loss.
+"""
+
+CATEGORIES = {  # rst_breakdown tags -> what the breakdown plot and table call them
+    "train": "forward+backward and optimizer steps",
+    "selection": "selection forward passes",
+    "hessian": "Hessian passes",
+    "il_extraction": "IL model",
+    "il_training": "IL model",
+}
+
+
+@dataclass
+class Run:
+    run_id: str
+    model: str
+    config: str
+    algorithm: str
+    optimizer: str
+    budget: str
+    budget_kind: str | None
+    budget_value: float | None
+    seed: int
+    reference: str | None
+    status: str
+    error: str | None
+    rst_s: float | None
+    final_val_loss: float | None
+    evals: dict = field(default_factory=dict)
+    val_curve: list = field(default_factory=list)     # (rst_s, val_loss)
+    train_curve: list = field(default_factory=list)   # (rst_s, train_loss)
+    breakdown: dict = field(default_factory=dict)     # tag -> (rst_s, free_rst_s)
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "completed"
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str            # "val_loss" or "eval:<suite>"
+    title: str
+    lower_is_better: bool
+
+    def value(self, run: Run) -> float | None:
+        return run.final_val_loss if self.key == "val_loss" else run.evals.get(self.key[5:])
+
+
+@dataclass
+class Cell:
+    values: dict[int, float]                  # seed -> value, completed runs only
+    statuses: list[str]                       # of every run in the cell
+    diff: Difference | None = None            # None for the baseline row
+
+    @property
+    def stats(self):
+        return mean_std([self.values[s] for s in sorted(self.values)]) if self.values else (None, None)
+
+
+# ----------------------------------------------------------------------------- loading
+
+def load_runs(store: Store) -> list[Run]:
+    runs = {}
+    for r in store.query("SELECT * FROM runs ORDER BY run_id"):
+        runs[r["run_id"]] = Run(r["run_id"], r["model"], r["config"], r["algorithm"], r["optimizer"], r["budget"],
+                                r["budget_kind"], r["budget_value"], r["seed"], r["reference"], r["status"],
+                                r["error"], r["rst_s"], r["final_val_loss"])
+    for r in store.query("SELECT run_id, rst_s, train_loss, val_loss FROM metrics ORDER BY run_id, line"):
+        run = runs[r["run_id"]]
+        if r["val_loss"] is not None:
+            run.val_curve.append((r["rst_s"], r["val_loss"]))
+        if r["train_loss"] is not None:
+            run.train_curve.append((r["rst_s"], r["train_loss"]))
+    for r in store.query("SELECT run_id, suite, average FROM evals ORDER BY run_id, suite"):
+        if r["average"] is not None:
+            runs[r["run_id"]].evals[r["suite"]] = r["average"]
+    for r in store.query("SELECT run_id, tag, rst_s, free_rst_s FROM rst_breakdown ORDER BY run_id, tag"):
+        runs[r["run_id"]].breakdown[r["tag"]] = (r["rst_s"] or 0.0, r["free_rst_s"] or 0.0)
+    return list(runs.values())
+
+
+def suite_lower_is_better(suite: str) -> bool:
+    """The evaluator's convention: a suite average is a loss for ``valloss`` (and any suite named
+    as a loss), a score (0-100, higher is better) everywhere else."""
+    return "loss" in suite
+
+
+ALGORITHM_ORDER = ("baseline", "layer-stacking", "layer-dropping", "selective-backprop", "rho-loss")
+OPTIMIZER_ORDER = ("adamw", "lion", "sophia")
+
+
+def config_order(runs: list[Run]) -> list[str]:
+    """The paper's order: the baseline, the other algorithms with AdamW, then the baseline with the
+    other optimizers; names the paper does not have come after, alphabetically. (A fixed list
+    rather than the registries: the report need not import torch.)"""
+    seen = {r.config: (r.algorithm, r.optimizer) for r in runs}
+    base = baseline_label(runs)
+
+    def rank(name, order):
+        return (order.index(name), "") if name in order else (len(order), name)
+
+    def key(label):
+        a, o = seen[label]
+        return (label != base, o != BASELINE[1], rank(a, ALGORITHM_ORDER), rank(o, OPTIMIZER_ORDER), label)
+    return sorted(seen, key=key)
+
+
+def baseline_label(runs: list[Run]) -> str | None:
+    labels = sorted({r.config for r in runs if (r.algorithm, r.optimizer) == BASELINE})
+    if "+".join(BASELINE) in labels:
+        return "+".join(BASELINE)
+    return labels[0] if labels else None
+
+
+def budget_order(runs: list[Run]) -> list[str]:
+    return [b for _, _, b in sorted({(r.budget_kind or "", r.budget_value or 0.0, r.budget) for r in runs})]
+
+
+# ----------------------------------------------------------------------------- tables
+
+@dataclass
+class Section:
+    """One model's tables."""
+    model: str
+    runs: list[Run]
+
+    def __post_init__(self):
+        self.configs = config_order(self.runs)
+        self.budgets = budget_order(self.runs)
+        self.seeds = sorted({r.seed for r in self.runs if r.seed is not None})
+        self.baseline = baseline_label(self.runs)
+        self.references = sorted({r.reference for r in self.runs if r.completed and r.reference})
+        suites = sorted({s for r in self.runs for s in r.evals})
+        self.metrics = [Metric("val_loss", "Final validation loss", True)] + [
+            Metric(f"eval:{s}", f"{s} average", suite_lower_is_better(s)) for s in suites]
+
+    def cell_runs(self, config: str, budget: str) -> list[Run]:
+        return [r for r in self.runs if r.config == config and r.budget == budget]
+
+    def cell(self, metric: Metric, config: str, budget: str) -> Cell:
+        runs = self.cell_runs(config, budget)
+        values = {r.seed: metric.value(r) for r in runs if r.completed and metric.value(r) is not None}
+        cell = Cell(values, sorted(r.status for r in runs))
+        if self.baseline and config != self.baseline:
+            base = self.cell(metric, self.baseline, budget).values
+            cell.diff = paired_difference(values, base) if values and base else Difference(0, None)
+        return cell
+
+    def targets(self, budget: str) -> dict[int, float]:
+        """Per seed, the baseline's final validation loss at ``budget``."""
+        return self.cell(self.metrics[0], self.baseline, budget).values if self.baseline else {}
+
+    def target(self, budget: str, seed: int | None = None) -> float | None:
+        """The baseline's final validation loss for ``seed`` (paired), else its mean over seeds."""
+        targets = self.targets(budget)
+        if seed in targets:
+            return targets[seed]
+        return mean_std(list(targets.values()))[0] if targets else None
+
+
+def decimals(values) -> int:
+    biggest = max((abs(v) for v in values if v is not None), default=0.0)
+    return 3 if biggest < 10 else 2 if biggest < 1000 else 1
+
+
+def format_cell(cell: Cell, digits: int, n_seeds: int) -> str:
+    mean, std = cell.stats
+    if mean is None:
+        if not cell.statuses:
+            return "–"
+        for status in ("diverged", "failed", "started", "empty"):
+            if status in cell.statuses:
+                return {"started": "unfinished", "empty": "unfinished"}.get(status, status)
+        return "–"
+    text = f"{mean:.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
+    if cell.diff is not None and cell.diff.diff is not None:
+        text += f" (Δ {cell.diff.diff:+.{digits}f} {cell.diff.mark()})"
+    elif cell.diff is not None:
+        text += " (Δ n/a: no baseline)"
+    if len(cell.values) < n_seeds:
+        text += f" [{len(cell.values)}/{n_seeds} seeds]"
+    return text
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def metric_table(section: Section, metric: Metric) -> str:
+    cells = {(c, b): section.cell(metric, c, b) for c in section.configs for b in section.budgets}
+    digits = decimals(v for cell in cells.values() for v in cell.values.values())
+    rows = [[f"**{c}**" if c == section.baseline else c] +
+            [format_cell(cells[c, b], digits, len(section.seeds)) for b in section.budgets] for c in section.configs]
+    return md_table(["configuration"] + section.budgets, rows)
+
+
+def ttt_runs(section: Section, config: str, budget: str) -> list[tuple[Run, float | None, float | None]]:
+    """(run, its target, RST to reach it) for each completed run of a cell."""
+    done = [r for r in section.cell_runs(config, budget) if r.completed]
+    out = []
+    for r in sorted(done, key=lambda r: r.seed):
+        target = section.target(budget, r.seed)
+        out.append((r, target, None if target is None else time_to_target(r.val_curve, target)))
+    return out
+
+
+def ttt_table(section: Section) -> str:
+    rows = []
+    for c in section.configs:
+        row = [c]
+        for b in section.budgets:
+            times = ttt_runs(section, c, b)
+            reached = [t for _, _, t in times if t is not None]
+            if not times or times[0][1] is None:
+                row.append("–")
+            elif not reached:
+                row.append("never")
+            else:
+                mean = sum(reached) / len(reached)
+                budget_s = times[0][0].budget_value if times[0][0].budget_kind == "rst" else None
+                text = format_seconds(mean) + (f" ({mean / budget_s:.0%})" if budget_s else "")
+                if len(reached) < len(times):
+                    text += f", reached by {len(reached)}/{len(times)} seeds"
+                row.append(text)
+        rows.append(row)
+    targets = ["target: baseline's final val loss (mean)"] + [
+        "–" if section.target(b) is None else f"{section.target(b):.4f}" for b in section.budgets]
+    return md_table(["configuration"] + section.budgets, [targets] + rows)
+
+
+def win_loss(section: Section) -> list[dict]:
+    """Per configuration, over every metric and budget: better / worse than the baseline, and how
+    many of those differences are significant (p < 0.05)."""
+    out = []
+    for c in section.configs:
+        if c == section.baseline:
+            continue
+        counts = dict(config=c, compared=0, better=0, worse=0, sig_better=0, sig_worse=0, untested=0)
+        for metric in section.metrics:
+            for b in section.budgets:
+                d = section.cell(metric, c, b).diff
+                if d is None or d.diff is None or d.diff == 0:
+                    continue
+                counts["compared"] += 1
+                better = (d.diff < 0) == metric.lower_is_better
+                counts["better" if better else "worse"] += 1
+                if d.p_value is None:
+                    counts["untested"] += 1
+                elif d.p_value < 0.05:
+                    counts["sig_better" if better else "sig_worse"] += 1
+        out.append(counts)
+    return out
+
+
+def win_loss_table(section: Section) -> str:
+    rows = [[w["config"], str(w["compared"]), str(w["better"]), str(w["worse"]), str(w["sig_better"]),
+             str(w["sig_worse"]), str(w["untested"])] for w in win_loss(section)]
+    return md_table(["configuration", "comparisons", "better", "worse", "significantly better",
+                     "significantly worse", "untested (1 seed)"], rows)
+
+
+def breakdown_means(section: Section, config: str, budget: str) -> dict[str, tuple[float, float]]:
+    """Mean over completed seeds of charged and uncharged RST per category."""
+    runs = [r for r in section.cell_runs(config, budget) if r.completed]
+    out: dict[str, list[float]] = {}
+    for r in runs:
+        for tag, (charged, free) in r.breakdown.items():
+            cat = CATEGORIES.get(tag, tag)
+            acc = out.setdefault(cat, [0.0, 0.0])
+            acc[0] += charged / len(runs)
+            acc[1] += free / len(runs)
+    return {k: (v[0], v[1]) for k, v in sorted(out.items(), key=lambda kv: category_rank(kv[0]))}
+
+
+def category_rank(cat: str) -> tuple[int, str]:
+    order = list(dict.fromkeys(CATEGORIES.values()))
+    return (order.index(cat) if cat in order else len(order), cat)
+
+
+def breakdown_table(section: Section, budget: str) -> str:
+    cats = sorted({cat for c in section.configs for cat in breakdown_means(section, c, budget)}, key=category_rank)
+    rows = []
+    for c in section.configs:
+        means = breakdown_means(section, c, budget)
+        if not means:
+            continue
+        total = sum(v[0] for v in means.values())
+        row = [c]
+        for cat in cats:
+            charged, free = means.get(cat, (0.0, 0.0))
+            text = f"{charged / total:.1%}" if total and charged else "–"
+            if free:
+                text = f"{text} (+{format_seconds(free)} uncharged)" if charged else f"{format_seconds(free)} uncharged"
+            row.append(text)
+        rows.append(row + [format_seconds(total)])
+    return md_table(["configuration"] + cats + ["charged RST"], rows)
+
+
+# ----------------------------------------------------------------------------- CSV
+
+def fmt_num(x) -> str:
+    return "" if x is None else f"{x:.10g}" if isinstance(x, float) else str(x)
+
+
+def to_csv(header: list[str], rows: list[list]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows([[fmt_num(x) for x in row] for row in rows])
+    return buf.getvalue()
+
+
+def cells_csv(sections: list[Section]) -> str:
+    rows = []
+    for s in sections:
+        for m in s.metrics:
+            for c in s.configs:
+                for b in s.budgets:
+                    cell = s.cell(m, c, b)
+                    mean, std = cell.stats
+                    d = cell.diff or Difference(0, None)
+                    rows.append([s.model, m.key, c, b, len(cell.values), " ".join(map(str, sorted(cell.values))),
+                                 mean, std, d.diff, d.ci_low, d.ci_high, d.p_value, d.n_pairs,
+                                 "" if cell.diff is None else d.mark()])
+    return to_csv(["model", "metric", "config", "budget", "n", "seeds", "mean", "std", "diff_to_baseline",
+                   "diff_ci95_low", "diff_ci95_high", "p_value", "n_pairs", "mark"], rows)
+
+
+def ttt_csv(sections: list[Section]) -> str:
+    rows = []
+    for s in sections:
+        for c in s.configs:
+            for b in s.budgets:
+                rows += [[s.model, c, b, r.seed, target, t, "yes" if t is not None else "never"]
+                         for r, target, t in ttt_runs(s, c, b)]
+    return to_csv(["model", "config", "budget", "seed", "target_val_loss", "rst_s_to_target", "reached"], rows)
+
+
+def runs_csv(runs: list[Run]) -> str:
+    rows = [[r.run_id, r.model, r.config, r.budget, r.seed, r.status, r.rst_s, r.final_val_loss,
+             r.error or ""] for r in runs]
+    return to_csv(["run_id", "model", "config", "budget", "seed", "status", "rst_s", "final_val_loss", "error"], rows)
+
+
+def win_loss_csv(sections: list[Section]) -> str:
+    keys = ["config", "compared", "better", "worse", "sig_better", "sig_worse", "untested"]
+    rows = [[s.model] + [w[k] for k in keys] for s in sections for w in win_loss(s)]
+    return to_csv(["model"] + keys, rows)
+
+
+# ----------------------------------------------------------------------------- the report
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "", text.replace(" ", ""))
+
+
+def section_markdown(s: Section, root: Path, plots: bool) -> tuple[str, str, list[Path]]:
+    """One model's part of report.md, its main (validation-loss) table, and the plots it wrote."""
+    refs = ", ".join(s.references) or "unknown"
+    md = [f"## {s.model}\n",
+          f"Reference system: {refs}" + (" — **runs on different reference systems are not comparable**"
+                                         if len(s.references) > 1 else "") +
+          f". Seeds: {', '.join(map(str, s.seeds))}. Baseline: {s.baseline or 'none in this sweep'}.\n"]
+    main = ""
+    for i, m in enumerate(s.metrics):
+        direction = "lower is better" if m.lower_is_better else "higher is better"
+        table = metric_table(s, m)
+        md.append(f"### {m.title} ({direction})\n\n{table}")
+        if i == 0:
+            main = f"{s.model}: {m.title.lower()} ({direction}), mean ± std over seeds (Δ to baseline)\n{table}"
+    md.append(f"### Time to the baseline's final validation loss\n\n{ttt_table(s)}")
+    md.append(f"### Win/loss against the baseline\n\nOver every budget and metric above "
+              f"(significant: paired t-test, p < 0.05).\n\n{win_loss_table(s)}")
+    md.append(f"### RST breakdown at {s.budgets[-1]}\n\nShare of the charged RST by kind of work (mean over "
+              f"seeds); uncharged work (the paper's \"for free\" ablations, the IL model unless charged) is "
+              f"shown beside it.\n\n{breakdown_table(s, s.budgets[-1])}")
+    pics = []
+    if plots:
+        from lmbudget.results import plots as P
+        for b in s.budgets:
+            rel = f"plots/{slug(s.model)}-loss-{slug(b)}.png"
+            P.loss_curves(s, b, root / rel)
+            pics.append((f"Training and validation loss against RST, budget {b}", rel))
+        rel = f"plots/{slug(s.model)}-vs-budget.png"
+        P.scores_vs_budget(s, root / rel)
+        pics.append(("Final validation loss and downstream averages against budget", rel))
+        rel = f"plots/{slug(s.model)}-rst-breakdown.png"
+        P.rst_breakdown(s, root / rel)
+        pics.append(("Where each configuration's RST went, per budget", rel))
+        md.append("### Plots\n\n" + "\n\n".join(f"**{title}**\n\n![{title}]({rel})" for title, rel in pics) + "\n")
+    return "\n".join(md), main, [root / rel for _, rel in pics]
+
+
+@dataclass
+class Report:
+    markdown: str
+    main_tables: str        # the validation-loss table(s): what `lmbudget report` prints
+    files: list[Path]
+
+
+def build_report(root: Path, rebuild: bool = False, plots: bool = True) -> Report:
+    """Update (or rebuild) the store of ``root``, then write report.md, tables/*.csv and plots/*.png."""
+    import yaml
+
+    root = Path(root)
+    with Store(root) as store:
+        store.rebuild() if rebuild else store.update()
+        runs = load_runs(store)
+    models = sorted({r.model for r in runs if r.model})
+    sections = [Section(m, [r for r in runs if r.model == m and r.budget and r.config]) for m in models]
+    sections = [s for s in sections if s.runs]
+    spec = yaml.safe_load((root / "sweep.yaml").read_text()) if (root / "sweep.yaml").exists() else {}
+    files: list[Path] = []
+
+    def write(rel: str, text: str) -> None:
+        atomic_write_text(root / rel, text)
+        files.append(root / rel)
+
+    write("tables/cells.csv", cells_csv(sections))
+    write("tables/time_to_target.csv", ttt_csv(sections))
+    write("tables/win_loss.csv", win_loss_csv(sections))
+    write("tables/runs.csv", runs_csv(runs))
+
+    counts = {}
+    for r in runs:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    md = [f"# Report: {spec.get('name') or root.name}\n"]
+    if spec.get("description"):
+        md.append(f"{spec['description']}.\n")
+    md.append(f"{len(runs)} runs in the store: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ".")
+    md.append("Budgets are Reference System Time (RST): the reference machine's time for the work each run did.\n")
+    main = []
+    for s in sections:
+        text, table, pictures = section_markdown(s, root, plots)
+        md.append(text)
+        main.append(table)
+        files += pictures
+    problems = [r for r in runs if r.status != "completed" or r.error]
+    if problems:
+        md.append("## Runs that did not complete or failed evaluation\n")
+        md.append(md_table(["run", "status", "error"], [[r.run_id, r.status, (r.error or "").replace("|", "\\|")[:300]]
+                                                       for r in problems]))
+    md.append("## How to read the tables\n\n" + LEGEND)
+    md.append("## Files\n\n- `tables/cells.csv`: every cell (mean, std, difference, 95% interval, p-value)\n"
+              "- `tables/time_to_target.csv`, `tables/win_loss.csv`, `tables/runs.csv`\n"
+              "- `results.sqlite`: the store (runs, metrics, rst_breakdown, evals, eval_tasks); "
+              "see `lmbudget/results/store.py` for the schema and example queries\n"
+              "- `runs/*/`: the run directories, the source of truth (`lmbudget report DIR --rebuild` re-reads them)\n\n"
+              "Example queries (`sqlite3 results.sqlite`):\n\n```sql\n"
+              "SELECT config, budget, COUNT(*), AVG(final_val_loss) FROM runs WHERE status = 'completed'\n"
+              "  GROUP BY config, budget ORDER BY budget_value, config;\n"
+              "SELECT rst_s, val_loss FROM metrics WHERE run_id = 'runs/NAME' AND val_loss IS NOT NULL ORDER BY line;\n"
+              "SELECT run_id, json_extract(config_json, '$.optim.lr') FROM runs;\n```\n")
+    markdown = "\n".join(md)
+    write("report.md", markdown)
+    return Report(markdown, "\n".join(main), files)

@@ -1,0 +1,291 @@
+"""Sweep specs: a YAML grid of models x configurations x budgets x seeds, and its expansion into runs.
+
+A spec (see ``lmbudget/sweeps/*.yaml`` for the built-in ones)::
+
+    name: tiny-bert
+    description: the paper's grid scaled to CPU minutes
+    models: [bert-tiny]
+    reference: null                  # null: each model preset's own reference system
+    budgets: [1min, 2min, 4min]
+    seeds: [0, 1, 2]
+    optimizer: adamw                 # the optimizer of configurations that name none
+    configurations:                  # the table's rows
+      - baseline                     # algorithm (with `optimizer`)
+      - layer-stacking
+      - baseline+lion                # algorithm+optimizer
+      - {algorithm: rho-loss, label: rho-loss-10x, overrides: [algorithm.megabatch_factor=10]}
+    algorithm_overrides:             # applied to every configuration of that algorithm
+      rho-loss: [algorithm.il_budget_fraction=0.25]
+    overrides: [train.threads=2]     # applied to every run
+    evaluate: [offline]              # evaluation suites, run after training
+
+Instead of ``configurations``, ``algorithms`` and ``optimizers`` lists give their cross product.
+Every key, algorithm, optimizer and budget is checked when the spec is read, so a typo fails
+before any run starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from lmbudget.config import ConfigError
+
+BUILTIN_DIR = Path(__file__).resolve().parent.parent / "sweeps"
+BASELINE = ("baseline", "adamw")  # what every other configuration is compared with
+KEYS = ("name", "description", "models", "model", "reference", "budgets", "seeds", "optimizer", "configurations",
+        "algorithms", "optimizers", "algorithm_overrides", "overrides", "evaluate")
+CONFIG_KEYS = ("algorithm", "optimizer", "label", "overrides")
+
+
+class SweepError(ConfigError):
+    """A sweep spec or sweep folder problem; the message names the fix."""
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """One row of the tables: an algorithm, an optimizer and their overrides."""
+    algorithm: str
+    optimizer: str
+    label: str
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One cell x seed of the grid: everything needed to build its config and name its directory."""
+    model: str
+    configuration: Configuration
+    budget: str
+    seed: int
+    reference: str | None
+    overrides: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        """Directory name from the coordinates: unique within a sweep, readable, no spaces."""
+        budget = re.sub(r"\s+", "", self.budget)
+        return f"{self.model}__{self.configuration.label}__{budget}__s{self.seed}"
+
+    def coordinates(self) -> dict:
+        c = self.configuration
+        return {"model": self.model, "config": c.label, "algorithm": c.algorithm, "optimizer": c.optimizer,
+                "budget": self.budget, "seed": self.seed, "reference": self.reference}
+
+    def make_config(self):
+        from lmbudget.runs import make_config
+        c = self.configuration
+        return make_config(self.model, c.algorithm, c.optimizer, self.budget, self.seed, self.reference,
+                           [*self.overrides, *c.overrides])
+
+
+@dataclass
+class SweepSpec:
+    name: str
+    models: list[str]
+    configurations: list[Configuration]
+    budgets: list[str]
+    seeds: list[int]
+    reference: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    evaluate: list[str] = field(default_factory=list)
+    description: str = ""
+
+    def runs(self) -> list[RunSpec]:
+        """The grid in a fixed order: model, budget (small first, so whole columns finish early), seed, row."""
+        return [RunSpec(m, c, b, s, self.reference, tuple(self.overrides))
+                for m in self.models for b in self.budgets for s in self.seeds for c in self.configurations]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "description": self.description, "models": self.models,
+                "reference": self.reference, "budgets": self.budgets, "seeds": self.seeds,
+                "configurations": [{"label": c.label, "algorithm": c.algorithm, "optimizer": c.optimizer,
+                                    "overrides": list(c.overrides)} for c in self.configurations],
+                "overrides": self.overrides, "evaluate": self.evaluate}
+
+
+# ----------------------------------------------------------------------------- reading
+
+def builtin_specs() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(BUILTIN_DIR.glob("*.yaml"))}
+
+
+def load_spec(name_or_path: str | Path) -> SweepSpec:
+    """A built-in sweep name (``tiny-bert``) or a YAML file."""
+    path = builtin_specs().get(str(name_or_path))
+    if path is None:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise SweepError(f"unknown sweep '{name_or_path}': not a file, nor one of {', '.join(builtin_specs())}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise SweepError(f"{path} is not valid YAML: {e}") from None
+    return parse_spec(raw or {}, default_name=path.stem)
+
+
+def _list(raw: dict, key: str, default=None) -> list:
+    value = raw.get(key, default)
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _overrides(value, where: str) -> tuple[str, ...]:
+    """Overrides as ``section.key=value`` strings; a mapping ``{key: value}`` is also accepted for
+    algorithm overrides (``{megabatch_factor: 10}`` means ``algorithm.megabatch_factor=10``)."""
+    if value is None:
+        return ()
+    if isinstance(value, dict):
+        return tuple(f"{k if '.' in str(k) else 'algorithm.' + str(k)}={v}" for k, v in value.items())
+    if isinstance(value, str):
+        value = [value]
+    from lmbudget.config import parse_override
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise SweepError(f"{where}: overrides must be a list of 'section.key=value' strings")
+    for text in value:
+        parse_override(text)  # malformed overrides fail now, with the config module's message
+    return tuple(value)
+
+
+def _check_name(kind: str, name: str, known) -> None:
+    if name not in known:
+        raise SweepError(f"unknown {kind} '{name}' in the sweep spec; choose one of {', '.join(known)}")
+
+
+def parse_spec(raw: dict, default_name: str = "sweep") -> SweepSpec:
+    from lmbudget.algorithms import ALGORITHMS
+    from lmbudget.clock import parse_budget
+    from lmbudget.optim import OPTIMIZERS
+
+    if not isinstance(raw, dict):
+        raise SweepError("a sweep spec must be a YAML mapping (name:, models:, configurations:, budgets:, ...)")
+    unknown = sorted(set(raw) - set(KEYS))
+    if unknown:
+        raise SweepError(f"unknown sweep spec key '{unknown[0]}'; allowed: {', '.join(KEYS)}")
+    models = _list(raw, "models") or _list(raw, "model")
+    if not models:
+        raise SweepError("the sweep spec names no model: add `models: [bert-tiny]`")
+    default_opt = str(raw.get("optimizer", "adamw"))
+    _check_name("optimizer", default_opt, OPTIMIZERS)
+    per_algorithm = raw.get("algorithm_overrides") or {}
+    if not isinstance(per_algorithm, dict):
+        raise SweepError("algorithm_overrides must map an algorithm name to its overrides")
+    for name in per_algorithm:
+        _check_name("algorithm", name, ALGORITHMS)
+
+    def configuration(item) -> Configuration:
+        if isinstance(item, str):
+            algorithm, _, optimizer = item.partition("+")
+            item = {"algorithm": algorithm, "optimizer": optimizer or default_opt}
+        if not isinstance(item, dict) or "algorithm" not in item:
+            raise SweepError(f"configuration {item!r} must be 'algorithm', 'algorithm+optimizer' or a mapping with 'algorithm'")
+        bad = sorted(set(item) - set(CONFIG_KEYS))
+        if bad:
+            raise SweepError(f"unknown configuration key '{bad[0]}'; allowed: {', '.join(CONFIG_KEYS)}")
+        algorithm, optimizer = str(item["algorithm"]), str(item.get("optimizer") or default_opt)
+        _check_name("algorithm", algorithm, ALGORITHMS)
+        _check_name("optimizer", optimizer, OPTIMIZERS)
+        label = str(item.get("label") or f"{algorithm}+{optimizer}")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", label) or "__" in label:
+            raise SweepError(f"configuration label '{label}' must be letters, digits and . _ + - (no '__')")
+        overrides = _overrides(per_algorithm.get(algorithm), f"algorithm_overrides.{algorithm}")
+        return Configuration(algorithm, optimizer, label, overrides + _overrides(item.get("overrides"), label))
+
+    if "configurations" in raw:
+        if "algorithms" in raw or "optimizers" in raw:
+            raise SweepError("give either `configurations` or `algorithms` x `optimizers`, not both")
+        configurations = [configuration(c) for c in _list(raw, "configurations")]
+    else:
+        algorithms = _list(raw, "algorithms", ["baseline"])
+        optimizers = _list(raw, "optimizers", [default_opt])
+        configurations = [configuration({"algorithm": a, "optimizer": o}) for a in algorithms for o in optimizers]
+    labels = [c.label for c in configurations]
+    if not configurations:
+        raise SweepError("the sweep spec has no configurations")
+    duplicates = sorted({x for x in labels if labels.count(x) > 1})
+    if duplicates:
+        raise SweepError(f"configuration '{duplicates[0]}' appears twice: give the variants distinct `label`s")
+
+    budgets = [str(b) for b in _list(raw, "budgets")]
+    if not budgets:
+        raise SweepError("the sweep spec has no budgets: add e.g. `budgets: [1min, 2min]`")
+    for b in budgets:
+        parse_budget(b)
+    seeds = parse_seeds(_list(raw, "seeds", [0]))
+    evaluate = [str(s) for s in _list(raw, "evaluate")]
+    spec = SweepSpec(name=str(raw.get("name") or default_name), models=[str(m) for m in models],
+                     configurations=configurations, budgets=budgets, seeds=seeds,
+                     reference=None if raw.get("reference") is None else str(raw["reference"]),
+                     overrides=list(_overrides(raw.get("overrides"), "overrides")), evaluate=evaluate,
+                     description=str(raw.get("description") or ""))
+    check_unique(spec)
+    return spec
+
+
+def parse_seeds(values) -> list[int]:
+    seeds = []
+    for s in values:
+        try:
+            seeds.append(int(s))
+        except (TypeError, ValueError):
+            raise SweepError(f"seed {s!r} is not an integer") from None
+    if len(set(seeds)) != len(seeds):
+        raise SweepError(f"seeds {seeds} repeat a seed")
+    return seeds
+
+
+def check_unique(spec: SweepSpec) -> None:
+    """Two budgets spelled differently ("60s", "1min") would share nothing but a table column: refuse."""
+    from lmbudget.clock import parse_budget
+    seen = {}
+    for b in spec.budgets:
+        key = parse_budget(b)
+        if key in seen:
+            raise SweepError(f"budgets '{seen[key]}' and '{b}' are the same budget")
+        seen[key] = b
+
+
+# ----------------------------------------------------------------------------- narrowing
+
+def split_list(text: str | None) -> list[str] | None:
+    return None if text is None else [x.strip() for x in text.split(",") if x.strip()]
+
+
+def narrow(spec: SweepSpec, models=None, budgets=None, seeds=None, algorithms=None, optimizers=None,
+           evaluate=None) -> SweepSpec:
+    """The command line's narrowing of a spec. Budgets and seeds replace the spec's (any values);
+    models, algorithms and optimizers select among the spec's (an unknown name is an error).
+    ``algorithms`` may name an algorithm (every row using it) or a row label (``baseline+lion``)."""
+    from lmbudget.clock import parse_budget
+    spec = dataclasses.replace(spec)
+    if models is not None:
+        for m in models:
+            _check_name("model", m, spec.models)
+        spec.models = [m for m in spec.models if m in models]
+    if budgets is not None:
+        for b in budgets:
+            parse_budget(b)
+        spec.budgets = list(budgets)
+    if seeds is not None:
+        spec.seeds = parse_seeds(seeds)
+    rows = spec.configurations
+    if algorithms is not None:
+        known = list(dict.fromkeys([c.algorithm for c in rows] + [c.label for c in rows]))
+        for a in algorithms:
+            _check_name("algorithm or configuration", a, known)
+        rows = [c for c in rows if c.algorithm in algorithms or c.label in algorithms]
+    if optimizers is not None:
+        for o in optimizers:
+            _check_name("optimizer", o, list(dict.fromkeys(c.optimizer for c in rows)))
+        rows = [c for c in rows if c.optimizer in optimizers]
+    spec.configurations = rows
+    if evaluate is not None:
+        spec.evaluate = list(evaluate)
+    if not (spec.models and spec.configurations and spec.budgets and spec.seeds):
+        raise SweepError("the narrowed sweep is empty: check --models/--algorithms/--optimizers/--budgets/--seeds")
+    check_unique(spec)
+    return spec
