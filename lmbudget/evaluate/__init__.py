@@ -1,0 +1,220 @@
+"""Evaluation of a run directory: held-out loss and downstream fine-tuning suites.
+
+    lmbudget evaluate RUN_DIR --suite offline|glue|superglue|sni|valloss [--seeds 0,1,2] [--tasks a,b]
+
+Suites: ``valloss`` (masked-LM / span-corruption loss per corpus source, see ``valloss.py``),
+``offline`` (always available, real data: BBC topic, fortune category, WordNet gloss for BERT; BBC
+headline generation and the same classifications as text-to-text for T5; see ``tasks.py``),
+``glue`` and ``superglue`` (BERT; hub or local files, see ``tasks.py``), ``sni`` (T5,
+Super-NaturalInstructions, see ``seq2seq.py``). Every fine-tuning task runs once per seed; the
+baselines (majority class, TF-IDF + logistic regression) are computed on the same splits.
+
+Results: ``RUN_DIR/eval/<suite>.json`` (this shape is read by the report/sweep code; keep it stable)::
+
+    {
+      "suite": "offline", "run_dir": "...", "model": "bert-tiny", "arch": "bert",
+      "checkpoint": "step-00000123-abcdef", "run_status": "completed",
+      "seeds": [0, 1, 2],             # valloss: [MASK_SEED]
+      "protocol": {...},              # fine-tuning hyper-parameters used (null for valloss)
+      "average": 71.3,                # mean over task entries of their main metric's mean
+      "baselines": {"majority": 20.1, "tfidf_lr": 65.0},   # the same average per baseline (if any)
+      "tasks": {
+        "bbc-topic": {
+          "main_metric": "macro_f1",
+          "metrics": {"macro_f1": {"per_seed": [..], "mean": 90.1, "std": 1.2}, "accuracy": {...}},
+          "best_epoch": [4, 5, 5],    # per seed, 1-based (fine-tuning suites only)
+          "baselines": {"majority": {"macro_f1": 7.4, "accuracy": 22.9},
+                        "tfidf_lr": {"macro_f1": 94.9, "accuracy": 95.1, "C": 1.0}},
+          "sizes": {"train": 667, "dev": 221, "test": 223},
+          "note": "..."
+        }
+      },
+      "skipped": {"fortune-category": "why, and how to make it available"},
+      "created": "2024-01-01T00:00:00+00:00", "wall_s": 312.5
+    }
+
+Scores are on the 0-100 scale (ROUGE-L x 100); ``std`` is the sample standard deviation over seeds
+(0 for one seed). For ``valloss`` the entries are ``all``, each corpus source and ``corpus:NAME`` for
+extra corpora, each with metrics ``{"loss": ...}`` and ``rows``; its ``average`` is the ``all`` loss
+(lower is better there, higher everywhere else).
+
+The suite's headline numbers are also merged into ``RUN_DIR/summary.json`` (under a lock, written
+atomically; only when the run has a summary) as::
+
+    "eval": {"offline": {"average": 71.3, "tasks": {"bbc-topic": 90.1, ...}}, "valloss": {...}}
+"""
+from __future__ import annotations
+
+import fcntl
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from lmbudget.evaluate.pretrained import EvalError, PretrainedRun, default_device, load_run
+from lmbudget.evaluate.tasks import EvalDataError
+from lmbudget.io import atomic_write_json, read_json
+
+SUITES = ("offline", "glue", "superglue", "sni", "valloss")
+
+__all__ = ["SUITES", "EvalError", "EvalDataError", "evaluate", "merge_summary", "results_path"]
+
+
+def results_path(run_dir: Path, suite: str) -> Path:
+    return Path(run_dir) / "eval" / f"{suite}.json"
+
+
+def spread(values: list[float]) -> dict:
+    v = np.asarray(values, dtype=np.float64)
+    return {"per_seed": [float(x) for x in v], "mean": float(v.mean()),
+            "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+
+
+def task_entry(main: str, metric_names, per_seed: list[dict], baselines: dict | None = None,
+               sizes: dict | None = None, note: str = "") -> dict:
+    """One task's record from per-seed ``{"best_epoch", "metrics"}`` results."""
+    entry = {"main_metric": main,
+             "metrics": {m: spread([r["metrics"][m] for r in per_seed]) for m in metric_names}}
+    if per_seed and "best_epoch" in per_seed[0]:
+        entry["best_epoch"] = [r["best_epoch"] for r in per_seed]
+    if baselines is not None:
+        entry["baselines"] = baselines
+    if sizes is not None:
+        entry["sizes"] = sizes
+    if note:
+        entry["note"] = note
+    return entry
+
+
+def suite_averages(tasks: dict) -> tuple[float | None, dict]:
+    if not tasks:
+        return None, {}
+    average = float(np.mean([t["metrics"][t["main_metric"]]["mean"] for t in tasks.values()]))
+    names = set.intersection(*(set(t.get("baselines", {})) for t in tasks.values()))
+    baselines = {b: float(np.mean([t["baselines"][b][t["main_metric"]] for t in tasks.values()])) for b in sorted(names)}
+    return average, baselines
+
+
+def choose(requested: list[str] | None, available: list[str], suite: str) -> list[str]:
+    if not requested:
+        return list(available)
+    unknown = [t for t in requested if t not in available]
+    if unknown:
+        raise EvalError(f"unknown {suite} task(s) {', '.join(unknown)}; choose from {', '.join(available)}")
+    return [t for t in available if t in requested]
+
+
+def merge_summary(run_dir: Path, suite: str, result: dict) -> bool:
+    """Read-modify-write ``summary.json``'s ``eval`` key under a lock; False when the run has no summary yet
+    (a summary without ``status`` would make the run look finished)."""
+    path = Path(run_dir) / "summary.json"
+    with open(Path(run_dir) / ".summary.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            return False
+        summary = read_json(path)
+        summary.setdefault("eval", {})[suite] = {
+            "average": result["average"],
+            "tasks": {name: t["metrics"][t["main_metric"]]["mean"] for name, t in result["tasks"].items()}}
+        atomic_write_json(path, summary)
+    return True
+
+
+def evaluate(run_dir: Path, suite: str, seeds: list[int] | None = None, tasks: list[str] | None = None,
+             data_dir: Path | None = None, corpora: list[str] = (), protocol: dict | None = None,
+             max_train: int = 0, max_eval: int = 0, max_rows: int = 0, device: str | None = None,
+             threads: int = 0, progress: bool = True, log=print) -> dict:
+    """Run one suite on ``run_dir``'s final checkpoint, write ``eval/<suite>.json``, merge ``summary.json``."""
+    if suite not in SUITES:
+        raise EvalError(f"unknown suite '{suite}'; choose one of {', '.join(SUITES)}")
+    start = time.time()
+    run = load_run(run_dir)
+    if threads or run.cfg.train.threads:  # on a busy shared CPU, fewer threads than cores is much faster
+        import torch
+        torch.set_num_threads(threads or run.cfg.train.threads)
+    device = device or default_device()
+    seeds = list(seeds) if seeds else [0]
+    protocol = protocol or {}
+    if suite == "valloss":
+        from lmbudget.evaluate.valloss import MASK_SEED, validation_losses
+        losses = validation_losses(run, list(corpora), max_rows, device, progress, log)
+        body = {"seeds": [MASK_SEED], "protocol": None,
+                "tasks": {name: {"main_metric": "loss", "metrics": {"loss": spread([v["loss"]])}, "rows": v["rows"]}
+                          for name, v in losses.items()}, "skipped": {}}
+        body["average"], body["baselines"] = losses["all"]["loss"], {}
+    elif run.arch == "bert":
+        if suite == "sni":
+            raise EvalError("--suite sni fine-tunes an encoder-decoder: evaluate a T5 run, or use offline/glue/superglue")
+        body = classification_suite(run, suite, seeds, tasks, data_dir, protocol, max_train, max_eval, device, progress, log)
+    else:
+        if suite in ("glue", "superglue"):
+            raise EvalError(f"--suite {suite} uses the BERT classification harness: evaluate a BERT run, "
+                            "or use --suite sni/offline for T5")
+        from lmbudget.evaluate.seq2seq import seq2seq_suite
+        body = seq2seq_suite(run, suite, seeds, tasks, data_dir, protocol, max_train, max_eval, device, progress, log)
+    result = {"suite": suite, "run_dir": str(run_dir), "model": run.cfg.model_name, "arch": run.arch,
+              "checkpoint": run.checkpoint.name, "run_status": run.status, **body,
+              "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "wall_s": round(time.time() - start, 1)}
+    order = ["suite", "run_dir", "model", "arch", "checkpoint", "run_status", "seeds", "protocol", "average",
+             "baselines", "tasks", "skipped", "created", "wall_s"]
+    result = {k: result[k] for k in order}
+    atomic_write_json(results_path(run_dir, suite), result)
+    if not merge_summary(run_dir, suite, result):
+        log(f"note: {run_dir} has no summary.json yet (unfinished run); results are only in {results_path(run_dir, suite)}")
+    return result
+
+
+# ------------------------------------------------------------------------------ BERT classification suites
+def classification_suite(run: PretrainedRun, suite: str, seeds, requested, data_dir, overrides: dict,
+                         max_train: int, max_eval: int, device, progress: bool, log) -> dict:
+    from tqdm.auto import tqdm
+
+    from lmbudget.evaluate import tasks as T
+    from lmbudget.evaluate.baselines import baselines
+    from lmbudget.evaluate.finetune import GLUE_PROTOCOL, SUPERGLUE_PROTOCOL, run_task
+
+    skipped: dict[str, str] = {}
+    if suite == "offline":
+        protocol = GLUE_PROTOCOL.with_overrides(**overrides)
+        loaded = {}
+        for name in choose(requested, list(T.OFFLINE), suite):
+            task = T.OFFLINE[name]()
+            if task is None:
+                skipped[name] = f"its data is not installed ({T.OFFLINE_HINTS[name]})"
+            else:
+                loaded[name] = cap_task(task, max_train, max_eval)
+    else:
+        protocol = (GLUE_PROTOCOL if suite == "glue" else SUPERGLUE_PROTOCOL).with_overrides(**overrides)
+        names = choose(requested, list(T.HUB_SUITES[suite]), suite)
+        # All data first: a missing task fails before any fine-tuning time is spent.
+        loaded = {name: T.load_hub_task(suite, name, data_dir, max_train, max_eval) for name in names}
+        if suite == "superglue":
+            skipped.update({k: f"left out: {v}" for k, v in T.SUPERGLUE_LEFT_OUT.items()})
+    results = {}
+    for name, task in tqdm(loaded.items(), desc=f"{suite} tasks", unit="task", disable=not progress):
+        log(f"{suite}/{name}: {len(task.train)} train examples, evaluation on "
+            f"{', '.join(f'{k} ({len(v)})' for k, v in task.evals.items())}, seeds {seeds}")
+        per_entry = run_task(lambda: run.model(device), task, run.data.tokenizer, protocol, seeds,
+                             run.data.special["pad"], device, run.cfg.model.max_seq_len, progress)
+        base = baselines(task)
+        for entry, per_seed in per_entry.items():
+            select, report = task.report[entry]
+            sizes = {"train": len(task.train), **{k: len(v) for k, v in task.evals.items() if k in (select, report)}}
+            results[entry] = task_entry(task.main, task.metrics, per_seed, base[entry], sizes, task.note)
+            r = results[entry]
+            log(f"  {entry}: {task.main} {r['metrics'][task.main]['mean']:.1f} +- {r['metrics'][task.main]['std']:.1f} "
+                f"(majority {base[entry]['majority'][task.main]:.1f}, tf-idf+lr {base[entry]['tfidf_lr'][task.main]:.1f})")
+    average, base_avg = suite_averages(results)
+    return {"seeds": seeds, "protocol": protocol.to_dict(), "average": average, "baselines": base_avg,
+            "tasks": results, "skipped": skipped}
+
+
+def cap_task(task, max_train: int, max_eval: int):
+    from lmbudget.evaluate.tasks import cap
+    if max_train > 0 and len(task.train) > max_train:
+        task.note = (task.note + "; " if task.note else "") + f"train capped at {max_train} examples"
+        task.train = cap(task.train, max_train, 0)
+    task.evals = {k: cap(v, max_eval, 1) for k, v in task.evals.items()}
+    return task

@@ -1,0 +1,102 @@
+"""``lmbudget evaluate``: parsing only; the work is :func:`lmbudget.evaluate.evaluate`.
+
+Wire it into the main parser with ``register(subparsers)``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def seeds_list(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds {text!r}: give integers separated by commas, e.g. 0,1,2") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("--seeds needs at least one seed")
+    return seeds
+
+
+def names_list(text: str) -> list[str]:
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    from lmbudget.evaluate import SUITES
+
+    s = subparsers.add_parser(
+        "evaluate", help="held-out loss or downstream fine-tuning of a run's final checkpoint",
+        description="Evaluate RUN_DIR's final checkpoint; results go to RUN_DIR/eval/SUITE.json and summary.json.")
+    s.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    s.add_argument("--suite", required=True, choices=SUITES)
+    s.add_argument("--seeds", type=seeds_list, default=[0], help="fine-tuning seeds, e.g. 0,1,2 (default 0)")
+    s.add_argument("--tasks", type=names_list, default=None, help="a subset of the suite's tasks, e.g. sst2,mrpc")
+    s.add_argument("--data-dir", type=Path, default=None,
+                   help="local task files: DIR/<task>/<split>.jsonl (default $LMBUDGET_HOME/<suite>)")
+    s.add_argument("--corpus", action="append", default=[], metavar="PATH",
+                   help="valloss: also score this corpus (file or folder; repeatable)")
+    s.add_argument("--max-train", type=int, default=0, help="cap training examples per task (0: all)")
+    s.add_argument("--max-eval", type=int, default=0, help="cap examples per evaluation split (0: all)")
+    s.add_argument("--max-rows", type=int, default=0, help="valloss: cap rows per corpus (0: all)")
+    g = s.add_argument_group("fine-tuning protocol overrides (default: the suite's paper protocol)")
+    g.add_argument("--lr", type=float, default=None)
+    g.add_argument("--epochs", type=int, default=None)
+    g.add_argument("--batch-size", type=int, default=None)
+    g.add_argument("--pooling", choices=["mean", "cls"], default=None, help="BERT head input (default mean)")
+    g.add_argument("--precision", choices=["fp32", "bf16"], default=None)
+    s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: the run's train.threads, else all)")
+    s.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=cmd_evaluate)
+    return s
+
+
+def cmd_evaluate(a) -> None:
+    import torch
+
+    from lmbudget.data import CorpusError
+    from lmbudget.evaluate import EvalDataError, EvalError, evaluate
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    protocol = {k: getattr(a, k) for k in ("lr", "epochs", "batch_size", "pooling", "precision")
+                if getattr(a, k) is not None}
+    try:
+        result = evaluate(a.run_dir, a.suite, seeds=a.seeds, tasks=a.tasks, data_dir=a.data_dir, corpora=a.corpus,
+                          protocol=protocol, max_train=a.max_train, max_eval=a.max_eval, max_rows=a.max_rows,
+                          device=a.device, progress=not a.quiet, threads=a.threads)
+    except (EvalError, EvalDataError, CorpusError) as e:
+        print(f"lmbudget: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(format_result(result))
+
+
+def format_result(r: dict) -> str:
+    lines = [f"{r['run_dir']}: {r['suite']} ({r['model']}, {r['checkpoint']}, seeds {r['seeds']}, {r['wall_s']:.0f}s)"]
+    bases = sorted(r.get("baselines") or {})
+    header = f"  {'task':22s} {'metric':10s} {'score':>14s}" + "".join(f" {b:>10s}" for b in bases)
+    lines.append(header)
+    for name, t in r["tasks"].items():
+        m = t["metrics"][t["main_metric"]]
+        score = f"{m['mean']:.2f}" + (f" +- {m['std']:.2f}" if len(m["per_seed"]) > 1 else "")
+        lines.append(f"  {name:22s} {t['main_metric']:10s} {score:>14s}"
+                     + "".join(f" {t['baselines'][b][t['main_metric']]:10.2f}" for b in bases))
+    if r["average"] is not None:
+        lines.append(f"  {'average':22s} {'':10s} {r['average']:14.2f}" + "".join(f" {r['baselines'][b]:10.2f}" for b in bases))
+    for name, why in r.get("skipped", {}).items():
+        lines.append(f"  skipped {name}: {why}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Stand-alone entry (``python -m lmbudget.evaluate.cli ...``) until the main CLI registers the command."""
+    parser = argparse.ArgumentParser(prog="lmbudget")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""Fine-tuning harness for the BERT encoder: a classification / regression head, one protocol.
+
+Head: the encoder's final hidden states, pooled, then dropout 0.1 and one linear layer (1 output
+for regression, trained with MSE). Pooling is the *mean over non-padding tokens* by default:
+pre-training here is masked-LM only (no next-sentence task), so nothing ever trains the [CLS]
+state; ``pooling="cls"`` takes the first token instead. Inputs are ``[CLS] a [SEP] (b [SEP])`` from
+the run's own tokenizer, truncated longest-first to ``min(max_length, model.max_seq_len)`` and padded
+per batch; padding is masked out of attention (the pre-training encoder attends everywhere because
+it only sees packed rows, so :func:`encode` adds a key-padding mask).
+
+Protocol (paper-method.md section 5): AdamW (betas 0.9/0.98, eps 1e-6, no weight decay), batch 16,
+cosine schedule with 10% linear warm-up, evaluation after every epoch, and the best epoch per
+reported entry by its selection split's main metric (earliest epoch on ties).
+"""
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lmbudget.evaluate.pretrained import autocast
+from lmbudget.evaluate.tasks import Split, TaskData, compute_metrics
+
+
+@dataclass(frozen=True)
+class Protocol:
+    lr: float = 4e-5
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    weight_decay: float = 0.0
+    batch_size: int = 16
+    epochs: int = 5
+    warmup: float = 0.1          # share of the steps with a linear warm-up, then cosine to 0
+    max_length: int = 128
+    pooling: str = "mean"        # "mean" over non-padding tokens, or "cls" (first token)
+    dropout: float = 0.1
+    precision: str = "fp32"      # "bf16" autocast is ~1.5x faster on CPUs that have it
+    eval_batch_size: int = 64
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def with_overrides(self, **values) -> "Protocol":
+        return replace(self, **{k: v for k, v in values.items() if v is not None})
+
+
+GLUE_PROTOCOL = Protocol()
+SUPERGLUE_PROTOCOL = Protocol(lr=5e-5, epochs=10)
+
+
+# ------------------------------------------------------------------------------------------ model
+def _masked_block(block: nn.Module, x: torch.Tensor, attend: torch.Tensor) -> torch.Tensor:
+    """``lmbudget.models.bert.Block.forward`` with a key-padding mask (``attend``: B x 1 x 1 x T, True = attend)."""
+    b, t, h = x.shape
+    q, k, v = block.qkv(block.norm1(x)).view(b, t, 3, block.heads, h // block.heads).permute(2, 0, 3, 1, 4)
+    x = x + block.out(F.scaled_dot_product_attention(q, k, v, attn_mask=attend).transpose(1, 2).reshape(b, t, h))
+    value, gate = block.ffn_in(block.norm2(x)).chunk(2, dim=-1)
+    return x + block.ffn_out(F.gelu(gate) * value)
+
+
+def encode(encoder: nn.Module, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Final hidden states (B, T, H) with padding (``mask`` False) masked out of attention."""
+    if "attention_mask" in inspect.signature(encoder.encode).parameters:
+        return encoder.encode(input_ids, attention_mask=mask)
+    if bool(mask.all()):
+        return encoder.encode(input_ids)  # nothing to mask: the model's own (fused) path
+    x = encoder.embed_norm(encoder.embed(input_ids) + encoder.positions(input_ids.shape[1]))
+    attend = mask[:, None, None, :]
+    for block in encoder.layers:
+        x = _masked_block(block, x, attend)
+    return encoder.final_norm(x)
+
+
+class SequenceClassifier(nn.Module):
+    def __init__(self, encoder: nn.Module, n_labels: int, pad_id: int, pooling: str = "mean", dropout: float = 0.1):
+        super().__init__()
+        if pooling not in ("mean", "cls"):
+            raise ValueError(f"pooling '{pooling}' is not one of mean, cls")
+        self.encoder, self.pad_id, self.pooling = encoder, pad_id, pooling
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(encoder.cfg.hidden, n_labels)
+        nn.init.normal_(self.out.weight, std=0.02)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        mask = input_ids != self.pad_id
+        hidden = encode(self.encoder, input_ids, mask)
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            weights = mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1)
+        return self.out(self.dropout(pooled)).float()
+
+
+# ------------------------------------------------------------------------------------------ data
+def tokenize(tokenizer, split: Split, max_length: int) -> list[np.ndarray]:
+    """Token ids per example with the run tokenizer's special tokens, truncated longest-first."""
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_str(tokenizer.to_str())  # a copy: truncation settings must not leak into the run's tokenizer
+    tok.enable_truncation(max_length=max_length, strategy="longest_first")
+    tok.no_padding()
+    inputs = split.a if split.b is None else list(zip(split.a, split.b))
+    return [np.asarray(e.ids, dtype=np.int64) for e in tok.encode_batch(inputs)]
+
+
+def pad_batch(seqs: list[np.ndarray], pad_id: int) -> torch.Tensor:
+    out = np.full((len(seqs), max(len(s) for s in seqs)), pad_id, dtype=np.int64)
+    for i, s in enumerate(seqs):
+        out[i, :len(s)] = s
+    return torch.from_numpy(out)
+
+
+def cosine_with_warmup(total_steps: int, warmup: float):
+    warm = int(round(warmup * total_steps))
+
+    def factor(step: int) -> float:  # ``step`` updates already done; this is the factor of update step+1
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total_steps - warm)))
+    return factor
+
+
+# ------------------------------------------------------------------------------------------ the loop
+@torch.no_grad()
+def predict(model: SequenceClassifier, ids: list[np.ndarray], protocol: Protocol, device) -> np.ndarray:
+    model.eval()
+    order = np.argsort([len(s) for s in ids], kind="stable")  # similar lengths together: less padding
+    outputs = []
+    for start in range(0, len(order), protocol.eval_batch_size):
+        batch = pad_batch([ids[i] for i in order[start:start + protocol.eval_batch_size]], model.pad_id).to(device)
+        with autocast(protocol.precision, device):
+            outputs.append(model(batch).cpu())
+    logits = torch.cat(outputs)[np.argsort(order)]
+    return logits[:, 0].numpy() if logits.shape[1] == 1 else logits.argmax(1).numpy()
+
+
+def finetune(encoder: nn.Module, task: TaskData, tokenized: dict[str, list[np.ndarray]], protocol: Protocol,
+             seed: int, pad_id: int, device, progress: bool = True) -> list[dict[str, dict[str, float]]]:
+    """Fine-tune ``encoder`` (consumed) on ``task.train``; per epoch the metrics on every evaluation split."""
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(seed)  # head initialisation and dropout
+    model = SequenceClassifier(encoder, task.n_labels, pad_id, protocol.pooling, protocol.dropout).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=protocol.lr, betas=protocol.betas, eps=protocol.eps,
+                                  weight_decay=protocol.weight_decay)
+    n = len(task.train)
+    steps_per_epoch = math.ceil(n / protocol.batch_size)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(steps_per_epoch * protocol.epochs,
+                                                                               protocol.warmup))
+    labels = torch.from_numpy(task.train.labels)
+    generator = torch.Generator().manual_seed(seed)  # example order
+    history = []
+    bar = tqdm(range(protocol.epochs), desc=f"{task.name} seed {seed}", unit="epoch", leave=False, disable=not progress)
+    for _ in bar:
+        model.train()
+        order = torch.randperm(n, generator=generator).numpy()
+        for start in range(0, n, protocol.batch_size):
+            index = order[start:start + protocol.batch_size]
+            batch = pad_batch([tokenized["train"][i] for i in index], pad_id).to(device)
+            target = labels[index].to(device)
+            with autocast(protocol.precision, device):
+                out = model(batch)
+            loss = F.mse_loss(out[:, 0], target.float()) if task.n_labels == 1 else F.cross_entropy(out, target)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            schedule.step()
+        scores = {name: compute_metrics(task.metrics, predict(model, tokenized[name], protocol, device), split)
+                  for name, split in task.evals.items()}
+        history.append(scores)
+        first = next(iter(task.report.values()))
+        bar.set_postfix({task.main: f"{scores[first[0]][task.main]:.1f}", "loss": f"{loss.item():.3f}"})
+    bar.close()
+    return history
+
+
+def best_epochs(task: TaskData, history: list[dict]) -> dict[str, dict]:
+    """Per reported entry: the epoch (1-based) with the best selection-split main metric and the reported scores then."""
+    out = {}
+    for entry, (select, report) in task.report.items():
+        best = max(range(len(history)), key=lambda e: (history[e][select][task.main], -e))
+        out[entry] = {"best_epoch": best + 1, "metrics": history[best][report]}
+    return out
+
+
+def run_task(make_encoder, task: TaskData, tokenizer, protocol: Protocol, seeds: list[int], pad_id: int, device,
+             max_seq_len: int, progress: bool = True) -> dict[str, list[dict]]:
+    """Fine-tune once per seed; per entry, the per-seed ``{best_epoch, metrics}``."""
+    length = min(protocol.max_length, max_seq_len)
+    tokenized = {"train": tokenize(tokenizer, task.train, length)}
+    tokenized.update({name: tokenize(tokenizer, split, length) for name, split in task.evals.items()})
+    per_entry: dict[str, list[dict]] = {entry: [] for entry in task.report}
+    for seed in seeds:
+        history = finetune(make_encoder(), task, tokenized, protocol, seed, pad_id, device, progress)
+        for entry, result in best_epochs(task, history).items():
+            per_entry[entry].append(result)
+    return per_entry

@@ -1,0 +1,63 @@
+"""A finished (or checkpointed) run, loaded for evaluation: config, tokenizer and final weights."""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_model
+
+from lmbudget import checkpoint
+from lmbudget.config import RunConfig
+from lmbudget.io import read_json
+
+
+class EvalError(RuntimeError):
+    """Evaluation cannot run; the message names the fix."""
+
+
+@dataclass
+class PretrainedRun:
+    run_dir: Path
+    cfg: RunConfig
+    data: object            # lmbudget.data.PreparedData: tokenizer, special ids, validation split
+    checkpoint: Path
+    status: str             # the run's summary status, or "unfinished"
+
+    @property
+    def arch(self) -> str:
+        return self.cfg.model.arch
+
+    def model(self, device: torch.device | str = "cpu") -> torch.nn.Module:
+        """A fresh copy of the pre-trained model with the checkpoint's weights (each fine-tuning seed gets its own)."""
+        from lmbudget.models import build_model
+        model = build_model(self.cfg.model, self.data.special)
+        load_model(model, str(self.checkpoint / "model.safetensors"))
+        return model.to(device)
+
+
+def load_run(run_dir: Path, log=lambda *_: None) -> PretrainedRun:
+    from lmbudget.data import prepare_data
+    from lmbudget.runs import load_config
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").exists():
+        raise EvalError(f"{run_dir} is not a run directory (no config.yaml): train one with "
+                        f"`lmbudget train ... --run-dir {run_dir}`")
+    ckpt = checkpoint.latest(run_dir)
+    if ckpt is None or not (ckpt / "model.safetensors").exists():
+        raise EvalError(f"{run_dir} has no checkpoint yet: let its training finish (or resume it with --resume)")
+    cfg = load_config(run_dir)
+    status = read_json(run_dir / "summary.json").get("status", "?") if (run_dir / "summary.json").exists() else "unfinished"
+    return PretrainedRun(run_dir, cfg, prepare_data(cfg.data, log=log), ckpt, status)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast(precision: str, device: torch.device):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
