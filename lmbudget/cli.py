@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("references", help="list built-in and saved reference systems")
     s.set_defaults(func=cmd_references)
+
+    from lmbudget.results.cli import register as register_results
+    register_results(sub)
     return p
 
 

@@ -79,6 +79,7 @@ class TrainConfig:
     log_every: int = 1          # steps between metric lines
     threads: int = 0            # torch intra-op threads; 0: leave as is
     reference: str = ""         # built-in reference name or table file; "": default for the model
+    tracking: Literal["none", "tensorboard", "wandb"] = "none"  # copies of the metrics (wandb runs offline)
 
 
 @dataclass

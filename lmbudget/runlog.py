@@ -13,6 +13,7 @@ class MetricsLog:
         self.path = Path(path)
         self.lines = 0
         self.enabled = enabled  # only rank 0 writes under data parallelism
+        self.tracker = None     # an optional lmbudget.tracking.Tracker that gets a copy of each line
 
     def reset(self) -> None:
         if self.enabled:
@@ -23,6 +24,8 @@ class MetricsLog:
         self.lines += 1
         if not self.enabled:
             return
+        if self.tracker is not None:
+            self.tracker.log(record, record["step"])
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
             f.flush()

@@ -30,6 +30,7 @@ from lmbudget.models import build_model
 from lmbudget.optim import build_optimizer
 from lmbudget.runlog import MetricsLog
 from lmbudget.schedules import lr_factor
+from lmbudget.tracking import make_tracker
 
 EVAL_MASK_SEED = 1234  # validation masks are fixed so every evaluation (and every run) sees the same targets
 
@@ -162,6 +163,9 @@ class Trainer:
             self.print(f"resumed at step {self.clock.steps}, RST {self.clock.used:.1f}s of {self.budget}")
         else:
             self.metrics.reset()
+        if self.world.is_main:
+            self.metrics.tracker = make_tracker(self.cfg.train.tracking, self.run_dir, self.cfg.to_dict(),
+                                                start_step=self.clock.steps)
         self.algorithm.on_start(self)
         status = "completed"
         bar = self.progress_bar()
@@ -181,14 +185,15 @@ class Trainer:
                     self.print(f"training loss became {loss} at step {self.clock.steps}: stopping (status: diverged)")
                     break
                 self.after_step(loss)
+            if status == "completed":
+                self.last_val_loss = self.evaluate()
+                self.metrics.append(self.metric_line(None, val_loss=self.last_val_loss, final=True))
+                self.save_checkpoint()
         finally:
             bar.close()
-        if status == "completed":
-            self.last_val_loss = self.evaluate()
-            self.metrics.append(self.metric_line(None, val_loss=self.last_val_loss, final=True))
-            self.save_checkpoint()
-        summary = self.write_summary(status)
-        return summary
+            if self.metrics.tracker is not None:
+                self.metrics.tracker.close()
+        return self.write_summary(status)
 
     def train_step(self) -> float:
         cfg, clock, alg = self.cfg, self.clock, self.algorithm
