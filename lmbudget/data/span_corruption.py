@@ -90,6 +90,7 @@ def span_corrupt(tokens: torch.Tensor, noise_density: float, mean_span_length: f
     With ``raw_len`` from :func:`compute_t5_lengths`, Tin and Ttgt are exactly the lengths it gives.
     """
     sentinel_0, step = sentinel_ids
+    tokens = tokens.long()  # shards may hold uint16/int32 ids
     if step not in (-1, 1):
         raise ValueError(f"sentinel step must be +1 or -1, not {step}")
     noise = random_spans_noise_mask(tokens.shape[0], tokens.shape[1], noise_density, mean_span_length,
