@@ -32,19 +32,25 @@ def layer_counts(n_layers: int) -> list[int]:
     return sorted({1, 2, 3, 4, 6, 8, n_layers // 2, (3 * n_layers) // 4, n_layers})
 
 
-def timed(fn, repeats: int, warmup: int, sync) -> tuple[float, float]:
-    for _ in range(warmup):
-        fn()
-    times = []
+def timed_interleaved(fns: dict, repeats: int, warmup: int, sync) -> dict:
+    """Median seconds and relative inter-quartile spread of each function, timed round-robin so that
+    a change in machine load touches every entry alike instead of skewing a few."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {k: [] for k in fns}
     for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    q = statistics.quantiles(times, n=4)
-    med = statistics.median(times)
-    return med, (q[2] - q[0]) / med
+        for k, fn in fns.items():
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            times[k].append(time.perf_counter() - start)
+    out = {}
+    for k, ts in times.items():
+        q, med = statistics.quantiles(ts, n=4), statistics.median(ts)
+        out[k] = (med, (q[2] - q[0]) / med)
+    return out
 
 
 def system_info(cfg: RunConfig, device: torch.device) -> dict:
@@ -83,9 +89,7 @@ def calibrate(cfg: RunConfig, repeats: int = 11, warmup: int = 3, log=print, dev
             inputs = {"input_ids": ids, "labels": labels}
         return {k: v.to(dev) for k, v in inputs.items()}
 
-    costs: dict = {"fwd_bwd": {}, "fwd": {}, "step": {}}
-    spread: dict = {"fwd_bwd": {}, "fwd": {}, "step": {}}
-    for n in layer_counts(cfg.model.n_layers):
+    def layer_fns(n: int) -> dict:
         active = [stack[i] for stack in model.stacks for i in range(n)]
 
         def fwd_bwd():
@@ -96,26 +100,36 @@ def calibrate(cfg: RunConfig, repeats: int = 11, warmup: int = 3, log=print, dev
         def fwd():
             with torch.no_grad(), autocast(cfg.train.precision, dev):
                 model(batch(), active=active, per_example=True).float().cpu()
+        return {("fwd_bwd", str(n)): fwd_bwd, ("fwd", str(n)): fwd}
 
-        for kind, fn in (("fwd_bwd", fwd_bwd), ("fwd", fwd)):
-            costs[kind][str(n)], spread[kind][str(n)] = timed(fn, repeats, warmup, sync)
-        log(f"  {n:2d} layers: fwd+bwd {costs['fwd_bwd'][str(n)] * 1e3:8.2f} ms   fwd {costs['fwd'][str(n)] * 1e3:8.2f} ms")
-    for opt_name in OPTIMIZERS:
+    def step_fn(opt_name: str):
         ocfg = type(cfg.optim)(**{**cfg.optim.__dict__, **optimizer_defaults(opt_name, cfg.model.arch), "name": opt_name})
         optimizer = build_optimizer(model, ocfg)
-        model.zero_grad()
-        with autocast(cfg.train.precision, dev):
-            model(batch()).backward()
 
-        def step():
+        def step():  # on the gradients of one real backward pass, left in place
             if ocfg.clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), ocfg.clip)
             if hasattr(optimizer, "set_batch_tokens"):
                 optimizer.set_batch_tokens(b * t)
             optimizer.step()
+        return step
 
-        costs["step"][opt_name], spread["step"][opt_name] = timed(step, repeats, warmup, sync)
-        log(f"  step {opt_name:6s} {costs['step'][opt_name] * 1e3:8.2f} ms")
+    fns = {}
+    for n in layer_counts(cfg.model.n_layers):
+        fns.update(layer_fns(n))
+    results = timed_interleaved(fns, repeats, warmup, sync)
+    model.zero_grad()
+    with autocast(cfg.train.precision, dev):
+        model(batch()).backward()
+    results.update(timed_interleaved({("step", o): step_fn(o) for o in OPTIMIZERS}, repeats, warmup, sync))
+    costs: dict = {"fwd_bwd": {}, "fwd": {}, "step": {}}
+    spread: dict = {"fwd_bwd": {}, "fwd": {}, "step": {}}
+    for (kind, key), (med, spr) in results.items():
+        costs[kind][key], spread[kind][key] = med, spr
+    for n in layer_counts(cfg.model.n_layers):
+        log(f"  {n:2d} layers: fwd+bwd {costs['fwd_bwd'][str(n)] * 1e3:8.2f} ms   fwd {costs['fwd'][str(n)] * 1e3:8.2f} ms")
+    for o in OPTIMIZERS:
+        log(f"  step {o:6s} {costs['step'][o] * 1e3:8.2f} ms")
     table = CostTable(name=name or f"{cfg.model_name}@{socket.gethostname()}", signature=model.signature(),
                       seq_len=t, micro_batch=b, costs=costs, spread=spread, system=system_info(cfg, dev),
                       notes=f"measured by `lmbudget calibrate` ({repeats} timings after {warmup} warm-up, median)")

@@ -26,6 +26,29 @@ PRESETS: dict[str, dict] = {
         "train": dict(micro_batch=128, batch=1536, budget="24h", eval_batches=16, precision="bf16",
                       compile=True, reference="paper-rtx3090-bert"),
     },
+    # T5 v1.1 via the nanoT5 recipe. data.seq_len is the raw length that span corruption
+    # (noise density 0.15, mean span 3) turns into the input length: 568 -> 512 + 114 target.
+    "t5-micro": {
+        "model": dict(arch="t5", n_layers=4, hidden=64, heads=2, ffn=128, norm_eps=1e-6),
+        "data": dict(tokenizer="unigram", vocab_size=2048, seq_len=70),  # 64 input + 14 target tokens
+        "optim": dict(schedule="t5-cosine"),
+        "train": dict(micro_batch=8, batch=16, budget="20s", eval_batches=2, precision="fp32",
+                      reference="cpu2-t5-micro"),
+    },
+    "t5-tiny": {
+        "model": dict(arch="t5", n_layers=4, hidden=256, heads=4, ffn=1024, norm_eps=1e-6),
+        "data": dict(tokenizer="unigram", vocab_size=8192, seq_len=141),  # 128 input + 29 target tokens
+        "optim": dict(schedule="t5-cosine"),
+        "train": dict(micro_batch=16, batch=32, budget="3min", eval_batches=8, precision="bf16",
+                      reference="cpu2-t5-tiny"),
+    },
+    "t5-base": {  # the paper's T5: 12 + 12 layers, d_model 768, d_ff 2048, batch 144
+        "model": dict(arch="t5", n_layers=12, hidden=768, heads=12, ffn=2048, norm_eps=1e-6),
+        "data": dict(tokenizer="unigram", vocab_size=32000, seq_len=568),
+        "optim": dict(schedule="t5-cosine"),
+        "train": dict(micro_batch=72, batch=144, budget="24h", eval_batches=16, precision="bf16",
+                      compile=True, reference="paper-a100-t5"),
+    },
 }
 
 
