@@ -39,8 +39,8 @@ def home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("LMBUDGET_HOME", str(tmp_path_factory.getbasetemp() / "lmbudget-home"))
 
 
-def config(corpus, algorithm="baseline", optimizer=None, budget=BUDGET, extra=()):
-    return make_config("bert-micro", algorithm, optimizer, budget, seed=0,
+def config(corpus, algorithm="baseline", optimizer=None, budget=BUDGET, extra=(), model="bert-micro"):
+    return make_config(model, algorithm, optimizer, budget, seed=0,
                        overrides=[f"data.corpus={corpus}", "train.checkpoint_every=0.3", "train.eval_every=0.5",
                                   "train.threads=1", *extra])
 
@@ -80,9 +80,10 @@ def run_interrupted(cfg, run_dir, at_step, monkeypatch):
 CONFIGS = [(a, "adamw") for a in ALGORITHMS] + [("baseline", o) for o in OPTIMIZERS if o != "adamw"]
 
 
+@pytest.mark.parametrize("model", ["bert-micro", "t5-micro"])
 @pytest.mark.parametrize("algorithm,optimizer", CONFIGS)
-def test_every_configuration_runs_to_budget_and_resumes_exactly(algorithm, optimizer, corpus, tmp_path, monkeypatch):
-    cfg = config(corpus, algorithm, optimizer)
+def test_every_configuration_runs_to_budget_and_resumes_exactly(model, algorithm, optimizer, corpus, tmp_path, monkeypatch):
+    cfg = config(corpus, algorithm, optimizer, model=model, budget=BUDGET if model == "bert-micro" else "2.5s")
     full = train(cfg, tmp_path / "full", progress=False, log=lambda *_: None)
     assert full["status"] == "completed"
     assert full["rst_s"] <= full["budget_rst_s"]
