@@ -319,3 +319,66 @@ def test_seq2seq_harness_learns_and_scores_labels_as_text():
     labels = Seq2SeqTask("t", [], {}, {}, ("accuracy", "macro_f1"), ["Sport", "Tech"])
     split = GenSplit(["a", "b", "c"], [["Sport"], ["Tech"], ["Tech"]], np.array([0, 1, 1]))
     assert score(labels, [" sport", "TECH", "politics"], split)["accuracy"] == pytest.approx(200 / 3)
+
+
+@pytest.fixture(scope="module")
+def t5_run_dir(run_dir, tmp_path_factory):
+    """t5-micro trained 3 steps on the same corpus as the BERT run."""
+    from lmbudget.runs import load_config, make_config, train
+    corpus = load_config(run_dir).data.corpus
+    cfg = make_config("t5-micro", budget="3 steps", overrides=[f"data.corpus={corpus}", "train.threads=1"])
+    out = tmp_path_factory.mktemp("runs") / "t5"
+    train(cfg, out, progress=False, log=lambda *_: None)
+    return out
+
+
+def write_sni(root: Path) -> None:
+    """Three tasks in the layout of github.com/allenai/natural-instructions."""
+    def task(name, definition, pairs):
+        examples = [{"input": x, "output": y, "explanation": "."} for x, y in pairs[:2]]
+        instances = [{"id": f"{name}-{i}", "input": x, "output": [y]} for i, (x, y) in enumerate(pairs[2:])]
+        path = root / "tasks" / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"Definition": [definition], "Positive Examples": examples, "Instances": instances}))
+    task("task001_sentiment", "Classify the sentiment of the review as positive or negative.",
+         [(s, "positive" if y else "negative") for s, y in SST2 * 2])
+    task("task002_paraphrase", "Answer yes if the two sentences mean the same thing, otherwise no.",
+         [(f"{a} / {b}", "yes" if y else "no") for a, b, y in MRPC * 2])
+    task("task003_title", "Write a short title for the news sentence.",
+         [("Shares fell 3 percent in early trading on Monday .", "Shares fall"),
+          ("The senator voted against the bill on Friday .", "Senator opposes bill"),
+          ("Police in Boston arrested a man on Tuesday .", "Boston arrest"),
+          ("The company said profits rose 5 percent .", "Profits rise")])
+    splits = root / "splits" / "default"
+    splits.mkdir(parents=True)
+    (splits / "train_tasks.txt").write_text("task001_sentiment\ntask002_paraphrase\n")
+    (splits / "test_tasks.txt").write_text("task003_title\n")
+
+
+def test_t5_suites_from_a_run(t5_run_dir, tmp_path):
+    quiet = dict(progress=False, log=lambda *_: None)
+    result = evaluate(t5_run_dir, "offline", tasks=["bbc-headline", "bbc-topic"], protocol={"epochs": 1}, max_train=24,
+                      max_eval=8, **quiet)
+    head, topic = result["tasks"]["bbc-headline"], result["tasks"]["bbc-topic"]
+    assert head["main_metric"] == "rouge_l" and set(head["baselines"]) == {"lead"} and head["sizes"]["test"] == 8
+    assert topic["main_metric"] == "macro_f1" and set(topic["baselines"]) == {"majority", "tfidf_lr"}
+    assert 0 <= head["metrics"]["rouge_l"]["mean"] <= 100 and result["protocol"]["batch_size"] == 8
+    assert result["baselines"] == {}  # no baseline is shared by both tasks
+    with pytest.raises(EvalDataError, match="natural-instructions"):
+        evaluate(t5_run_dir, "sni", data_dir=tmp_path / "nothing", **quiet)
+    write_sni(tmp_path / "sni")
+    sni = evaluate(t5_run_dir, "sni", data_dir=tmp_path / "sni", protocol={"epochs": 1}, **quiet)
+    assert sni["tasks"]["sni"]["sizes"] == {"train": 10 + 6, "test": 2} and sni["protocol"]["lr"] == 5e-5
+    assert sni["tasks"]["sni"]["best_epoch"] == [1]
+    loss = evaluate(t5_run_dir, "valloss", **quiet)
+    assert loss["average"] == loss["tasks"]["all"]["metrics"]["loss"]["mean"] > 0
+    with pytest.raises(Exception, match="BERT"):
+        evaluate(t5_run_dir, "glue", **quiet)
+
+
+def test_sni_prompt_has_definition_two_examples_and_the_input():
+    from lmbudget.evaluate.seq2seq import sni_prompt
+    text = sni_prompt("Say the colour.", [{"input": "sky", "output": "blue"}, {"input": "grass", "output": "green"},
+                                          {"input": "snow", "output": "white"}], "blood")
+    assert text.startswith("Definition: Say the colour.") and "Positive Example 2" in text
+    assert "snow" not in text and text.endswith("Input: blood\nOutput: ")

@@ -15,7 +15,8 @@ Results: ``RUN_DIR/eval/<suite>.json`` (this shape is read by the report/sweep c
       "suite": "offline", "run_dir": "...", "model": "bert-tiny", "arch": "bert",
       "checkpoint": "step-00000123-abcdef", "run_status": "completed",
       "seeds": [0, 1, 2],             # valloss: [MASK_SEED]
-      "protocol": {...},              # fine-tuning hyper-parameters used (null for valloss)
+      "protocol": {...},              # fine-tuning hyper-parameters used (null for valloss); precision
+                                      # defaults to the run's (bf16 runs fine-tune under bf16 autocast)
       "average": 71.3,                # mean over task entries of their main metric's mean
       "baselines": {"majority": 20.1, "tfidf_lr": 65.0},   # the same average per baseline (if any)
       "tasks": {
@@ -25,8 +26,8 @@ Results: ``RUN_DIR/eval/<suite>.json`` (this shape is read by the report/sweep c
           "best_epoch": [4, 5, 5],    # per seed, 1-based (fine-tuning suites only)
           "baselines": {"majority": {"macro_f1": 7.4, "accuracy": 22.9},
                         "tfidf_lr": {"macro_f1": 94.9, "accuracy": 95.1, "C": 1.0}},
-          "sizes": {"train": 667, "dev": 221, "test": 223},
-          "note": "..."
+          "sizes": {"train": 591, "dev": 197, "test": 197},
+          "note": "...", "wall_s": 95.2       # fine-tuning (all seeds) and baselines
         }
       },
       "skipped": {"fortune-category": "why, and how to make it available"},
@@ -72,7 +73,7 @@ def spread(values: list[float]) -> dict:
 
 
 def task_entry(main: str, metric_names, per_seed: list[dict], baselines: dict | None = None,
-               sizes: dict | None = None, note: str = "") -> dict:
+               sizes: dict | None = None, note: str = "", wall_s: float | None = None) -> dict:
     """One task's record from per-seed ``{"best_epoch", "metrics"}`` results."""
     entry = {"main_metric": main,
              "metrics": {m: spread([r["metrics"][m] for r in per_seed]) for m in metric_names}}
@@ -84,6 +85,8 @@ def task_entry(main: str, metric_names, per_seed: list[dict], baselines: dict | 
         entry["sizes"] = sizes
     if note:
         entry["note"] = note
+    if wall_s is not None:
+        entry["wall_s"] = wall_s
     return entry
 
 
@@ -135,7 +138,10 @@ def evaluate(run_dir: Path, suite: str, seeds: list[int] | None = None, tasks: l
         torch.set_num_threads(threads or run.cfg.train.threads)
     device = device or default_device()
     seeds = list(seeds) if seeds else [0]
-    protocol = protocol or {}
+    protocol = dict(protocol or {})
+    # Fine-tune in the precision the run was trained in (bf16 is ~1.5x faster on CPUs that have it);
+    # fp16 would need loss scaling, so it falls back to fp32.
+    protocol.setdefault("precision", "bf16" if run.cfg.train.precision == "bf16" else "fp32")
     if suite == "valloss":
         from lmbudget.evaluate.valloss import MASK_SEED, validation_losses
         losses = validation_losses(run, list(corpora), max_rows, device, progress, log)
@@ -184,7 +190,7 @@ def classification_suite(run: PretrainedRun, suite: str, seeds, requested, data_
             if task is None:
                 skipped[name] = f"its data is not installed ({T.OFFLINE_HINTS[name]})"
             else:
-                loaded[name] = cap_task(task, max_train, max_eval)
+                loaded[name] = T.cap_task(task, max_train, max_eval)
     else:
         protocol = (GLUE_PROTOCOL if suite == "glue" else SUPERGLUE_PROTOCOL).with_overrides(**overrides)
         names = choose(requested, list(T.HUB_SUITES[suite]), suite)
@@ -194,6 +200,7 @@ def classification_suite(run: PretrainedRun, suite: str, seeds, requested, data_
             skipped.update({k: f"left out: {v}" for k, v in T.SUPERGLUE_LEFT_OUT.items()})
     results = {}
     for name, task in tqdm(loaded.items(), desc=f"{suite} tasks", unit="task", disable=not progress):
+        started = time.time()
         log(f"{suite}/{name}: {len(task.train)} train examples, evaluation on "
             f"{', '.join(f'{k} ({len(v)})' for k, v in task.evals.items())}, seeds {seeds}")
         per_entry = run_task(lambda: run.model(device), task, run.data.tokenizer, protocol, seeds,
@@ -202,7 +209,8 @@ def classification_suite(run: PretrainedRun, suite: str, seeds, requested, data_
         for entry, per_seed in per_entry.items():
             select, report = task.report[entry]
             sizes = {"train": len(task.train), **{k: len(v) for k, v in task.evals.items() if k in (select, report)}}
-            results[entry] = task_entry(task.main, task.metrics, per_seed, base[entry], sizes, task.note)
+            results[entry] = task_entry(task.main, task.metrics, per_seed, base[entry], sizes, task.note,
+                                        round(time.time() - started, 1))
             r = results[entry]
             log(f"  {entry}: {task.main} {r['metrics'][task.main]['mean']:.1f} +- {r['metrics'][task.main]['std']:.1f} "
                 f"(majority {base[entry]['majority'][task.main]:.1f}, tf-idf+lr {base[entry]['tfidf_lr'][task.main]:.1f})")
@@ -210,11 +218,3 @@ def classification_suite(run: PretrainedRun, suite: str, seeds, requested, data_
     return {"seeds": seeds, "protocol": protocol.to_dict(), "average": average, "baselines": base_avg,
             "tasks": results, "skipped": skipped}
 
-
-def cap_task(task, max_train: int, max_eval: int):
-    from lmbudget.evaluate.tasks import cap
-    if max_train > 0 and len(task.train) > max_train:
-        task.note = (task.note + "; " if task.note else "") + f"train capped at {max_train} examples"
-        task.train = cap(task.train, max_train, 0)
-    task.evals = {k: cap(v, max_eval, 1) for k, v in task.evals.items()}
-    return task

@@ -74,17 +74,21 @@ def cmd_evaluate(a) -> None:
 
 
 def format_result(r: dict) -> str:
+    """The suite as a table: each task's main metric (mean +- std over seeds) beside its baselines."""
     lines = [f"{r['run_dir']}: {r['suite']} ({r['model']}, {r['checkpoint']}, seeds {r['seeds']}, {r['wall_s']:.0f}s)"]
-    bases = sorted(r.get("baselines") or {})
-    header = f"  {'task':22s} {'metric':10s} {'score':>14s}" + "".join(f" {b:>10s}" for b in bases)
-    lines.append(header)
+    bases = sorted({b for t in r["tasks"].values() for b in t.get("baselines") or {}})
+
+    def cell(value):
+        return f" {value:10.2f}" if value is not None else f" {'':10s}"
+    lines.append(f"  {'task':22s} {'metric':10s} {'score':>14s}" + "".join(f" {b:>10s}" for b in bases))
     for name, t in r["tasks"].items():
-        m = t["metrics"][t["main_metric"]]
+        m, main = t["metrics"][t["main_metric"]], t["main_metric"]
         score = f"{m['mean']:.2f}" + (f" +- {m['std']:.2f}" if len(m["per_seed"]) > 1 else "")
-        lines.append(f"  {name:22s} {t['main_metric']:10s} {score:>14s}"
-                     + "".join(f" {t['baselines'][b][t['main_metric']]:10.2f}" for b in bases))
+        lines.append(f"  {name:22s} {main:10s} {score:>14s}"
+                     + "".join(cell((t.get("baselines") or {}).get(b, {}).get(main)) for b in bases))
     if r["average"] is not None:
-        lines.append(f"  {'average':22s} {'':10s} {r['average']:14.2f}" + "".join(f" {r['baselines'][b]:10.2f}" for b in bases))
+        lines.append(f"  {'average':22s} {'':10s} {r['average']:14.2f}"
+                     + "".join(cell((r.get("baselines") or {}).get(b)) for b in bases))
     for name, why in r.get("skipped", {}).items():
         lines.append(f"  skipped {name}: {why}")
     return "\n".join(lines)

