@@ -6,7 +6,6 @@ against the SHA-256 recorded when it was written.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -16,7 +15,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-from lmbudget.io import atomic_write_json, read_json
+from lmbudget.io import atomic_write_json, read_json, sha256_file
 
 
 class CheckpointError(RuntimeError):
@@ -35,14 +34,6 @@ def latest(run_dir: Path) -> Path | None:
         return folder(run_dir) / read_json(pointer)["dir"]
     except (ValueError, KeyError) as e:
         raise CheckpointError(f"{pointer} is corrupt ({e}): delete the run directory or use --overwrite") from None
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def split_state(state: dict) -> tuple[dict, dict]:
@@ -65,7 +56,7 @@ def save(run_dir: Path, model, optimizer, state: dict, generators: dict, algo_st
     algo_tensors, algo_plain = split_state(algo_state)
     save_file(algo_tensors, str(tmp / "algorithm.safetensors"))
     (tmp / "algorithm.json").write_text(json.dumps(algo_plain))
-    files = {p.name: sha256(p) for p in sorted(tmp.iterdir())}
+    files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
     with open(tmp / "state.json", "w") as f:
         json.dump({"state": state, "files": files}, f)
     for p in tmp.iterdir():  # make the bytes durable before the rename publishes them
@@ -87,7 +78,7 @@ def load(run_dir: Path, model, optimizer, generators: dict) -> tuple[dict, dict]
     try:
         meta = json.loads((path / "state.json").read_text())
         for fname, digest in meta["files"].items():
-            if sha256(path / fname) != digest:
+            if sha256_file(path / fname) != digest:
                 raise CheckpointError(f"checkpoint file {path / fname} is corrupt (checksum mismatch): {fix}")
         load_model(model, str(path / "model.safetensors"))
         optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))

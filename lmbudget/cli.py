@@ -24,11 +24,11 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_prepare(a) -> None:
-    from lmbudget.config import DataConfig, apply_overrides, RunConfig
+    from lmbudget.config import apply_overrides
     from lmbudget.data import prepare_data
-    from lmbudget.presets import PRESETS, preset_config
+    from lmbudget.presets import preset_config
 
-    cfg = preset_config(a.model) if a.model else RunConfig(data=DataConfig())
+    cfg = preset_config(a.model)
     cfg.data.corpus = a.corpus
     if a.tokenizer:
         cfg.data.tokenizer = a.tokenizer

@@ -1,6 +1,5 @@
 """Each algorithm's mechanism against its formula, on a bare model and a stand-in context."""
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch

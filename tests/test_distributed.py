@@ -16,15 +16,6 @@ from lmbudget.runs import make_config, train
 WORKER = str(Path(__file__).with_name("ddp_worker.py"))
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    from lmbudget.data import bbc_articles
-    root = tmp_path_factory.mktemp("ddp-corpus")
-    for a in bbc_articles()[:300]:
-        (root / f"{a['id'].replace('/', '_')}.txt").write_text(a["headline"] + "\n\n" + a["body"])
-    return root
-
-
 def torchrun(corpus, out, specs, timeout=240):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", WORKER,
            str(corpus), str(out), json.dumps(specs)]

@@ -441,15 +441,6 @@ def test_tracking_backends(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------- one real sweep
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    from lmbudget.data import bbc_articles
-    root = tmp_path_factory.mktemp("corpus")
-    for a in bbc_articles()[:200]:
-        (root / f"{a['id'].replace('/', '_')}.txt").write_text(a["headline"] + "\n\n" + a["body"])
-    return root
-
-
 def test_real_tiny_sweep_survives_an_interruption(corpus, tmp_path, monkeypatch):
     """bert-micro, two configurations, step budgets: the second run is cut mid-way (after a
     checkpoint), the sweep restarted; every run completes once and the report reads them."""

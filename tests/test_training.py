@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from safetensors.torch import load_file
 
 from lmbudget import checkpoint
@@ -22,16 +21,6 @@ from lmbudget.runlog import MetricsLog
 from lmbudget.train import Trainer
 
 BUDGET = "1s"  # about 70 bert-micro steps on the built-in cpu2-bert-micro table
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """A small real corpus: BBC News articles as text files."""
-    from lmbudget.data import bbc_articles
-    root = tmp_path_factory.mktemp("corpus")
-    for a in bbc_articles()[:400]:
-        (root / f"{a['id'].replace('/', '_')}.txt").write_text(a["headline"] + "\n\n" + a["body"])
-    return root
 
 
 @pytest.fixture(autouse=True)

@@ -35,7 +35,7 @@ from lmbudget.config import ConfigError, DataConfig
 from lmbudget.data import tokenizer as tokenization
 from lmbudget.data.corpus import SPLITS, collect
 from lmbudget.data.sources import CorpusError, Source, resolve_sources
-from lmbudget.io import atomic_write_json, lmbudget_home, read_json
+from lmbudget.io import atomic_write_json, lmbudget_home, read_json, sha256_file
 
 FORMAT = 1  # bump when packing or file layout changes
 KEY_FIELDS = ("corpus", "tokenizer", "vocab_size", "seq_len", "lowercase", "validation_fraction",
@@ -131,14 +131,6 @@ def save_array(path: Path, array: np.ndarray) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def is_complete(root: Path) -> bool:
