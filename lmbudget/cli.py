@@ -140,7 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("references", help="list built-in and saved reference systems")
     s.set_defaults(func=cmd_references)
 
+    from lmbudget.evaluate.cli import register as register_evaluate
     from lmbudget.results.cli import register as register_results
+    register_evaluate(sub)
     register_results(sub)
     return p
 
