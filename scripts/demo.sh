@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: real offline text, the bert-tiny preset, an RST budget.
+# The main job on the embedded default: real offline text, the bert-tiny preset, the paper's seven
+# configurations at two short RST budgets (one seed), the offline downstream suite, a report with
+# tables and plots. Restartable: run it again and finished runs are kept.
+#   BUDGETS=1min,2min SEEDS=0,1 SUITES=offline,valloss bash scripts/demo.sh   # a bigger grid
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LMBUDGET_DEBIAN_TEXT=1 bash scripts/setup.sh
 LMB="${LMBUDGET_VENV:-.venv}/bin/lmbudget"
-BUDGET="${BUDGET:-3min}"
+OUT="${OUT:-results/tiny-bert-demo}"
 "$LMB" prepare --corpus offline-en --model bert-tiny
 "$LMB" references
-"$LMB" train --model bert-tiny --budget "$BUDGET" --seed 0 --run-dir runs/demo-baseline --overwrite
+"$LMB" sweep tiny-bert --out "$OUT" --seeds "${SEEDS:-0}" --budgets "${BUDGETS:-30s,1min}" \
+  --evaluate "${SUITES:-offline}" --quiet
+"$LMB" report "$OUT"
+echo "report: $OUT/report.md (plots in $OUT/plots/)"
