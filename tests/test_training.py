@@ -72,7 +72,7 @@ CONFIGS = [(a, "adamw") for a in ALGORITHMS] + [("baseline", o) for o in OPTIMIZ
 @pytest.mark.parametrize("model", ["bert-micro", "t5-micro"])
 @pytest.mark.parametrize("algorithm,optimizer", CONFIGS)
 def test_every_configuration_runs_to_budget_and_resumes_exactly(model, algorithm, optimizer, corpus, tmp_path, monkeypatch):
-    cfg = config(corpus, algorithm, optimizer, model=model, budget=BUDGET if model == "bert-micro" else "2.5s")
+    cfg = config(corpus, algorithm, optimizer, model=model, budget=BUDGET if model == "bert-micro" else "1.2s")
     full = train(cfg, tmp_path / "full", progress=False, log=lambda *_: None)
     assert full["status"] == "completed"
     assert full["rst_s"] <= full["budget_rst_s"]
