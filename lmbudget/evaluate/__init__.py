@@ -6,8 +6,12 @@ Suites: ``valloss`` (masked-LM / span-corruption loss per corpus source, see ``v
 ``offline`` (always available, real data: BBC topic, fortune category, WordNet gloss for BERT; BBC
 headline generation and the same classifications as text-to-text for T5; see ``tasks.py``),
 ``glue`` and ``superglue`` (BERT; hub or local files, see ``tasks.py``), ``sni`` (T5,
-Super-NaturalInstructions, see ``seq2seq.py``). Every fine-tuning task runs once per seed; the
-baselines (majority class, TF-IDF + logistic regression) are computed on the same splits.
+Super-NaturalInstructions, see ``seq2seq.py``). Every fine-tuning task runs once per seed (the
+seed sets head initialisation, dropout and example order; data splits never depend on it) under its
+suite's protocol (``finetune.py``: GLUE lr 4e-5 x 5 epochs, SuperGLUE 5e-5 x 10, offline 3e-4 x 5;
+``seq2seq.py``: SNI). Baselines are computed on the same splits: majority class and TF-IDF + logistic
+regression for classification, the body's first words ("lead") for BBC headlines. The GLUE average
+is over its 9 entries (MNLI counts twice: ``mnli-m``, ``mnli-mm``); no WNLI.
 
 Results: ``RUN_DIR/eval/<suite>.json`` (this shape is read by the report/sweep code; keep it stable)::
 
@@ -179,11 +183,11 @@ def classification_suite(run: PretrainedRun, suite: str, seeds, requested, data_
 
     from lmbudget.evaluate import tasks as T
     from lmbudget.evaluate.baselines import baselines
-    from lmbudget.evaluate.finetune import GLUE_PROTOCOL, SUPERGLUE_PROTOCOL, run_task
+    from lmbudget.evaluate.finetune import GLUE_PROTOCOL, OFFLINE_PROTOCOL, SUPERGLUE_PROTOCOL, run_task
 
     skipped: dict[str, str] = {}
     if suite == "offline":
-        protocol = GLUE_PROTOCOL.with_overrides(**overrides)
+        protocol = OFFLINE_PROTOCOL.with_overrides(**overrides)
         loaded = {}
         for name in choose(requested, list(T.OFFLINE), suite):
             task = T.OFFLINE[name]()

@@ -258,11 +258,10 @@ def load_hub_task(suite: str, name: str, data_dir: Path | None = None, max_train
                   max_eval: int = 0) -> TaskData:
     task = HUB_SUITES[suite][name]
     rows = hub_task_rows(suite, task, data_dir)
-    evals = {split: cap(rows_to_split(task, rows[split]), max_eval, 1) for _, split in task.evals}
+    evals = {split: rows_to_split(task, rows[split]) for _, split in task.evals}
     report = {entry or task.name: (split, split) for entry, split in task.evals}
-    note = f"train capped at {max_train} examples" if 0 < max_train < len(rows["train"]) else ""
-    return TaskData(task.name, task.n_labels, task.metrics, task.main,
-                    cap(rows_to_split(task, rows["train"]), max_train, 0), evals, report, note=note)
+    data = TaskData(task.name, task.n_labels, task.metrics, task.main, rows_to_split(task, rows["train"]), evals, report)
+    return cap_task(data, max_train, max_eval)
 
 
 # ============================================================================ offline suite
