@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("calibrate", help="measure this machine as a reference system for a model")
     add_run_options(s)
-    s.add_argument("--repeats", type=int, default=11)
+    s.add_argument("--repeats", type=int, default=21)
     s.add_argument("--name", default=None, help="table name (default MODEL@HOST)")
     s.add_argument("--output", default=None, help="write the table here instead of the saved references")
     s.set_defaults(func=cmd_calibrate)

@@ -29,7 +29,7 @@ from pathlib import Path
 from lmbudget.io import atomic_write_text, lmbudget_home
 
 LAYER_KINDS = ("fwd_bwd", "fwd")
-MAX_SPREAD = 0.25  # refuse calibrations whose timings vary more than this (relative IQR)
+MAX_SPREAD = 0.4  # refuse calibrations whose timings vary more than this (relative IQR; quiet 2-core VMs show up to ~0.3)
 BUILTIN_DIR = Path(__file__).parent / "references"
 
 
