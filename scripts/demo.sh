@@ -10,7 +10,7 @@ LMB="${LMBUDGET_VENV:-.venv}/bin/lmbudget"
 OUT="${OUT:-results/tiny-bert-demo}"
 "$LMB" prepare --corpus offline-en --model bert-tiny
 "$LMB" references
-"$LMB" sweep tiny-bert --out "$OUT" --seeds "${SEEDS:-0}" --budgets "${BUDGETS:-30s,1min}" \
-  --evaluate "${SUITES:-offline}" --quiet
+"$LMB" sweep tiny-bert --out "$OUT" --seeds "${SEEDS:-0}" --budgets "${BUDGETS:-20s,40s}" \
+  --evaluate "${SUITES:-offline}" --eval-max-train "${EVAL_MAX_TRAIN:-300}" --quiet
 "$LMB" report "$OUT"
 echo "report: $OUT/report.md (plots in $OUT/plots/)"
