@@ -39,3 +39,27 @@ def grads_of(group: dict, state: dict, init) -> tuple[list, list, list[dict]]:
         grads.append(p.grad)
         states.append(st)
     return params, grads, states
+
+
+class GroupwiseOptimizer(torch.optim.Optimizer):
+    """The ``step()`` every optimizer here shares: the closure, then ``update_group`` on each group's
+    parameters that have a gradient, with their (lazily created) state."""
+
+    @staticmethod
+    def fresh_state(p: torch.Tensor) -> dict:
+        raise NotImplementedError
+
+    def update_group(self, group: dict, params: list, grads: list, states: list[dict]) -> None:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params, grads, states = grads_of(group, self.state, self.fresh_state)
+            if params:
+                self.update_group(group, params, grads, states)
+        return loss

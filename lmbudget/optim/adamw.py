@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from ._common import grads_of, rms_scales
+from ._common import GroupwiseOptimizer, rms_scales
 
 
 def _fresh_state(p: torch.Tensor) -> dict:
@@ -26,7 +26,8 @@ def _fresh_state(p: torch.Tensor) -> dict:
             "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
 
 
-class AdamWScale(torch.optim.Optimizer):
+class AdamWScale(GroupwiseOptimizer):
+    fresh_state = staticmethod(_fresh_state)
     needs_hessian = False
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
@@ -49,40 +50,30 @@ class AdamWScale(torch.optim.Optimizer):
                                      weight_decay=cfg.weight_decay, foreach=True)
         return cls(params, lr=cfg.lr, betas=betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params, grads, states = grads_of(group, self.state, _fresh_state)
-            if not params:
-                continue
-            lr, wd, eps, (b1, b2) = group["lr"], group["weight_decay"], group["eps"], group["betas"]
-            m = [s["exp_avg"] for s in states]
-            v = [s["exp_avg_sq"] for s in states]
-            scales = rms_scales(params)
+    def update_group(self, group: dict, params: list, grads: list, states: list[dict]) -> None:
+        lr, wd, eps, (b1, b2) = group["lr"], group["weight_decay"], group["eps"], group["betas"]
+        m = [s["exp_avg"] for s in states]
+        v = [s["exp_avg_sq"] for s in states]
+        scales = rms_scales(params)
 
-            torch._foreach_mul_(m, b1)
-            torch._foreach_add_(m, grads, alpha=1 - b1)
-            torch._foreach_mul_(v, b2)
-            torch._foreach_addcmul_(v, grads, grads, value=1 - b2)
+        torch._foreach_mul_(m, b1)
+        torch._foreach_add_(m, grads, alpha=1 - b1)
+        torch._foreach_mul_(v, b2)
+        torch._foreach_addcmul_(v, grads, grads, value=1 - b2)
 
-            # Bias-corrected step size per tensor; steps differ after a state reset.
-            step_sizes = []
-            for s in states:
-                s["step"] += 1
-                t = s["step"]
-                step_sizes.append(-lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t))
+        # Bias-corrected step size per tensor; steps differ after a state reset.
+        step_sizes = []
+        for s in states:
+            s["step"] += 1
+            t = s["step"]
+            step_sizes.append(-lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t))
 
-            denom = torch._foreach_sqrt(v)
-            torch._foreach_add_(denom, eps)
-            update = torch._foreach_div(m, denom)
-            torch._foreach_mul_(update, scales)
-            torch._foreach_mul_(update, step_sizes)
+        denom = torch._foreach_sqrt(v)
+        torch._foreach_add_(denom, eps)
+        update = torch._foreach_div(m, denom)
+        torch._foreach_mul_(update, scales)
+        torch._foreach_mul_(update, step_sizes)
 
-            if wd != 0:
-                torch._foreach_mul_(params, 1 - lr * wd)
-            torch._foreach_add_(params, update)
-        return loss
+        if wd != 0:
+            torch._foreach_mul_(params, 1 - lr * wd)
+        torch._foreach_add_(params, update)

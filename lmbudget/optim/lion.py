@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import torch
 
-from ._common import grads_of, rms_scales
+from ._common import GroupwiseOptimizer, rms_scales
 
 
-class Lion(torch.optim.Optimizer):
+class Lion(GroupwiseOptimizer):
+    fresh_state = staticmethod(lambda p: {"exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format)})
     needs_hessian = False
 
     def __init__(self, params, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.99),
@@ -26,34 +27,23 @@ class Lion(torch.optim.Optimizer):
         return cls(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
                    weight_decay=cfg.weight_decay, rms_scaled=cfg.rms_scaled)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params, grads, states = grads_of(
-                group, self.state, lambda p: {"exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format)})
-            if not params:
-                continue
-            m = [s["exp_avg"] for s in states]
-            lr, wd, (b1, b2) = group["lr"], group["weight_decay"], group["betas"]
-            # RMS of the parameter before this step's decay, as in AdamWScale.
-            scales = rms_scales(params) if group["rms_scaled"] else None
+    def update_group(self, group: dict, params: list, grads: list, states: list[dict]) -> None:
+        m = [s["exp_avg"] for s in states]
+        lr, wd, (b1, b2) = group["lr"], group["weight_decay"], group["betas"]
+        # RMS of the parameter before this step's decay, as in AdamWScale.
+        scales = rms_scales(params) if group["rms_scaled"] else None
 
-            # c = b1*m + (1-b1)*g, then sign(c): the direction of the step.
-            c = torch._foreach_mul(m, b1)
-            torch._foreach_add_(c, grads, alpha=1 - b1)
-            direction = torch._foreach_sign(c)
-            if scales is not None:
-                torch._foreach_mul_(direction, scales)
+        # c = b1*m + (1-b1)*g, then sign(c): the direction of the step.
+        c = torch._foreach_mul(m, b1)
+        torch._foreach_add_(c, grads, alpha=1 - b1)
+        direction = torch._foreach_sign(c)
+        if scales is not None:
+            torch._foreach_mul_(direction, scales)
 
-            if wd != 0:
-                torch._foreach_mul_(params, 1 - lr * wd)
-            torch._foreach_add_(params, direction, alpha=-lr)
+        if wd != 0:
+            torch._foreach_mul_(params, 1 - lr * wd)
+        torch._foreach_add_(params, direction, alpha=-lr)
 
-            # Momentum is updated after the step with its own (slower) beta2.
-            torch._foreach_mul_(m, b2)
-            torch._foreach_add_(m, grads, alpha=1 - b2)
-        return loss
+        # Momentum is updated after the step with its own (slower) beta2.
+        torch._foreach_mul_(m, b2)
+        torch._foreach_add_(m, grads, alpha=1 - b2)

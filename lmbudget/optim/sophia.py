@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from ._common import grads_of, rms_scales
+from ._common import GroupwiseOptimizer, grads_of, rms_scales
 
 
 def _fresh_state(p: torch.Tensor) -> dict:
@@ -24,7 +24,8 @@ def _fresh_state(p: torch.Tensor) -> dict:
             "hessian": torch.zeros_like(p, memory_format=torch.preserve_format)}
 
 
-class SophiaG(torch.optim.Optimizer):
+class SophiaG(GroupwiseOptimizer):
+    fresh_state = staticmethod(_fresh_state)
     needs_hessian = True  # the loop asks this to decide whether to run Hessian passes
 
     def __init__(self, params, lr: float = 1e-4, betas: tuple[float, float] = (0.965, 0.99),
@@ -59,40 +60,30 @@ class SophiaG(torch.optim.Optimizer):
             torch._foreach_mul_(h, b2)
             torch._foreach_addcmul_(h, grads, grads, value=1 - b2)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params, grads, states = grads_of(group, self.state, _fresh_state)
-            if not params:
-                continue
-            if group["bs"] is None:
-                raise RuntimeError("SophiaG.step() needs the batch size in tokens: call "
-                                   "optimizer.set_batch_tokens(n) before stepping")
-            m = [s["exp_avg"] for s in states]
-            h = [s["hessian"] for s in states]
-            lr, wd, rho, bs = group["lr"], group["weight_decay"], group["rho"], group["bs"]
-            b1 = group["betas"][0]
-            scales = rms_scales(params) if group["rms_scaled"] else None
+    def update_group(self, group: dict, params: list, grads: list, states: list[dict]) -> None:
+        if group["bs"] is None:
+            raise RuntimeError("SophiaG.step() needs the batch size in tokens: call "
+                               "optimizer.set_batch_tokens(n) before stepping")
+        m = [s["exp_avg"] for s in states]
+        h = [s["hessian"] for s in states]
+        lr, wd, rho, bs = group["lr"], group["weight_decay"], group["rho"], group["bs"]
+        b1 = group["betas"][0]
+        scales = rms_scales(params) if group["rms_scaled"] else None
 
-            torch._foreach_mul_(m, b1)
-            torch._foreach_add_(m, grads, alpha=1 - b1)
+        torch._foreach_mul_(m, b1)
+        torch._foreach_add_(m, grads, alpha=1 - b1)
 
-            # ratio = sign(m) * min(|m| / (rho*bs*h + 1e-15), 1). With h = 0 (no Hessian
-            # yet, or a flat coordinate) this is sign descent with step lr.
-            denom = torch._foreach_mul(h, rho * bs)
-            torch._foreach_add_(denom, 1e-15)
-            ratio = torch._foreach_abs(m)
-            torch._foreach_div_(ratio, denom)
-            torch._foreach_clamp_max_(ratio, 1.0)
-            torch._foreach_mul_(ratio, torch._foreach_sign(m))
-            if scales is not None:
-                torch._foreach_mul_(ratio, scales)
+        # ratio = sign(m) * min(|m| / (rho*bs*h + 1e-15), 1). With h = 0 (no Hessian
+        # yet, or a flat coordinate) this is sign descent with step lr.
+        denom = torch._foreach_mul(h, rho * bs)
+        torch._foreach_add_(denom, 1e-15)
+        ratio = torch._foreach_abs(m)
+        torch._foreach_div_(ratio, denom)
+        torch._foreach_clamp_max_(ratio, 1.0)
+        torch._foreach_mul_(ratio, torch._foreach_sign(m))
+        if scales is not None:
+            torch._foreach_mul_(ratio, scales)
 
-            if wd != 0:
-                torch._foreach_mul_(params, 1 - lr * wd)
-            torch._foreach_add_(params, ratio, alpha=-lr)
-        return loss
+        if wd != 0:
+            torch._foreach_mul_(params, 1 - lr * wd)
+        torch._foreach_add_(params, ratio, alpha=-lr)
