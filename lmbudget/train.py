@@ -39,10 +39,6 @@ class RunError(RuntimeError):
     """A run cannot start or continue; the message names the fix."""
 
 
-def set_seed(seed: int) -> None:
-    torch.manual_seed(seed)
-
-
 def autocast(precision: str, device: torch.device):
     if precision == "fp32":
         return contextlib.nullcontext()
@@ -77,7 +73,7 @@ class Trainer:
             cfg.model.vocab_size = max(cfg.data.vocab_size, self.data.vocab_size)
         if self.data.vocab_size > cfg.model.vocab_size:
             raise RunError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's {self.data.vocab_size}")
-        set_seed(t.seed)
+        torch.manual_seed(t.seed)
         self.model = build_model(cfg.model, self.data.special).to(self.device)
         self.table = table or self.resolve_reference()
         self.table.check_matches(self.model.signature(), cfg.data.seq_len)
@@ -90,7 +86,6 @@ class Trainer:
         self.hessian_generator = torch.Generator().manual_seed(t.seed + 2)
         self.generator = torch.Generator().manual_seed(t.seed + 3)  # the algorithm's stream
         self.batch_size, self.micro_batch = t.batch // self.world.size, t.micro_batch  # per rank
-        self.config = cfg
         self.wall = 0.0            # training wall time, evaluation and checkpoints excluded
         self.tokens = 0
         self.next_eval = t.eval_every
@@ -109,6 +104,15 @@ class Trainer:
             find_unused_parameters=skips_layers)
 
     # ------------------------------------------------------------------ context for algorithms
+    @property
+    def config(self) -> RunConfig:
+        return self.cfg
+
+    @property
+    def generators(self) -> dict[str, torch.Generator]:
+        """Every random stream of the run, checkpointed together."""
+        return {"mask": self.mask_generator, "hessian": self.hessian_generator, "algorithm": self.generator}
+
     def draw(self, n: int) -> Batch:
         """This rank's share of the next global draw of ``n`` x world examples (masked identically on
         every rank, so N ranks see exactly what one process would)."""
@@ -311,12 +315,10 @@ class Trainer:
             "next_checkpoint": self.next_checkpoint, "last_val_loss": self.last_val_loss,
             "metrics_lines": self.metrics.lines,
         }
-        generators = {"mask": self.mask_generator, "hessian": self.hessian_generator, "algorithm": self.generator}
-        checkpoint.save(self.run_dir, self.model, self.optimizer, state, generators, self.algorithm.state_dict())
+        checkpoint.save(self.run_dir, self.model, self.optimizer, state, self.generators, self.algorithm.state_dict())
 
     def restore(self) -> None:
-        generators = {"mask": self.mask_generator, "hessian": self.hessian_generator, "algorithm": self.generator}
-        state, algo_state = checkpoint.load(self.run_dir, self.model, self.optimizer, generators)
+        state, algo_state = checkpoint.load(self.run_dir, self.model, self.optimizer, self.generators)
         self.clock.load_state_dict(state["clock"])
         self.stream = BatchStream(len(self.train_split), self.micro_batch, seed=self.cfg.train.seed,
                                   position=state["stream_position"])
