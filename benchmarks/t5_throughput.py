@@ -19,6 +19,7 @@ import torch
 from lmbudget.config import ModelConfig
 from lmbudget.data.span_corruption import compute_t5_lengths, span_corrupt
 from lmbudget.models.t5 import T5Model
+from lmbudget.optim.adamw import fused_adamw
 from lmbudget.train import autocast
 
 PAD, EOS = 0, 1
@@ -38,7 +39,7 @@ def hf_t5(cfg: ModelConfig):
 
 
 def make_step(model, is_hf: bool, precision: str, device):
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True)
+    opt = fused_adamw(list(model.parameters()), lr=1e-4)
 
     def step(batch):
         with autocast(precision, device):

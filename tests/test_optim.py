@@ -302,3 +302,23 @@ def test_state_pop_reinitialises_one_parameter(name, arch):
     for n, p in model.named_parameters():  # every other parameter kept its state
         if n != "lin.weight":
             assert torch.equal(p, dict(twin.named_parameters())[n])
+
+
+def test_fused_adamw_matches_torch_multi_tensor_adamw():
+    """The trainer's AdamW uses torch's fused kernel where it exists; it must take the same steps."""
+    from lmbudget.optim.adamw import fused_adamw
+    settings = dict(lr=1e-2, betas=(0.9, 0.98), eps=1e-12, weight_decay=0.01)
+    a, b = Tiny(), Tiny()
+    b.load_state_dict(a.state_dict())
+    fused = fused_adamw(list(a.parameters()), **settings)
+    assert fused.defaults.get("fused"), "torch >= 2.4 has a fused CPU AdamW"
+    reference = torch.optim.AdamW(b.parameters(), foreach=True, **settings)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        x = torch.randint(0, 11, (4, 8), generator=gen)
+        for model, opt in ((a, fused), (b, reference)):
+            model(x).pow(2).mean().backward()
+            opt.step()
+            opt.zero_grad()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(pa, pb, atol=1e-6)

@@ -27,6 +27,7 @@ from torch import nn
 
 from lmbudget.evaluate.pretrained import autocast
 from lmbudget.evaluate.tasks import Split, TaskData, compute_metrics
+from lmbudget.optim.adamw import fused_adamw
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,7 @@ def finetune(encoder: nn.Module, task: TaskData, tokenized: dict[str, list[np.nd
 
     torch.manual_seed(seed)  # head initialisation and dropout
     model = SequenceClassifier(encoder, task.n_labels, pad_id, protocol.pooling, protocol.dropout).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=protocol.lr, betas=protocol.betas, eps=protocol.eps,
+    optimizer = fused_adamw(list(model.parameters()), lr=protocol.lr, betas=protocol.betas, eps=protocol.eps,
                                   weight_decay=protocol.weight_decay)
     n = len(task.train)
     steps_per_epoch = math.ceil(n / protocol.batch_size)

@@ -38,6 +38,7 @@ from lmbudget.evaluate import metrics as M
 from lmbudget.evaluate.pretrained import autocast
 from lmbudget.evaluate.tasks import EvalDataError, Split, TaskData, compute_metrics
 from lmbudget.io import lmbudget_home
+from lmbudget.optim.adamw import fused_adamw
 
 SNI_INSTANCES = 100
 
@@ -201,7 +202,7 @@ def finetune(model: nn.Module, task: Seq2SeqTask, enc: Encoder, protocol: Seq2Se
     from tqdm.auto import tqdm
 
     torch.manual_seed(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=protocol.lr, betas=protocol.betas, eps=protocol.eps,
+    optimizer = fused_adamw(list(model.parameters()), lr=protocol.lr, betas=protocol.betas, eps=protocol.eps,
                                   weight_decay=protocol.weight_decay)  # constant learning rate
     sources = enc.sources([s for s, _ in task.train])
     targets = enc.targets([t for _, t in task.train])

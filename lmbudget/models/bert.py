@@ -1,7 +1,7 @@
 """Crammed-BERT encoder for masked-LM pre-training (Geiping & Goldstein 2022 recipe).
 
 Pre-LayerNorm blocks, no biases, gated-GELU feed-forward, tied embeddings, scaled
-sinusoidal positions, SDPA attention, and logits only at the masked positions
+sinusoidal positions, SDPA attention (explicit on CPU in bf16, see attention.py), and logits only at the masked positions
 ("sparse prediction"). Blocks live in ``self.layers`` so that algorithms can grow
 (stack) or skip (drop) them by passing the indices of the active blocks.
 """
@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmbudget.config import ModelConfig
+from lmbudget.models.attention import attention
 
 
 class ScaledSinusoidal(nn.Module):
@@ -49,7 +50,7 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, h = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, h // self.heads).permute(2, 0, 3, 1, 4)
-        attn = F.scaled_dot_product_attention(q, k, v)  # packed sequences: no padding mask needed
+        attn = attention(q, k, v)  # packed sequences: no padding mask needed
         x = x + self.out(attn.transpose(1, 2).reshape(b, t, h))
         value, gate = self.ffn_in(self.norm2(x)).chunk(2, dim=-1)
         return x + self.ffn_out(F.gelu(gate) * value)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmbudget.config import ModelConfig
+from lmbudget.models.attention import attention
 from lmbudget.models.bert import per_row_mean, sample_labels
 
 NORM_EPS = 1e-6  # T5's layer_norm_epsilon (ModelConfig.norm_eps is BERT's 1e-12)
@@ -59,7 +60,7 @@ class Attention(nn.Module):
         v = self.v(memory).view(b, -1, self.heads, self.d_kv).transpose(1, 2)
         if bias is not None:
             bias = bias.to(q.dtype)  # SDPA wants the mask in the query's dtype under autocast
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)
+        out = attention(q, k, v, mask=bias, scale=1.0)
         return self.o(out.transpose(1, 2).reshape(b, t, d))
 
 
