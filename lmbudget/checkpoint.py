@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, load_model, save_file, save_model
+from safetensors.torch import load_file, save_file
 
 from lmbudget.io import atomic_write_json, read_json, sha256_file
 
@@ -42,14 +42,16 @@ def split_state(state: dict) -> tuple[dict, dict]:
     return tensors, plain
 
 
-def save(run_dir: Path, model, optimizer, state: dict, generators: dict, algo_state: dict) -> Path:
+def save(run_dir: Path, model_state: dict, optimizer_state: dict, state: dict, generators: dict,
+         algo_state: dict) -> Path:
+    """``model_state`` / ``optimizer_state``: whole (gathered) state dicts."""
     root = folder(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{state['clock']['steps']:08d}-{uuid.uuid4().hex[:6]}"
     tmp = root / f".tmp-{name}"
     tmp.mkdir()
-    save_model(model, str(tmp / "model.safetensors"))
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    save_file({k: v.detach().cpu().contiguous() for k, v in model_state.items()}, str(tmp / "model.safetensors"))
+    torch.save(optimizer_state, tmp / "optimizer.pt")
     rng = {f"gen.{k}": g.get_state() for k, g in generators.items()}
     rng["torch_global"] = torch.get_rng_state()
     save_file(rng, str(tmp / "rng.safetensors"))
@@ -70,7 +72,8 @@ def save(run_dir: Path, model, optimizer, state: dict, generators: dict, algo_st
     return root / name
 
 
-def load(run_dir: Path, model, optimizer, generators: dict) -> tuple[dict, dict]:
+def load(run_dir: Path, load_model_state, load_optimizer_state, generators: dict) -> tuple[dict, dict]:
+    """Calls ``load_model_state`` / ``load_optimizer_state`` with the whole saved state dicts."""
     path = latest(run_dir)
     if path is None or not path.is_dir():
         raise CheckpointError(f"no checkpoint in {run_dir}: start without --resume")
@@ -80,8 +83,8 @@ def load(run_dir: Path, model, optimizer, generators: dict) -> tuple[dict, dict]
         for fname, digest in meta["files"].items():
             if sha256_file(path / fname) != digest:
                 raise CheckpointError(f"checkpoint file {path / fname} is corrupt (checksum mismatch): {fix}")
-        load_model(model, str(path / "model.safetensors"))
-        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+        load_model_state(load_file(str(path / "model.safetensors")))
+        load_optimizer_state(torch.load(path / "optimizer.pt", weights_only=True))
         rng = load_file(str(path / "rng.safetensors"))
         algo_state = json.loads((path / "algorithm.json").read_text())
         algo_state.update(load_file(str(path / "algorithm.safetensors")))

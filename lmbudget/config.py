@@ -78,6 +78,7 @@ class TrainConfig:
     checkpoint_every: float = 0.25  # fraction of the budget between checkpoints
     log_every: int = 1          # steps between metric lines
     threads: int = 0            # torch intra-op threads; 0: leave as is
+    parallel: Literal["ddp", "fsdp"] = "ddp"  # several ranks: replicate the model (ddp) or shard it (fsdp)
     reference: str = ""         # built-in reference name or table file; "": default for the model
     tracking: Literal["none", "tensorboard", "wandb"] = "none"  # copies of the metrics (wandb runs offline)
 

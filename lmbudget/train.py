@@ -24,7 +24,7 @@ from lmbudget.config import RunConfig
 from lmbudget.data import prepare_data
 from lmbudget.data.loader import BatchStream
 from lmbudget.data.mlm import mask_tokens
-from lmbudget.distributed import init_world
+from lmbudget.distributed import gather_full, gradient_sync, init_world, parallelize, shard_like, shard_optimizer_state
 from lmbudget.io import atomic_write_json
 from lmbudget.models import build_model
 from lmbudget.optim import build_optimizer
@@ -78,7 +78,6 @@ class Trainer:
         self.table = table or self.resolve_reference()
         self.table.check_matches(self.model.signature(), cfg.data.seq_len)
         self.clock = Clock(self.table, self.budget)
-        self.optimizer = build_optimizer(self.model, cfg.optim)
         self.algorithm = build_algorithm(cfg.algorithm, cfg.algo, cfg.model.arch)
         self.train_split = self.data.split("train")
         self.stream = BatchStream(len(self.train_split), t.micro_batch, seed=t.seed)
@@ -97,11 +96,9 @@ class Trainer:
             for layer in self.model.layers:
                 layer.compile()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.precision == "fp16")
-        # DDP averages gradients across ranks; unused parameters occur when layers are skipped or not yet stacked.
         skips_layers = type(self.algorithm).active_layers is not Algorithm.active_layers
-        self.trained_model = self.model if not self.world.active else torch.nn.parallel.DistributedDataParallel(
-            self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-            find_unused_parameters=skips_layers)
+        self.trained_model = parallelize(self.model, self.world, t.parallel, self.device, skips_layers)
+        self.optimizer = build_optimizer(self.model, cfg.optim)  # after FSDP has replaced the parameters
 
     # ------------------------------------------------------------------ context for algorithms
     @property
@@ -209,15 +206,14 @@ class Trainer:
         batch = alg.select_batch(self, self.batch_size)
         micros = batch.split(self.micro_batch)
         actives = [alg.active_layers(self, fraction) for _ in micros]
-        # Under DDP, gradients are all-reduced once per step when every microbatch runs the same layers,
+        # On several ranks, gradients are reduced once per step when every microbatch runs the same layers,
         # else after each microbatch (a parameter unused in the last one must still be averaged).
         sync_each = any(a != actives[0] for a in actives)
         total = 0.0
         for i, (micro, active) in enumerate(zip(micros, actives)):
             clock.charge("fwd_bwd", cost_key(self.model, active), examples=len(micro))
             last = i == len(micros) - 1
-            no_sync = self.world.active and not (last or sync_each)
-            with self.trained_model.no_sync() if no_sync else contextlib.nullcontext():
+            with gradient_sync(self.trained_model, enabled=not self.world.active or last or sync_each):
                 with autocast(cfg.train.precision, self.device):
                     loss = self.trained_model(self.to_device(micro), active=active)
                 self.scaler.scale(loss * len(micro) / len(batch)).backward()
@@ -249,7 +245,7 @@ class Trainer:
             with autocast(self.cfg.train.precision, self.device):
                 loss = self.model.hessian_loss(self.to_device(micro), self.hessian_generator)
             (loss * len(micro) / len(batch)).backward()
-        if self.world.active:  # outside DDP's forward: average the curvature gradients by hand
+        if self.world.active and self.cfg.train.parallel == "ddp":  # outside DDP's forward: average by hand
             for p in self.model.parameters():
                 if p.grad is not None:
                     torch.distributed.all_reduce(p.grad)
@@ -307,6 +303,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ persistence
     def save_checkpoint(self) -> None:
+        # Whole tensors on every layout (gathering is a collective under FSDP: every rank takes part).
+        model_state, optimizer_state = gather_full(self.model.state_dict()), gather_full(self.optimizer.state_dict())
         if not self.world.is_main:
             return
         state = {
@@ -315,10 +313,11 @@ class Trainer:
             "next_checkpoint": self.next_checkpoint, "last_val_loss": self.last_val_loss,
             "metrics_lines": self.metrics.lines,
         }
-        checkpoint.save(self.run_dir, self.model, self.optimizer, state, self.generators, self.algorithm.state_dict())
+        checkpoint.save(self.run_dir, model_state, optimizer_state, state, self.generators, self.algorithm.state_dict())
 
     def restore(self) -> None:
-        state, algo_state = checkpoint.load(self.run_dir, self.model, self.optimizer, self.generators)
+        state, algo_state = checkpoint.load(self.run_dir, self.load_model_state, self.load_optimizer_state,
+                                            self.generators)
         self.clock.load_state_dict(state["clock"])
         self.stream = BatchStream(len(self.train_split), self.micro_batch, seed=self.cfg.train.seed,
                                   position=state["stream_position"])
@@ -327,6 +326,13 @@ class Trainer:
         self.last_val_loss = state["last_val_loss"]
         self.metrics.truncate(state["metrics_lines"])
         self.algorithm.load_state_dict(algo_state)
+
+    def load_model_state(self, full: dict) -> None:
+        current = self.model.state_dict()
+        self.model.load_state_dict({k: shard_like(v, current.get(k, v)) for k, v in full.items()})
+
+    def load_optimizer_state(self, full: dict) -> None:
+        self.optimizer.load_state_dict(shard_optimizer_state(full, self.optimizer))
 
     def write_summary(self, status: str) -> dict:
         summary = {
@@ -342,6 +348,7 @@ class Trainer:
         }
         summary.update(self.algorithm.summary())
         summary["world_size"] = self.world.size
+        summary["parallel"] = self.cfg.train.parallel if self.world.active else "none"
         if self.world.is_main:
             atomic_write_json(self.run_dir / "summary.json", summary)
         self.world.barrier()

@@ -304,3 +304,13 @@ def test_batch_stream_resumes_exactly_from_a_position():
     resumed = BatchStream(37, 8, seed=11, position=s.position)
     for _ in range(12):  # across several epoch boundaries
         assert np.array_equal(s.next(), resumed.next())
+
+
+@pytest.mark.parametrize("kind,vocab", [("wordpiece", 2048), ("unigram", 1000)])
+def test_tokenizer_training_is_deterministic(kind, vocab):
+    """Same train split -> byte-identical tokenizer (so the same shards and the same runs on a re-prepare)."""
+    from lmbudget.data import bbc_articles
+    from lmbudget.data.tokenizer import train as train_tokenizer
+    texts = [a["body"] for a in bbc_articles()[:300]]
+    cfg = DataConfig(tokenizer=kind, vocab_size=vocab)
+    assert train_tokenizer(texts, cfg).to_str() == train_tokenizer(texts, cfg).to_str()

@@ -1,5 +1,6 @@
-"""Data parallelism with torchrun + gloo on the CPU: two ranks equal one process, and every
-registered algorithm and optimizer runs to its budget on two ranks without any rank hanging."""
+"""Data parallelism with torchrun + gloo on the CPU, replicated (DDP) and sharded (FSDP): two ranks
+equal one process, a sharded run resumes exactly, and every registered algorithm and optimizer
+runs to its budget on two ranks without any rank hanging."""
 import json
 import subprocess
 import sys
@@ -16,38 +17,53 @@ from lmbudget.runs import make_config, train
 WORKER = str(Path(__file__).with_name("ddp_worker.py"))
 
 
-def torchrun(corpus, out, specs, timeout=240):
+def torchrun(corpus, out, specs, timeout=400):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", WORKER,
            str(corpus), str(out), json.dumps(specs)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)  # a hung rank fails the test here
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    first_error = proc.stderr.find("Traceback")
+    assert proc.returncode == 0, proc.stderr[first_error:first_error + 4000]
     return json.loads((Path(out) / "results.json").read_text())
 
 
 def test_two_ranks_equal_one_process_and_every_algorithm_finishes(corpus, tmp_path, monkeypatch):
     monkeypatch.setenv("LMBUDGET_HOME", str(tmp_path / "home"))
-    specs = {"equiv": ["baseline", "adamw", "12 steps"]}
-    specs.update({f"{a}-{o}": [a, o, "0.4s"] for a, o in
-                  [(a, "adamw") for a in ALGORITHMS] + [("baseline", o) for o in OPTIMIZERS if o != "adamw"]})
+    specs = {"equiv": ["baseline", "adamw", "12 steps"], "equiv-fsdp": ["baseline", "adamw", "12 steps", "fsdp"],
+             # sharded optimizer state (Sophia's Hessian too) and stacked layers through a checkpoint
+             "stack-sophia-fsdp": ["layer-stacking", "sophia", "12 steps", "fsdp"],
+             "stack-sophia-fsdp-resumed": ["layer-stacking", "sophia", "12 steps", "fsdp", 8]}
+    for parallel in ("ddp", "fsdp"):
+        specs.update({f"{a}-{o}-{parallel}": [a, o, "0.4s", parallel] for a, o in
+                      [(a, "adamw") for a in ALGORITHMS] + [("baseline", o) for o in OPTIMIZERS if o != "adamw"]})
     results = torchrun(corpus, tmp_path / "ddp", specs)
 
     # one process, same global batch (16) and seed
     cfg = make_config("bert-micro", "baseline", "adamw", "12 steps", seed=0,
                       overrides=[f"data.corpus={corpus}", "train.threads=1", "train.batch=16", "train.eval_every=0.5"])
     single = train(cfg, tmp_path / "single", progress=False, log=lambda *_: None)
-    a = load_file(str(checkpoint.latest(tmp_path / "single") / "model.safetensors"))
-    b = load_file(str(checkpoint.latest(tmp_path / "ddp" / "equiv") / "model.safetensors"))
-    max_diff = max((a[k] - b[k]).abs().max().item() for k in a)
-    print(f"2 ranks vs 1 process: max weight difference {max_diff:.3g}, "
-          f"val loss {results['equiv']['final_val_loss']:.6f} vs {single['final_val_loss']:.6f}")
-    assert max_diff < 1e-5
-    assert results["equiv"]["final_val_loss"] == pytest.approx(single["final_val_loss"], abs=1e-5)
+    for name in ("equiv", "equiv-fsdp"):
+        max_diff = max_weight_difference(tmp_path / "single", tmp_path / "ddp" / name)
+        print(f"2 ranks ({results[name]['parallel']}) vs 1 process: max weight difference {max_diff:.3g}, "
+              f"val loss {results[name]['final_val_loss']:.6f} vs {single['final_val_loss']:.6f}")
+        assert max_diff < 1e-5
+        assert results[name]["final_val_loss"] == pytest.approx(single["final_val_loss"], abs=1e-5)
+    resumed, full = results["stack-sophia-fsdp-resumed"], results["stack-sophia-fsdp"]
+    assert max_weight_difference(tmp_path / "ddp" / "stack-sophia-fsdp", tmp_path / "ddp" / "stack-sophia-fsdp-resumed") < 1e-5
+    assert resumed["steps"] == full["steps"] and resumed["final_depth"] == full["final_depth"] == 4
     # each rank did half the examples of each step: charged half the forward+backward work
     assert results["equiv"]["rst_breakdown"]["train"]["rst_s"] < single["rst_breakdown"]["train"]["rst_s"]
     assert results["equiv"]["world_size"] == 2 and results["equiv"]["tokens"] == single["tokens"]
 
     for name, s in results.items():
-        if name == "equiv":
+        if "equiv" in name:
             continue
         assert s["status"] == "completed", name
-        assert s["rst_s"] <= s["budget_rst_s"] and s["steps"] >= 2, name
+        assert s["parallel"] == ("fsdp" if "fsdp" in name else "ddp"), name
+        assert s["steps"] == 12 if s["budget_kind"] == "steps" else s["rst_s"] <= s["budget_rst_s"] and s["steps"] >= 2, name
+
+
+def max_weight_difference(run_a: Path, run_b: Path) -> float:
+    a = load_file(str(checkpoint.latest(run_a) / "model.safetensors"))
+    b = load_file(str(checkpoint.latest(run_b) / "model.safetensors"))
+    assert a.keys() == b.keys()
+    return max((a[k] - b[k]).abs().max().item() for k in a)

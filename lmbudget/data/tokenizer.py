@@ -7,9 +7,13 @@
   *descending* order as in T5: ``<extra_id_k>`` = ``special['sentinel_0'] - k`` and
   ``<extra_id_0>`` is the last id. The sentinels count towards ``cfg.vocab_size``.
 
-The Unigram trainer of ``tokenizers`` takes minutes where WordPiece takes seconds (several CPU
-minutes on offline-en's 31M training characters), so it trains on a deterministic stride sample of
-the train split of about ``UNIGRAM_TRAIN_CHARS`` (one minute); WordPiece uses the whole train split.
+Both are deterministic: the same train split gives the same tokenizer, so the same shards and
+the same runs (``tokenizers``' own trainers are not: they break ties in hash-map order). WordPiece
+is trained by ``tokenizers`` with its ids sorted afterwards; the Unigram model is trained by
+``sentencepiece`` (as T5's own vocabulary was, and some 30x faster) on the text after this
+tokenizer's normalizer, then loaded into a ``tokenizers`` Unigram model. Unigram trains on a
+deterministic stride sample of the train split of about ``UNIGRAM_TRAIN_CHARS``; WordPiece on
+the whole train split.
 
 The post-processor adds ``[CLS] x [SEP]`` (wordpiece) or ``x </s>`` (unigram) for downstream use;
 packing encodes with ``add_special_tokens=False`` and places separators itself.
@@ -29,7 +33,7 @@ WORDPIECE_SPECIAL = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SE
 UNIGRAM_SPECIAL = {"pad": "<pad>", "eos": "</s>", "unk": "<unk>"}
 N_SENTINELS = 100
 UNIGRAM_TRAIN_CHARS = 8_000_000
-VERSION = 1  # bump when the recipe changes so cached tokenizers are not reused
+VERSION = 2  # bump when the recipe changes so cached tokenizers are not reused
 
 
 def tokenizer_key(cfg: DataConfig, train_checksum: str) -> str:
@@ -56,9 +60,7 @@ def build_untrained(cfg: DataConfig) -> tuple[Tokenizer, object]:
     tok.normalizer = normalizers.Sequence(steps)
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
-    trainer = trainers.UnigramTrainer(vocab_size=cfg.vocab_size - N_SENTINELS, special_tokens=list(UNIGRAM_SPECIAL.values()),
-                                      unk_token="<unk>", show_progress=False)
-    return tok, trainer
+    return tok, None
 
 
 def stride_sample(texts: list[str], max_chars: int) -> list[str]:
@@ -66,14 +68,36 @@ def stride_sample(texts: list[str], max_chars: int) -> list[str]:
     return texts[::max(1, round(sum(map(len, texts)) / max_chars))]
 
 
+def train_unigram(texts: list[str], cfg: DataConfig, tok: Tokenizer) -> models.Unigram:
+    import io
+
+    import sentencepiece as spm
+    lines = (line for text in texts for line in tok.normalizer.normalize_str(text).splitlines() if line.strip())
+    proto = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=lines, model_writer=proto, model_type="unigram", vocab_size=cfg.vocab_size - N_SENTINELS,
+        hard_vocab_limit=False, normalization_rule_name="identity", pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+        max_sentence_length=1 << 20, num_threads=2, minloglevel=2)
+    sp = spm.SentencePieceProcessor(model_proto=proto.getvalue())
+    return models.Unigram([(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())], unk_id=2)
+
+
 def train(texts: list[str], cfg: DataConfig) -> Tokenizer:
     tok, trainer = build_untrained(cfg)
-    tok.train_from_iterator(texts, trainer, length=len(texts))
     if cfg.tokenizer == "wordpiece":
+        tok.train_from_iterator(texts, trainer, length=len(texts))
+        # The trainer breaks frequency ties in hash-map order, so ids differ from one training to the
+        # next; WordPiece segments by the vocabulary *set* alone, so sorted ids change no segmentation
+        # and make the same corpus give the same shards (and the same run) every time.
+        specials = list(WORDPIECE_SPECIAL.values())
+        ordered = specials + sorted(set(tok.get_vocab()) - set(specials))
+        tok.model = models.WordPiece({t: i for i, t in enumerate(ordered)}, unk_token="[UNK]")
         cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
         tok.post_processor = processors.TemplateProcessing(
             single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
     else:
+        tok.model = train_unigram(texts, cfg, tok)
+        tok.add_special_tokens(list(UNIGRAM_SPECIAL.values()))
         tok.add_special_tokens([f"<extra_id_{k}>" for k in reversed(range(N_SENTINELS))])
         tok.post_processor = processors.TemplateProcessing(
             single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))])

@@ -29,7 +29,7 @@ class ScaledSinusoidal(nn.Module):
         table[:, 0::2] = torch.sin(pos * div)
         table[:, 1::2] = torch.cos(pos * div)
         self.register_buffer("table", table, persistent=False)
-        self.scale = nn.Parameter(torch.tensor(1.0 / math.sqrt(hidden)))
+        self.scale = nn.Parameter(torch.full((1,), 1.0 / math.sqrt(hidden)))  # 1-D: FSDP shards no scalars
 
     def forward(self, seq_len: int) -> torch.Tensor:
         return self.table[:seq_len] * self.scale
