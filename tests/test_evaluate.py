@@ -141,6 +141,24 @@ def test_finetuned_bert_beats_majority_and_shuffled_labels_score_at_chance(run_d
     assert shuffled < majority + 10, (shuffled, majority)   # 5 classes: chance is 20-23%
 
 
+def test_test_split_scored_once_at_the_selected_epoch_equals_scoring_it_every_epoch(run_dir):
+    """The test split is scored only on the weights kept from the dev-selected epoch; a copy of it
+    that is scored every epoch (as a selection split of another entry) must report the same."""
+    import dataclasses
+    run = load_run(run_dir)
+    task = T.cap_task(T.bbc_topic(), 120, 60)
+    test_copy = dataclasses.replace(task.evals["test"])
+    task.evals["test_copy"] = test_copy
+    # dev labels shuffled: the dev-selected epoch is then not simply the last one, which a stale snapshot would pass
+    task.evals["dev"].labels = np.random.default_rng(1).permutation(task.evals["dev"].labels)
+    task.report = {"bbc-topic": ("dev", "test"), "every-epoch": ("dev", "test_copy"), "scored": ("test_copy", "test_copy")}
+    out = run_task(lambda: run.model(), task, run.data.tokenizer, Protocol(lr=3e-3, epochs=4), [0],
+                   run.data.special["pad"], "cpu", run.cfg.model.max_seq_len, progress=False)
+    once, every = out["bbc-topic"][0], out["every-epoch"][0]
+    assert once["best_epoch"] == every["best_epoch"]
+    assert once["metrics"] == every["metrics"]
+
+
 def test_offline_json_shape_and_summary_merge(run_dir):
     result = evaluate(run_dir, "offline", seeds=[0, 1], tasks=["bbc-topic"], protocol=FAST, max_train=120,
                       max_eval=60, progress=False, log=lambda *_: None)

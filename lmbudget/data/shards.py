@@ -89,7 +89,8 @@ def data_key(cfg: DataConfig, sources: list[Source]) -> tuple[str, dict]:
     spec = {f: getattr(cfg, f) for f in KEY_FIELDS}
     if not (cfg.corpus == "offline-en" or cfg.corpus.startswith("hf:")):
         spec["corpus"] = str(Path(cfg.corpus).expanduser().resolve())  # the same folder from any working directory
-    spec.update(format=FORMAT, sources={s.name: s.fingerprint() for s in sources})
+    spec.update(format=FORMAT, tokenizer_recipe=tokenization.VERSION,  # a new recipe means new shards
+                sources={s.name: s.fingerprint() for s in sources})
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20], spec
 
 

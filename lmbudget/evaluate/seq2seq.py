@@ -203,7 +203,7 @@ def finetune(model: nn.Module, task: Seq2SeqTask, enc: Encoder, protocol: Seq2Se
 
     torch.manual_seed(seed)
     optimizer = fused_adamw(list(model.parameters()), lr=protocol.lr, betas=protocol.betas, eps=protocol.eps,
-                                  weight_decay=protocol.weight_decay)  # constant learning rate
+                            weight_decay=protocol.weight_decay)  # constant learning rate
     sources = enc.sources([s for s, _ in task.train])
     targets = enc.targets([t for _, t in task.train])
     eval_sources = {name: enc.sources(split.sources) for name, split in task.evals.items()}
