@@ -61,15 +61,6 @@ OFFLINE_PROTOCOL = Protocol(lr=3e-4)
 
 
 # ------------------------------------------------------------------------------------------ model
-def _masked_block(block: nn.Module, x: torch.Tensor, attend: torch.Tensor) -> torch.Tensor:
-    """``lmbudget.models.bert.Block.forward`` with a key-padding mask (``attend``: B x 1 x 1 x T, True = attend)."""
-    b, t, h = x.shape
-    q, k, v = block.qkv(block.norm1(x)).view(b, t, 3, block.heads, h // block.heads).permute(2, 0, 3, 1, 4)
-    x = x + block.out(F.scaled_dot_product_attention(q, k, v, attn_mask=attend).transpose(1, 2).reshape(b, t, h))
-    value, gate = block.ffn_in(block.norm2(x)).chunk(2, dim=-1)
-    return x + block.ffn_out(F.gelu(gate) * value)
-
-
 def encode(encoder: nn.Module, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Final hidden states (B, T, H) with padding (``mask`` False) masked out of attention."""
     if "attention_mask" in inspect.signature(encoder.encode).parameters:
@@ -79,7 +70,7 @@ def encode(encoder: nn.Module, input_ids: torch.Tensor, mask: torch.Tensor) -> t
     x = encoder.embed_norm(encoder.embed(input_ids) + encoder.positions(input_ids.shape[1]))
     attend = mask[:, None, None, :]
     for block in encoder.layers:
-        x = _masked_block(block, x, attend)
+        x = block(x, attend)
     return encoder.final_norm(x)
 
 

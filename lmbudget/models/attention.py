@@ -16,11 +16,12 @@ import torch.nn.functional as F
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
               scale: float | None = None) -> torch.Tensor:
-    """softmax(q k^T * scale + mask) v over (batch, heads, seq, head_dim) tensors."""
+    """softmax(q k^T * scale + mask) v over (batch, heads, seq, head_dim) tensors; ``mask`` as SDPA's
+    ``attn_mask``: boolean (True = attend) or additive."""
     backward = torch.is_grad_enabled() and q.requires_grad
     if q.device.type != "cpu" or q.dtype != torch.bfloat16 or not backward:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
     scores = (q @ k.transpose(-1, -2)).float() * (1.0 / math.sqrt(q.shape[-1]) if scale is None else scale)
-    if mask is not None:
-        scores = scores + mask
+    if mask is not None:  # boolean: True = attend; else an additive bias
+        scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
     return torch.softmax(scores, dim=-1).to(v.dtype) @ v

@@ -47,10 +47,12 @@ class Block(nn.Module):
         self.ffn_in = nn.Linear(h, cfg.ffn, bias=False)        # two halves: value and gate
         self.ffn_out = nn.Linear(cfg.ffn // 2, h, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attend: torch.Tensor | None = None) -> torch.Tensor:
+        """``attend``: B x 1 x 1 x T key-padding mask (True = attend), for fine-tuning on padded batches;
+        pre-training packs sequences and needs none."""
         b, t, h = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, h // self.heads).permute(2, 0, 3, 1, 4)
-        attn = attention(q, k, v)  # packed sequences: no padding mask needed
+        attn = attention(q, k, v, mask=attend)
         x = x + self.out(attn.transpose(1, 2).reshape(b, t, h))
         value, gate = self.ffn_in(self.norm2(x)).chunk(2, dim=-1)
         return x + self.ffn_out(F.gelu(gate) * value)
