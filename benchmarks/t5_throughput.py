@@ -19,8 +19,7 @@ import torch
 from lmbudget.config import ModelConfig
 from lmbudget.data.span_corruption import compute_t5_lengths, span_corrupt
 from lmbudget.models.t5 import T5Model
-from lmbudget.optim.adamw import fused_adamw
-from lmbudget.train import autocast
+from throughput import make_step  # benchmarks/: the same step for both benchmarks
 
 PAD, EOS = 0, 1
 
@@ -36,21 +35,6 @@ def hf_t5(cfg: ModelConfig):
     if model.lm_head.weight is model.shared.weight:
         model.lm_head.weight = torch.nn.Parameter(model.shared.weight.detach().clone())
     return model
-
-
-def make_step(model, is_hf: bool, precision: str, device):
-    opt = fused_adamw(list(model.parameters()), lr=1e-4)
-
-    def step(batch):
-        with autocast(precision, device):
-            if is_hf:
-                loss = model(input_ids=batch["input_ids"], labels=batch["labels"], use_cache=False).loss
-            else:
-                loss = model(batch)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    return step
 
 
 def main() -> None:
@@ -86,7 +70,7 @@ def main() -> None:
     for mode in args.modes.split(","):
         torch.manual_seed(0)
         models = {"lmbudget": T5Model(cfg, pad_id=PAD).to(device), "hf": hf_t5(cfg).to(device)}
-        steps = {name: make_step(m, name == "hf", mode, device) for name, m in models.items()}
+        steps = {name: make_step(m, name == "hf", mode, device, use_cache=False) for name, m in models.items()}
         times = {name: [] for name in steps}
         for step in steps.values():  # warm-up outside the timings
             for b in batches[:2]:

@@ -55,12 +55,17 @@ def hf_bert(cfg, seq_len: int, attention: str = "sdpa"):
     return BertForMaskedLM(hf_cfg)
 
 
-def make_step(model, is_hf: bool, precision: str, device):
-    opt = fused_adamw(list(model.parameters()), lr=1e-4)  # the trainer's AdamW, for both
+def make_step(model, is_hf: bool, precision: str, device, **hf_kwargs):
+    """One training step (forward, backward, the trainer's fused AdamW) of either model; ``hf_kwargs``
+    go to the HF model's call."""
+    opt = fused_adamw(list(model.parameters()), lr=1e-4)
 
     def step(batch):
         with autocast(precision, device):
-            loss = model(input_ids=batch["input_ids"], labels=batch["labels"]).loss if is_hf else model(batch)
+            if is_hf:
+                loss = model(input_ids=batch["input_ids"], labels=batch["labels"], **hf_kwargs).loss
+            else:
+                loss = model(batch)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

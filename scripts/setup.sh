@@ -10,7 +10,8 @@ stamp="$VENV/.lmbudget-installed"
 want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # Install the pinned CPU build first: a bare `torch` requirement would pull a multi-GB CUDA build.
-  "$PY" -c "import torch" 2>/dev/null || "$PY" -m pip install -q --disable-pip-version-check torch==2.13.0
+  "$PY" -c "import torch" 2>/dev/null || "$PY" -m pip install -q --disable-pip-version-check torch==2.13.0 2>&1 \
+    | grep -v "^WARNING: Location" || true
   "$PY" -m pip install -q --disable-pip-version-check -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
   "$PY" -c "import lmbudget, torch, tokenizers, safetensors" 
   echo "$want" > "$stamp"

@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import math
+import os
 import sys
 import types
 from pathlib import Path
@@ -441,36 +442,51 @@ def test_tracking_backends(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------- one real sweep
 
-def test_real_tiny_sweep_survives_an_interruption(corpus, tmp_path, monkeypatch):
-    """bert-micro, two configurations, step budgets: the second run is cut mid-way (after a
-    checkpoint), the sweep restarted; every run completes once and the report reads them."""
-    from lmbudget.train import Trainer
-    monkeypatch.setenv("LMBUDGET_HOME", str(tmp_path / "home"))
-    spec = parse_spec({"name": "real", "models": ["bert-micro"], "budgets": ["4 steps"], "seeds": [0],
-                       "configurations": ["baseline", "layer-stacking"], "evaluate": ["valloss"],
-                       "overrides": [f"data.corpus={corpus}", "train.threads=1", "train.checkpoint_every=0.25",
-                                     "train.eval_every=0.5"]})
-    original = Trainer.after_step
+def test_real_sweep_killed_with_sigkill_resumes_to_the_uninterrupted_report(corpus, tmp_path):
+    """The CLI sweep (bert-micro, two configurations, two step budgets, valloss) is SIGKILLed while
+    a run trains, after a checkpoint; started again it completes every run exactly once, and its
+    report equals that of a sweep that was never interrupted."""
+    import signal
+    import subprocess
+    import time
+    spec = {"name": "real", "models": ["bert-micro"], "budgets": ["30 steps", "60 steps"], "seeds": [0],
+            "configurations": ["baseline", "layer-stacking"], "evaluate": ["valloss"],
+            "overrides": [f"data.corpus={corpus}", "train.threads=1", "train.checkpoint_every=0.1",
+                          "train.eval_every=0.25"]}
+    (tmp_path / "real.yaml").write_text(yaml.safe_dump(spec))
+    env = {**os.environ, "LMBUDGET_HOME": str(tmp_path / "home")}
+    sweep = [sys.executable, "-m", "lmbudget", "sweep", str(tmp_path / "real.yaml"), "--quiet"]
+    subprocess.run(sweep + ["--out", str(tmp_path / "clean")], check=True, env=env, capture_output=True)
 
-    def after_step(self, loss):
-        original(self, loss)
-        if self.cfg.algorithm == "layer-stacking" and self.clock.steps == 3:
-            raise KeyboardInterrupt
-    with monkeypatch.context() as m:
-        m.setattr(Trainer, "after_step", after_step)
-        with pytest.raises(KeyboardInterrupt):
-            run_sweep(spec, tmp_path / "out", log=quiet)
-    result = run_sweep(spec, tmp_path / "out", log=quiet)
-    assert result.trained == ["bert-micro__layer-stacking+adamw__4steps__s0"]
-    assert result.skipped == ["bert-micro__baseline+adamw__4steps__s0"]
-    rep = R.build_report(tmp_path / "out", plots=False)
-    with Store(tmp_path / "out") as store:
-        rows = store.query("SELECT config, status, steps, final_val_loss FROM runs ORDER BY config")
-        assert [(r["config"], r["status"], r["steps"]) for r in rows] == [
-            ("baseline+adamw", "completed", 4), ("layer-stacking+adamw", "completed", 4)]
-        assert store.query("SELECT COUNT(*) AS n FROM metrics WHERE run_id LIKE '%layer-stacking%' AND final = 1")[0]["n"] == 1
-        evals = store.query("SELECT config, e.average FROM evals e JOIN runs USING (run_id) WHERE suite = 'valloss'")
-        assert len(evals) == 2 and all(r["average"] > 0 for r in evals)   # the real evaluator ran, once each
-    stack = rows[1]["final_val_loss"]
-    assert f"{stack:.3f} (Δ {stack - rows[0]['final_val_loss']:+.3f} n/a)" in rep.markdown
-    assert "### valloss average (lower is better)" in rep.markdown
+    proc = subprocess.Popen(sweep + ["--out", str(tmp_path / "cut")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runs = tmp_path / "cut" / "runs"
+    deadline = time.time() + 120
+    while time.time() < deadline:  # one run finished, another one past a checkpoint, not finished
+        done = list(runs.glob("*/summary.json")) if runs.exists() else []
+        cut = [d for d in (runs.iterdir() if runs.exists() else []) if (d / "checkpoints" / "latest.json").exists()
+               and not (d / "summary.json").exists()]
+        if done and cut:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert done and cut, "the sweep finished before it could be killed mid-run"
+    subprocess.run(sweep + ["--out", str(tmp_path / "cut")], check=True, env=env, capture_output=True)
+
+    names = sorted(p.name for p in find_run_dirs(tmp_path / "clean"))
+    assert len(names) == 4 and sorted(p.name for p in find_run_dirs(tmp_path / "cut")) == names
+    with Store(tmp_path / "cut") as store:
+        rows = store.query("SELECT run_id, status FROM runs")
+        assert len(rows) == 4 and {r["status"] for r in rows} == {"completed"}
+        assert store.query("SELECT COUNT(*) AS n FROM metrics WHERE final = 1")[0]["n"] == 4  # one final line each
+        assert store.query("SELECT COUNT(*) AS n FROM evals WHERE suite = 'valloss'")[0]["n"] == 4
+    clean, resumed = (R.build_report(tmp_path / d, plots=False) for d in ("clean", "cut"))
+    assert strip_wall(clean.markdown) == strip_wall(resumed.markdown)
+    for name in ("cells.csv", "time_to_target.csv", "win_loss.csv"):
+        assert (tmp_path / "clean" / "tables" / name).read_text() == (tmp_path / "cut" / "tables" / name).read_text()
+
+
+def strip_wall(markdown: str) -> str:
+    """The report without wall-clock figures (the only numbers two identical sweeps may differ in)."""
+    return "\n".join(line for line in markdown.splitlines() if "wall" not in line.lower())

@@ -13,7 +13,7 @@ def cmd_sweep(a) -> None:
     spec = narrow(load_spec(a.spec), models=split_list(a.models), budgets=split_list(a.budgets),
                   seeds=split_list(a.seeds), algorithms=split_list(a.algorithms),
                   optimizers=split_list(a.optimizers), evaluate=split_list(a.evaluate),
-                  eval_max_train=a.eval_max_train)
+                  eval_max_train=a.eval_max_train, eval_max_eval=a.eval_max_eval)
     out = Path(a.out or f"results/{spec.name}")
     if a.dry_run:
         for run in spec.runs():
@@ -63,6 +63,8 @@ def register(subparsers) -> None:
     s.add_argument("--evaluate", default=None, help="comma-separated evaluation suites, replacing the spec's")
     s.add_argument("--eval-max-train", type=int, default=None,
                    help="cap the fine-tuning examples per downstream task (quick looks; 0: the suite's own)")
+    s.add_argument("--eval-max-eval", type=int, default=None,
+                   help="cap the examples of each evaluation split (dev, test) per task (quick looks; 0: all)")
     s.add_argument("--no-eval", action="store_true", help="train only; evaluation suites run on a later invocation")
     s.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     s.add_argument("--dry-run", action="store_true", help="list the runs and their state; train nothing")

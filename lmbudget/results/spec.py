@@ -37,7 +37,8 @@ from lmbudget.config import ConfigError
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "sweeps"
 BASELINE = ("baseline", "adamw")  # what every other configuration is compared with
 KEYS = ("name", "description", "models", "model", "reference", "budgets", "seeds", "optimizer", "configurations",
-        "algorithms", "optimizers", "algorithm_overrides", "overrides", "evaluate", "eval_max_train")
+        "algorithms", "optimizers", "algorithm_overrides", "overrides", "evaluate", "eval_max_train",
+        "eval_max_eval")
 CONFIG_KEYS = ("algorithm", "optimizer", "label", "overrides")
 
 
@@ -93,6 +94,7 @@ class SweepSpec:
     overrides: list[str] = field(default_factory=list)
     evaluate: list[str] = field(default_factory=list)
     eval_max_train: int = 0          # cap on fine-tuning examples per downstream task (0: the suite's own)
+    eval_max_eval: int = 0           # cap on examples per evaluation split (dev, test) of each task
     description: str = ""
 
     def runs(self) -> list[RunSpec]:
@@ -105,7 +107,8 @@ class SweepSpec:
                 "reference": self.reference, "budgets": self.budgets, "seeds": self.seeds,
                 "configurations": [{"label": c.label, "algorithm": c.algorithm, "optimizer": c.optimizer,
                                     "overrides": list(c.overrides)} for c in self.configurations],
-                "overrides": self.overrides, "evaluate": self.evaluate, "eval_max_train": self.eval_max_train}
+                "overrides": self.overrides, "evaluate": self.evaluate, "eval_max_train": self.eval_max_train,
+                "eval_max_eval": self.eval_max_eval}
 
 
 # ----------------------------------------------------------------------------- reading
@@ -222,7 +225,8 @@ def parse_spec(raw: dict, default_name: str = "sweep") -> SweepSpec:
                      configurations=configurations, budgets=budgets, seeds=seeds,
                      reference=None if raw.get("reference") is None else str(raw["reference"]),
                      overrides=list(_overrides(raw.get("overrides"), "overrides")), evaluate=evaluate,
-                     eval_max_train=int(raw.get("eval_max_train") or 0), description=str(raw.get("description") or ""))
+                     eval_max_train=int(raw.get("eval_max_train") or 0),
+                     eval_max_eval=int(raw.get("eval_max_eval") or 0), description=str(raw.get("description") or ""))
     check_unique(spec)
     return spec
 
@@ -257,7 +261,7 @@ def split_list(text: str | None) -> list[str] | None:
 
 
 def narrow(spec: SweepSpec, models=None, budgets=None, seeds=None, algorithms=None, optimizers=None,
-           evaluate=None, eval_max_train=None) -> SweepSpec:
+           evaluate=None, eval_max_train=None, eval_max_eval=None) -> SweepSpec:
     """The command line's narrowing of a spec. Budgets and seeds replace the spec's (any values);
     models, algorithms and optimizers select among the spec's (an unknown name is an error).
     ``algorithms`` may name an algorithm (every row using it) or a row label (``baseline+lion``)."""
@@ -288,6 +292,8 @@ def narrow(spec: SweepSpec, models=None, budgets=None, seeds=None, algorithms=No
         spec.evaluate = list(evaluate)
     if eval_max_train is not None:
         spec.eval_max_train = eval_max_train
+    if eval_max_eval is not None:
+        spec.eval_max_eval = eval_max_eval
     if not (spec.models and spec.configurations and spec.budgets and spec.seeds):
         raise SweepError("the narrowed sweep is empty: check --models/--algorithms/--optimizers/--budgets/--seeds")
     check_unique(spec)

@@ -33,7 +33,8 @@ class SweepResult:
     evaluated: list[str] = field(default_factory=list)  # "run: suite" evaluated now
 
 
-def evaluator(log=print, progress: bool = False, device: str | None = None, max_train: int = 0):
+def evaluator(log=print, progress: bool = False, device: str | None = None, max_train: int = 0,
+              max_eval: int = 0):
     """``fn(run_dir, suite)`` running one evaluation suite (``lmbudget.evaluate.evaluate``, which
     writes RUN/eval/<suite>.json and merges summary.json's "eval"), looked up when needed; None,
     with the reason logged, when the evaluation package cannot be imported."""
@@ -46,7 +47,7 @@ def evaluator(log=print, progress: bool = False, device: str | None = None, max_
         log(f"evaluation unavailable: {e}")
         return None
     return lambda run_dir, suite: evaluate(run_dir, suite, progress=progress, device=device, log=log,
-                                           max_train=max_train)
+                                           max_train=max_train, max_eval=max_eval)
 
 
 def done_suites(run_dir: Path) -> set[str]:
@@ -108,7 +109,7 @@ def run_sweep(spec: SweepSpec, out: Path, evaluate: bool = True, log=print, prog
     # Every config is built first: an unknown model or a bad override fails before any training.
     runs = [(run, run.make_config()) for run in spec.runs()]
     check_existing(runs, out)
-    evaluate_run = evaluator(log, progress, device, spec.eval_max_train) if evaluate and spec.evaluate else None
+    evaluate_run = evaluator(log, progress, device, spec.eval_max_train, spec.eval_max_eval) if evaluate and spec.evaluate else None
     if evaluate_run is not None:
         from lmbudget.evaluate import SUITES
         unknown = [s for s in spec.evaluate if s not in SUITES]
