@@ -15,4 +15,3 @@ OUT="${OUT:-results/tiny-bert-demo}"
 "$LMB" sweep tiny-bert --out "$OUT" --seeds "${SEEDS:-0}" --budgets "${BUDGETS:-10s,20s}" \
   --evaluate "${SUITES:-offline}" --eval-max-train "${EVAL_MAX_TRAIN:-200}" --eval-max-eval "${EVAL_MAX_EVAL:-200}" --quiet --no-report
 "$LMB" report "$OUT"
-echo "report: $OUT/report.md (plots in $OUT/plots/)"
