@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmbudget.evaluate.pretrained import autocast
+from lmbudget.evaluate.selection import EpochSelection
 from lmbudget.evaluate.tasks import Split, TaskData, compute_metrics
 from lmbudget.optim.adamw import fused_adamw
 
@@ -140,12 +141,8 @@ def predict(model: SequenceClassifier, ids: list[np.ndarray], protocol: Protocol
 
 def finetune(encoder: nn.Module, task: TaskData, tokenized: dict[str, list[np.ndarray]], protocol: Protocol,
              seed: int, pad_id: int, device, progress: bool = True) -> dict[str, dict]:
-    """Fine-tune ``encoder`` (consumed) on ``task.train``; per report entry ``{best_epoch, metrics}``:
-    the epoch with the best selection-split score (the earliest on ties) and its report-split metrics.
-
-    Selection splits are scored every epoch; a report-only split (a test set) is scored once, on a
-    copy of the weights kept from the selected epoch: the same numbers as scoring it every epoch,
-    at a fraction of the cost (it was most of the offline suite's time)."""
+    """Fine-tune ``encoder`` (consumed) on ``task.train``; per report entry ``{best_epoch, metrics}``
+    (see ``selection.py``: test splits are scored once, at the selected epoch)."""
     from tqdm.auto import tqdm
 
     torch.manual_seed(seed)  # head initialisation and dropout
@@ -158,10 +155,13 @@ def finetune(encoder: nn.Module, task: TaskData, tokenized: dict[str, list[np.nd
                                                                                protocol.warmup))
     labels = torch.from_numpy(task.train.labels)
     generator = torch.Generator().manual_seed(seed)  # example order
-    selection = {select for select, _ in task.report.values()}
-    best: dict[str, tuple] = {}  # entry -> (selection score, epoch, report metrics | None, weight snapshot | None)
+    selection = EpochSelection(task.report, task.main)
+
+    def score(name: str) -> dict[str, float]:
+        return compute_metrics(task.metrics, predict(model, tokenized[name], protocol, device), task.evals[name])
+
     bar = tqdm(range(protocol.epochs), desc=f"{task.name} seed {seed}", unit="epoch", leave=False, disable=not progress)
-    for epoch in bar:
+    for _ in bar:
         model.train()
         order = torch.randperm(n, generator=generator).numpy()
         for start in range(0, n, protocol.batch_size):
@@ -175,25 +175,11 @@ def finetune(encoder: nn.Module, task: TaskData, tokenized: dict[str, list[np.nd
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             schedule.step()
-        scores = {name: score_split(model, task, tokenized, name, protocol, device) for name in selection}
-        for entry, (select, report) in task.report.items():
-            if entry not in best or scores[select][task.main] > best[entry][0]:
-                snapshot = None if report in scores else {k: v.detach().clone() for k, v in model.state_dict().items()}
-                best[entry] = (scores[select][task.main], epoch, scores.get(report), snapshot)
+        scores = selection.after_epoch(model, score)
         first = next(iter(task.report.values()))
         bar.set_postfix({task.main: f"{scores[first[0]][task.main]:.1f}", "loss": f"{loss.item():.3f}"})
     bar.close()
-    results = {}
-    for entry, (_, epoch, metrics, snapshot) in best.items():
-        if snapshot is not None:
-            model.load_state_dict(snapshot)
-            metrics = score_split(model, task, tokenized, task.report[entry][1], protocol, device)
-        results[entry] = {"best_epoch": epoch + 1, "metrics": metrics}
-    return results
-
-
-def score_split(model, task: TaskData, tokenized: dict, name: str, protocol: Protocol, device) -> dict[str, float]:
-    return compute_metrics(task.metrics, predict(model, tokenized[name], protocol, device), task.evals[name])
+    return selection.results(model, score)
 
 
 def run_task(make_encoder, task: TaskData, tokenizer, protocol: Protocol, seeds: list[int], pad_id: int, device,

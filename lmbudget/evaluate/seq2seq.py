@@ -36,6 +36,7 @@ from torch import nn
 
 from lmbudget.evaluate import metrics as M
 from lmbudget.evaluate.pretrained import autocast
+from lmbudget.evaluate.selection import EpochSelection
 from lmbudget.evaluate.tasks import EvalDataError, Split, TaskData, compute_metrics
 from lmbudget.io import lmbudget_home
 from lmbudget.optim.adamw import fused_adamw
@@ -197,8 +198,9 @@ def score(task: Seq2SeqTask, predictions: list[str], split: GenSplit) -> dict[st
 
 
 def finetune(model: nn.Module, task: Seq2SeqTask, enc: Encoder, protocol: Seq2SeqProtocol, seed: int, device,
-             progress: bool = True) -> list[dict[str, dict[str, float]]]:
-    """Fine-tune ``model`` (consumed) on ``task.train``; per epoch the scores on every evaluation split."""
+             progress: bool = True) -> tuple[dict[str, dict], list[dict]]:
+    """Fine-tune ``model`` (consumed) on ``task.train``: per report entry ``{best_epoch, metrics}``
+    (see ``selection.py``), and per epoch the selection splits' scores."""
     from tqdm.auto import tqdm
 
     torch.manual_seed(seed)
@@ -210,7 +212,11 @@ def finetune(model: nn.Module, task: Seq2SeqTask, enc: Encoder, protocol: Seq2Se
     max_new = max(len(t) for split in task.evals.values() for refs in [enc.targets(r) for r in split.references] for t in refs)
     max_new = min(protocol.target_length, max_new)
     generator = torch.Generator().manual_seed(seed)
-    history = []
+    selection = EpochSelection(task.report, task.main)
+
+    def score_split(name: str) -> dict[str, float]:
+        return score(task, generate(model, enc, eval_sources[name], protocol, max_new, device), task.evals[name])
+
     for _ in tqdm(range(protocol.epochs), desc=f"{task.name} seed {seed}", unit="epoch", leave=False, disable=not progress):
         model.train()
         order = torch.randperm(len(sources), generator=generator).numpy()
@@ -224,25 +230,16 @@ def finetune(model: nn.Module, task: Seq2SeqTask, enc: Encoder, protocol: Seq2Se
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        history.append({name: score(task, generate(model, enc, eval_sources[name], protocol, max_new, device), split)
-                        for name, split in task.evals.items()})
-    return history
-
-
-def best_epochs(task: Seq2SeqTask, history: list[dict]) -> dict[str, dict]:
-    out = {}
-    for entry, (select, report) in task.report.items():
-        best = len(history) - 1 if select is None else \
-            max(range(len(history)), key=lambda e: (history[e][select][task.main], -e))
-        out[entry] = {"best_epoch": best + 1, "metrics": history[best][report]}
-    return out
+        selection.after_epoch(model, score_split)
+    return selection.results(model, score_split), selection.curve
 
 
 def run_task(make_model, task: Seq2SeqTask, enc: Encoder, protocol: Seq2SeqProtocol, seeds, device,
              progress: bool = True) -> dict[str, list[dict]]:
     per_entry: dict[str, list[dict]] = {entry: [] for entry in task.report}
     for seed in seeds:
-        for entry, result in best_epochs(task, finetune(make_model(), task, enc, protocol, seed, device, progress)).items():
+        results, _ = finetune(make_model(), task, enc, protocol, seed, device, progress)
+        for entry, result in results.items():
             per_entry[entry].append(result)
     return per_entry
 
