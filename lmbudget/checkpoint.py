@@ -50,7 +50,7 @@ def save(run_dir: Path, model_state: dict, optimizer_state: dict, state: dict, g
     name = f"step-{state['clock']['steps']:08d}-{uuid.uuid4().hex[:6]}"
     tmp = root / f".tmp-{name}"
     tmp.mkdir()
-    save_file({k: v.detach().cpu().contiguous() for k, v in model_state.items()}, str(tmp / "model.safetensors"))
+    save_file(split_state(model_state)[0], str(tmp / "model.safetensors"))
     torch.save(optimizer_state, tmp / "optimizer.pt")
     rng = {f"gen.{k}": g.get_state() for k, g in generators.items()}
     rng["torch_global"] = torch.get_rng_state()

@@ -245,7 +245,7 @@ class Trainer:
             with autocast(self.cfg.train.precision, self.device):
                 loss = self.model.hessian_loss(self.to_device(micro), self.hessian_generator)
             (loss * len(micro) / len(batch)).backward()
-        if self.world.active and self.cfg.train.parallel == "ddp":  # outside DDP's forward: average by hand
+        if isinstance(self.trained_model, torch.nn.parallel.DistributedDataParallel):  # outside its forward: by hand
             for p in self.model.parameters():
                 if p.grad is not None:
                     torch.distributed.all_reduce(p.grad)

@@ -37,7 +37,7 @@ from torch import nn
 from lmbudget.evaluate import metrics as M
 from lmbudget.evaluate.pretrained import autocast
 from lmbudget.evaluate.selection import EpochSelection
-from lmbudget.evaluate.tasks import EvalDataError, Split, TaskData, compute_metrics
+from lmbudget.evaluate.tasks import EvalDataError, Split, TaskData, compute_metrics, subset_index
 from lmbudget.io import lmbudget_home
 from lmbudget.optim.adamw import fused_adamw
 
@@ -282,9 +282,8 @@ def bbc_headline(max_train: int = 0, max_eval: int = 0) -> Seq2SeqTask | None:
 
 def subsample(items: list, n: int, seed: int) -> list:
     """A seeded random subset of at most ``n`` items (all when n <= 0), in their original order."""
-    if n <= 0 or len(items) <= n:
-        return items
-    return [items[i] for i in np.sort(np.random.default_rng(seed).permutation(len(items))[:n])]
+    index = subset_index(len(items), n, seed)
+    return items if index is None else [items[i] for i in index]
 
 
 def offline_seq2seq_tasks(max_train: int = 0, max_eval: int = 0) -> dict:

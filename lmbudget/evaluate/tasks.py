@@ -238,11 +238,18 @@ def rows_to_split(task: HubTask, rows: list[dict]) -> Split:
     return Split([t[0] for t in texts], b, np.array([r["label"] for r in rows], dtype=dtype), groups)
 
 
+def subset_index(length: int, n: int, seed: int) -> np.ndarray | None:
+    """Sorted indices of a seeded random subset of ``n`` of ``length`` items; None when n <= 0 or
+    there are no more than ``n`` (keep them all)."""
+    if n <= 0 or length <= n:
+        return None
+    return np.sort(np.random.default_rng(seed).permutation(length)[:n])
+
+
 def cap(split: Split, n: int, seed: int) -> Split:
     """A seeded random subset of ``n`` examples (all when n <= 0 or the split is smaller)."""
-    if n <= 0 or len(split) <= n:
-        return split
-    return split.subset(np.sort(np.random.default_rng(seed).permutation(len(split))[:n]))
+    index = subset_index(len(split), n, seed)
+    return split if index is None else split.subset(index)
 
 
 def cap_task(task: TaskData, max_train: int, max_eval: int) -> TaskData:
