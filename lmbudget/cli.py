@@ -142,7 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from lmbudget.evaluate.cli import register as register_evaluate
     from lmbudget.results.cli import register as register_results
+    from lmbudget.sweep.cli import register as register_sweep
     register_evaluate(sub)
+    register_sweep(sub)
     register_results(sub)
     return p
 

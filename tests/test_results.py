@@ -14,10 +14,10 @@ import pytest
 import yaml
 
 from lmbudget.results import report as R
-from lmbudget.results.spec import SweepError, builtin_specs, load_spec, narrow, parse_spec
+from lmbudget.sweep.spec import SweepError, builtin_specs, load_spec, narrow, parse_spec
 from lmbudget.results.stats import paired_difference, time_to_target
 from lmbudget.results.store import Store, find_run_dirs
-from lmbudget.results.sweep import run_sweep
+from lmbudget.sweep.runner import run_sweep
 
 PAPER_ROWS = ["baseline+adamw", "layer-stacking+adamw", "layer-dropping+adamw", "selective-backprop+adamw",
               "rho-loss+adamw", "baseline+lion", "baseline+sophia"]
@@ -380,7 +380,7 @@ def test_evaluation_runs_once_per_missing_suite(tmp_path, monkeypatch):
         (Path(run_dir) / "eval").mkdir(exist_ok=True)
         entry = {"main_metric": "acc", "metrics": {"acc": {"per_seed": [50.0], "mean": 50.0, "std": 0.0}}}
         (Path(run_dir) / "eval" / f"{suite}.json").write_text(json.dumps({"average": 50.0, "tasks": {"x": entry}}))
-    monkeypatch.setattr("lmbudget.results.sweep.evaluator", lambda *a: evaluate_run)
+    monkeypatch.setattr("lmbudget.sweep.runner.evaluator", lambda *a: evaluate_run)
     result = run_sweep(spec, tmp_path / "out", log=quiet)
     assert len(calls) == 6 and len(result.evaluated) == 5 and result.failed == [spec.runs()[2].name]
     calls.clear()
@@ -390,15 +390,18 @@ def test_evaluation_runs_once_per_missing_suite(tmp_path, monkeypatch):
         assert [tuple(r) for r in store.query("SELECT suite, task, score FROM eval_tasks WHERE run_id LIKE '%baseline%'")] == [
             ("glue", "x", 50.0), ("offline", "x", 50.0)]
     messages = []
-    monkeypatch.setattr("lmbudget.results.sweep.evaluator", lambda *a: None)
+    monkeypatch.setattr("lmbudget.sweep.runner.evaluator", lambda *a: None)
     run_sweep(spec, tmp_path / "out", log=messages.append)
     assert any("evaluation skipped" in m and "offline, glue" in m for m in messages)
 
 
 def test_cli_register_adds_sweep_and_report(tmp_path, monkeypatch, capsys):
-    from lmbudget.results.cli import register
+    from lmbudget.results.cli import register as register_report
+    from lmbudget.sweep.cli import register as register_sweep
     parser = argparse.ArgumentParser(prog="lmbudget")
-    register(parser.add_subparsers(dest="command", required=True))
+    sub = parser.add_subparsers(dest="command", required=True)
+    register_sweep(sub)
+    register_report(sub)
     args = parser.parse_args(["sweep", "tiny-bert", "--seeds", "0", "--budgets", "2min,4min",
                               "--algorithms", "baseline,layer-stacking", "--out", str(tmp_path / "o"), "--dry-run"])
     args.func(args)

@@ -1,36 +1,8 @@
-"""``lmbudget sweep`` and ``lmbudget report``: wired into the main parser by ``register``."""
+"""``lmbudget report``: wired into the main parser by ``register``."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-
-
-def cmd_sweep(a) -> None:
-    from lmbudget.results.report import build_report
-    from lmbudget.results.spec import load_spec, narrow, split_list
-    from lmbudget.results.sweep import run_sweep, sweep_status
-
-    spec = narrow(load_spec(a.spec), models=split_list(a.models), budgets=split_list(a.budgets),
-                  seeds=split_list(a.seeds), algorithms=split_list(a.algorithms),
-                  optimizers=split_list(a.optimizers), evaluate=split_list(a.evaluate),
-                  eval_max_train=a.eval_max_train, eval_max_eval=a.eval_max_eval)
-    out = Path(a.out or f"results/{spec.name}")
-    if a.dry_run:
-        for run in spec.runs():
-            run.make_config()  # the errors a real sweep would stop at
-        for name, state in sweep_status(spec, out):
-            print(f"{state:10s} {out / 'runs' / name}")
-        return
-    print(f"sweep {spec.name}: {len(spec.runs())} runs into {out} "
-          f"({len(spec.configurations)} configurations x {len(spec.budgets)} budgets x {len(spec.seeds)} seeds"
-          f"{' x ' + str(len(spec.models)) + ' models' if len(spec.models) > 1 else ''})")
-    result = run_sweep(spec, out, evaluate=not a.no_eval, progress=not a.quiet, device=a.device)
-    print(f"sweep {spec.name}: {len(result.trained)} trained, {len(result.skipped)} already done, "
-          f"{len(result.failed)} failed{' (' + ', '.join(result.failed) + ')' if result.failed else ''}")
-    if not a.no_report:
-        report = build_report(out)
-        print(report.main_tables)
-        print(f"report: {out / 'report.md'}")
 
 
 def cmd_report(a) -> None:
@@ -38,7 +10,7 @@ def cmd_report(a) -> None:
 
     root = Path(a.dir)
     if not root.is_dir():
-        from lmbudget.results.spec import SweepError
+        from lmbudget.sweep.spec import SweepError
         raise SweepError(f"{root} is not a folder: pass a sweep's output folder (e.g. results/tiny-bert)")
     report = build_report(root, rebuild=a.rebuild, plots=not a.no_plots)
     print(report.main_tables)
@@ -46,32 +18,6 @@ def cmd_report(a) -> None:
 
 
 def register(subparsers) -> None:
-    from lmbudget.results.spec import builtin_specs
-
-    s = subparsers.add_parser("sweep", help="run a grid of configurations x budgets x seeds (restartable)",
-                              description="Run every run of a sweep spec as a run directory under --out; "
-                              "finished runs are skipped, unfinished ones resumed, failures recorded. "
-                              f"Built-in specs: {', '.join(builtin_specs())}.")
-    s.add_argument("spec", help=f"a sweep YAML file or a built-in name ({', '.join(builtin_specs())})")
-    s.add_argument("--out", default=None, help="output folder (default results/NAME)")
-    s.add_argument("--seeds", default=None, help="comma-separated seeds, replacing the spec's (e.g. 0 or 0,1,2)")
-    s.add_argument("--budgets", default=None, help="comma-separated budgets, replacing the spec's (e.g. 2min,4min)")
-    s.add_argument("--algorithms", default=None,
-                   help="keep only these algorithms or configuration labels (e.g. baseline,layer-stacking,baseline+lion)")
-    s.add_argument("--optimizers", default=None, help="keep only configurations with these optimizers")
-    s.add_argument("--models", default=None, help="keep only these of the spec's models")
-    s.add_argument("--evaluate", default=None, help="comma-separated evaluation suites, replacing the spec's")
-    s.add_argument("--eval-max-train", type=int, default=None,
-                   help="cap the fine-tuning examples per downstream task (quick looks; 0: the suite's own)")
-    s.add_argument("--eval-max-eval", type=int, default=None,
-                   help="cap the examples of each evaluation split (dev, test) per task (quick looks; 0: all)")
-    s.add_argument("--no-eval", action="store_true", help="train only; evaluation suites run on a later invocation")
-    s.add_argument("--no-report", action="store_true", help="do not write the report at the end")
-    s.add_argument("--dry-run", action="store_true", help="list the runs and their state; train nothing")
-    s.add_argument("--device", default=None, help="torch device (default cuda if available, else cpu)")
-    s.add_argument("--quiet", action="store_true", help="no progress bars")
-    s.set_defaults(func=cmd_sweep)
-
     s = subparsers.add_parser("report", help="tables (Markdown, CSV) and plots (PNG) of a sweep folder",
                               formatter_class=argparse.RawDescriptionHelpFormatter,
                               description="Index the folder's run directories into results.sqlite (only what "

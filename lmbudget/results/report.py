@@ -17,9 +17,10 @@ from pathlib import Path
 
 from lmbudget.clock import format_seconds
 from lmbudget.io import atomic_write_text
-from lmbudget.results.spec import BASELINE
 from lmbudget.results.stats import Difference, mean_std, paired_difference, time_to_target
 from lmbudget.results.store import Store
+
+BASELINE = ("baseline", "adamw")  # what every other configuration is compared with
 
 LEGEND = """\
 - A cell is the mean ± sample standard deviation (n − 1) over seeds of the completed runs; a cell

@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from lmbudget.io import atomic_write_json, atomic_write_text, read_json
-from lmbudget.results.spec import RunSpec, SweepError, SweepSpec
+from lmbudget.sweep.spec import RunSpec, SweepError, SweepSpec
 from lmbudget.results.store import COORDS, FAILED, Store
 
 RUNS_DIR = "runs"

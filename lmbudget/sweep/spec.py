@@ -1,6 +1,6 @@
 """Sweep specs: a YAML grid of models x configurations x budgets x seeds, and its expansion into runs.
 
-A spec (see ``lmbudget/sweeps/*.yaml`` for the built-in ones)::
+A spec (see ``lmbudget/sweep/specs/*.yaml`` for the built-in ones)::
 
     name: tiny-bert
     description: the paper's grid scaled to CPU minutes
@@ -34,8 +34,7 @@ import yaml
 
 from lmbudget.config import ConfigError
 
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "sweeps"
-BASELINE = ("baseline", "adamw")  # what every other configuration is compared with
+BUILTIN_DIR = Path(__file__).resolve().parent / "specs"
 KEYS = ("name", "description", "models", "model", "reference", "budgets", "seeds", "optimizer", "configurations",
         "algorithms", "optimizers", "algorithm_overrides", "overrides", "evaluate", "eval_max_train",
         "eval_max_eval")
