@@ -25,7 +25,7 @@ PRESETS: dict[str, dict] = {
     "bert-demo": {
         "model": dict(arch="bert", n_layers=4, hidden=64, heads=2, ffn=128, max_seq_len=32),
         "data": dict(vocab_size=2048, seq_len=32),
-        "train": dict(micro_batch=16, batch=16, budget="40s", eval_batches=32, precision="fp32", threads=1,
+        "train": dict(micro_batch=16, batch=16, budget="30s", eval_batches=32, eval_every=0.2, precision="fp32", threads=1,
                       reference="cpu2-bert-demo"),
         "lr_scale": 6.0,
     },

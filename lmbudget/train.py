@@ -47,6 +47,16 @@ def autocast(precision: str, device: torch.device):
     return torch.autocast(device.type, dtype=dtype)
 
 
+def cpu_lacks_bf16() -> bool:
+    """True on a Linux CPU without AVX512-BF16 or AMX, where torch emulates bf16 (measured ~30x slower
+    than fp32 for bert-demo's shape on an AVX2 EPYC); False where it cannot tell."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" not in flags and "amx_bf16" not in flags
+
+
 def cost_key(model: torch.nn.Module, active: Sequence[int] | None) -> float:
     """Active layers per stack: what the cost table is keyed by."""
     n = len(model.layers) if active is None else len(active)
@@ -68,6 +78,9 @@ class Trainer:
                            f"{self.world.size} ranks: change train.micro_batch (costs scale per example)")
         if t.threads:
             torch.set_num_threads(t.threads)
+        if self.device.type == "cpu" and t.precision == "bf16" and cpu_lacks_bf16():
+            log("warning: this CPU has no native bf16 (no AVX512-BF16/AMX): bf16 is emulated and much slower "
+                "than train.precision=fp32 here; results in RST are unaffected")
         self.budget = parse_budget(t.budget)
         self.data = prepare_data(cfg.data, log=log)
         if cfg.model.vocab_size == 0:
