@@ -139,11 +139,11 @@ def test_speedup_table_headlines_and_csv_against_hand_computation(tmp_path):
     assert [(r["budget"], float(r["mean_val_loss"])) for r in curve[::3]] == [(b, pytest.approx(m)) for b, m in BASE.items()]
     # one headline per configuration, at its largest budget, in the opening verdict
     verdict = md.split("## Verdict")[1].split("\n## ")[0]
-    assert "**layer-stacking+adamw** reaches the fully-decayed baseline's loss with 1.4x less RST (95% CI " in verdict
+    assert "**layer-stacking+adamw** reaches the fully-decayed baseline's loss with 1.41x less RST (95% CI " in verdict
     assert "3 seeds) at 40s; geometric mean over 2 budgets: speedup 1.41." in verdict
-    assert "**rho-loss+adamw** needs 2.0x more RST than the fully-decayed baseline for the same loss" in verdict
-    assert ("**baseline+lion** reaches the fully-decayed baseline's loss with more than 2.0x less RST (95% CI entirely "
-            ">2.0x less, 3 seeds) at 40s; it ends better than the baseline at its largest budget, 80s") in verdict
+    assert "**rho-loss+adamw** needs 2.00x more RST than the fully-decayed baseline for the same loss" in verdict
+    assert ("**baseline+lion** reaches the fully-decayed baseline's loss with more than 2.00x less RST (95% CI entirely "
+            ">2.00x less, 3 seeds) at 40s; it ends better than the baseline at its largest budget, 80s") in verdict
     assert "over 2 budgets the geometric mean is undetermined" in verdict
     assert "percentile bootstrap over\nseeds (2000 resamples, seeded" in md          # the method is stated
     assert "speedup against the fully-decayed baseline" in rep.main_tables
@@ -153,15 +153,15 @@ def test_speedup_table_headlines_and_csv_against_hand_computation(tmp_path):
 
 def test_headline_words_for_intervals_across_one_and_one_seed():
     curve = SP.BaselineCurve(["10s", "40s"], [10.0, 40.0], [{0: 5.0}, {0: 4.0}], [5.0, 4.0])
-    cell = SP.Cell("x", "20s", 20.0, {0: 4.5, 1: 4.6}, SP.Bounded(0.8), SP.Bounded(0.6), SP.Bounded(1.5))
+    cell = SP.SpeedupCell("x", "20s", 20.0, {0: 4.5, 1: 4.6}, SP.Bounded(0.8), SP.Bounded(0.6), SP.Bounded(1.5))
     text = SP.headline("x", cell, curve, SP.Bounded(0.8), 1)
-    assert text == ("**x** needs 1.2x more RST than the fully-decayed baseline for the same loss (95% CI from "
-                    "1.7x more to 1.5x less RST: no clear difference, 2 seeds) at 20s.")
-    one = SP.Cell("x", "20s", 20.0, {0: 4.5}, SP.Bounded(1.3))
+    assert text == ("**x** needs 1.25x more RST than the fully-decayed baseline for the same loss (95% CI from "
+                    "1.67x more to 1.50x less RST: no clear difference, 2 seeds) at 20s.")
+    one = SP.SpeedupCell("x", "20s", 20.0, {0: 4.5}, SP.Bounded(1.3))
     assert SP.headline("x", one, curve, None, 1) == (
-        "**x** reaches the fully-decayed baseline's loss with 1.3x less RST (no interval: 1 seed) at 20s.")
-    narrow_ci = SP.Cell("x", "20s", 20.0, {0: 4.5, 1: 4.6}, SP.Bounded(0.5), SP.Bounded(0.4), SP.Bounded(0.625))
-    assert "(95% CI 1.6x-2.5x more, 2 seeds)" in SP.headline("x", narrow_ci, curve, None, 1)
+        "**x** reaches the fully-decayed baseline's loss with 1.30x less RST (no interval: 1 seed) at 20s.")
+    narrow_ci = SP.SpeedupCell("x", "20s", 20.0, {0: 4.5, 1: 4.6}, SP.Bounded(0.5), SP.Bounded(0.4), SP.Bounded(0.625))
+    assert "(95% CI 1.60x-2.50x more, 2 seeds)" in SP.headline("x", narrow_ci, curve, None, 1)
 
 
 def test_without_baseline_at_two_budgets_the_report_says_why(tmp_path):

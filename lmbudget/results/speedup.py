@@ -135,7 +135,7 @@ class BaselineCurve:
 
 
 @dataclass
-class Cell:
+class SpeedupCell:
     config: str
     budget: str
     budget_s: float
@@ -153,7 +153,7 @@ class Cell:
 class Speedups:
     curve: BaselineCurve | None
     reason: str | None                # why there is no speedup (no curve), else None
-    cells: dict[tuple[str, str], Cell] = field(default_factory=dict)
+    cells: dict[tuple[str, str], SpeedupCell] = field(default_factory=dict)
 
     def geometric_mean(self, config: str) -> Bounded | None:
         return geometric_mean([c.point for c in self.cells.values() if c.config == config])
@@ -170,6 +170,8 @@ def baseline_curve(section) -> tuple[BaselineCurve | None, str | None]:
             per_budget.setdefault((r.budget_value, r.budget), {})[r.seed] = r.final_val_loss
     if len(per_budget) < 2:
         have = ", ".join(b for _, b in sorted(per_budget)) or "none"
+        if any(r.config == section.baseline and r.budget_kind not in (None, "rst") for r in section.runs):
+            have += "; step budgets have no RST to compare"
         return None, (f"the speedup needs the baseline ({section.baseline}) completed at two or more RST budgets "
                       f"(it has: {have}); add budgets, or baseline-only ones with `baseline_budgets: [..]` in the "
                       f"sweep spec (`--baseline-budgets`)")
@@ -195,10 +197,9 @@ def compute(section) -> Speedups:
                     if r.completed and r.final_val_loss is not None and r.budget_kind == "rst"]
             if not runs:
                 continue
-            values = {r.seed: r.final_val_loss for r in runs}
-            budget_s = runs[0].budget_value
-            cell = Cell(config, budget, budget_s, values, speedup(curve.budgets, curve.fitted,
-                                                                  sum(values.values()) / len(values), budget_s))
+            values, budget_s = {r.seed: r.final_val_loss for r in runs}, runs[0].budget_value
+            point = speedup(curve.budgets, curve.fitted, sum(values.values()) / len(values), budget_s)
+            cell = SpeedupCell(config, budget, budget_s, values, point)
             if len(values) >= 2 and not one_seed:
                 cell.low, cell.high = bootstrap([values[s] for s in sorted(values)], budget_s, curve.budgets,
                                                 [[v[s] for s in sorted(v)] for v in curve.values])
@@ -216,7 +217,7 @@ def factor(b: Bounded) -> tuple[str, float, str]:
 
 
 def times(x: float) -> str:
-    return f"{x:.1f}x" if x < 10 else f"{x:.0f}x"
+    return f"{x:.2f}x" if x < 10 else f"{x:.1f}x" if x < 100 else f"{x:.0f}x"
 
 
 def factor_text(b: Bounded) -> str:
@@ -225,11 +226,11 @@ def factor_text(b: Bounded) -> str:
     return {"=": "", "<": "less than ", ">": "more than "}[side] + f"{times(x)} {word}"
 
 
-def interval_text(cell: Cell, word: str) -> str:
+def interval_text(cell: SpeedupCell, word: str) -> str:
     """The interval in the headline's units ("less" or "more" RST); spelled out when it includes 1."""
     n = len(cell.values)
     if cell.low is None:
-        return f"no interval: {n} seed{'s' if n != 1 else ''}"
+        return "no interval: 1 seed" if n == 1 else f"no interval: the baseline has one seed at a budget, {n} seeds"
     lo = cell.low.value if cell.low.side != "<" else -math.inf
     hi = cell.high.value if cell.high.side != ">" else math.inf
     if lo <= 1 <= hi:
@@ -244,7 +245,7 @@ def interval_text(cell: Cell, word: str) -> str:
     return f"95% CI {ends[0]}{sep}{ends[1]} {word}, {n} seeds"
 
 
-def headline(config: str, cell: Cell, curve: BaselineCurve, geo: Bounded | None, n_budgets: int) -> str:
+def headline(config: str, cell: SpeedupCell, curve: BaselineCurve, geo: Bounded | None, n_budgets: int) -> str:
     """One sentence: the configuration against the fully-decayed baseline at ``cell``'s budget."""
     p = cell.point
     word = factor(p)[2]
@@ -268,7 +269,7 @@ def headline(config: str, cell: Cell, curve: BaselineCurve, geo: Bounded | None,
     return text + "."
 
 
-def cell_text(cell: Cell | None, n_seeds: int) -> str:
+def cell_text(cell: SpeedupCell | None, n_seeds: int) -> str:
     if cell is None:
         return "–"
     text = cell.point.text()

@@ -22,7 +22,7 @@ def headlines(section) -> list[str]:
         cells = [sp.cells[c, b] for b in section.budgets if (c, b) in sp.cells]
         lines.append(SP.headline(c, cells[-1], sp.curve, sp.geometric_mean(c), len(cells)) if cells else
                      f"**{c}**: no completed run at an RST budget, no speedup.")
-    return lines
+    return lines or ["Only the baseline ran: there is nothing to compare it with."]
 
 
 def plateau(section) -> tuple[str, bool]:
