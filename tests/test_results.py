@@ -31,7 +31,8 @@ def quiet(*_):
 
 def write_run(root: Path, algorithm: str, optimizer: str, budget_s: float, seed: int, final_val: float,
               evals: dict | None = None, status: str = "completed", val_curve=None, breakdown=None,
-              model: str = "bert-micro", steps: int = 10) -> Path:
+              model: str = "bert-micro", steps: int = 10, unigram_entropy: float | None = None,
+              trials: int | None = None) -> Path:
     """A run directory written by hand: config.yaml, metrics.jsonl, summary.json, sweep-run.json."""
     label, budget = f"{algorithm}+{optimizer}", f"{budget_s:g}s"
     d = root / "runs" / f"{model}__{label}__{budget}__s{seed}"
@@ -40,7 +41,8 @@ def write_run(root: Path, algorithm: str, optimizer: str, budget_s: float, seed:
                                                    "optim": {"name": optimizer, "lr": 1e-3},
                                                    "train": {"budget": budget, "seed": seed}}))
     (d / "sweep-run.json").write_text(json.dumps({"model": model, "config": label, "algorithm": algorithm,
-                                                  "optimizer": optimizer, "budget": budget, "seed": seed}))
+                                                  "optimizer": optimizer, "budget": budget, "seed": seed,
+                                                  **({"trials": trials} if trials is not None else {})}))
     val_curve = val_curve or [(budget_s / 2, final_val + 1.0), (budget_s, final_val)]
     lines = [{"step": i, "rst_s": budget_s * i / steps, "wall_s": 0.1 * i, "tokens": 64 * i, "lr": 1e-3,
               "train_loss": 6.0 - 0.2 * i} for i in range(1, steps + 1)]
@@ -51,6 +53,8 @@ def write_run(root: Path, algorithm: str, optimizer: str, budget_s: float, seed:
                "reference": "cpu2-bert-micro", "budget": budget, "budget_kind": "rst", "budget_rst_s": budget_s,
                "rst_s": budget_s, "wall_s": 2.0, "steps": steps, "tokens": 64 * steps, "final_val_loss": final_val,
                "rst_breakdown": breakdown or {"train": {"rst_s": budget_s, "units": steps, "free_rst_s": 0.0}}}
+    if unigram_entropy is not None:
+        summary["unigram_entropy"] = unigram_entropy
     if evals:
         summary["eval"] = {k: {"average": v, "tasks": {"t1": v}} for k, v in evals.items()}
     (d / "summary.json").write_text(json.dumps(summary))
@@ -223,7 +227,8 @@ def test_report_is_deterministic_and_writes_its_plots(tmp_path):
     first = R.build_report(root)
     snapshot = {p: p.read_bytes() for p in first.files}
     assert sorted(p.name for p in (root / "plots").iterdir()) == [
-        "bert-micro-loss-30s.png", "bert-micro-loss-60s.png", "bert-micro-rst-breakdown.png", "bert-micro-vs-budget.png"]
+        "bert-micro-loss-30s.png", "bert-micro-loss-60s.png", "bert-micro-rst-breakdown.png", "bert-micro-speedup.png",
+        "bert-micro-vs-budget.png"]
     for p in (root / "plots").iterdir():
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({p.relative_to(root).as_posix()})" in first.markdown
     assert "| rho-loss+adamw | 80.0% | 20.0% | 15s uncharged | 1min |" in first.markdown

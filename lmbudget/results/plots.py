@@ -4,11 +4,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from lmbudget.results.report import Section, breakdown_means, category_rank  # noqa: E402
+from lmbudget.results.model import Section  # noqa: E402
+from lmbudget.results.report import breakdown_means, category_rank  # noqa: E402
+from lmbudget.results.stats import mean_std  # noqa: E402
 
 COLORS = plt.get_cmap("tab10").colors
 HATCH = "///"
@@ -50,6 +53,12 @@ def color(section: Section, config: str):
     return COLORS[section.configs.index(config) % len(COLORS)]
 
 
+def unigram_line(section: Section, ax) -> None:
+    """The unigram entropy: a loss under it means the model learned more than token frequencies."""
+    if section.unigram_entropy is not None:
+        ax.axhline(section.unigram_entropy, color="0.35", ls="--", lw=1, label="unigram entropy")
+
+
 def loss_curves(section: Section, budget: str, path: Path) -> None:
     """The paper's loss figures: training (smoothed) and validation loss against RST, one curve per
     configuration (one line per seed, in the configuration's colour)."""
@@ -70,6 +79,8 @@ def loss_curves(section: Section, budget: str, path: Path) -> None:
                 ax_v.plot([x / scale for x, _ in r.val_curve], [y for _, y in r.val_curve], marker="o", ms=3,
                           color=color(section, config), lw=1.3, alpha=0.9, label=label)
     smoothing = f"moving average of {window} steps" if window > 1 else "per step"
+    unigram_line(section, ax_t)
+    unigram_line(section, ax_v)
     ax_t.set_title(f"Training loss ({smoothing}), budget {budget}")
     ax_v.set_title(f"Validation loss, budget {budget}")
     for ax in (ax_t, ax_v):
@@ -94,6 +105,8 @@ def scores_vs_budget(section: Section, path: Path) -> None:
             if points:
                 ax.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points],
                             marker="o", ms=4, capsize=3, color=color(section, config), label=config)
+        if metric.key == "val_loss":
+            unigram_line(section, ax)
         ax.set_xticks(xs, section.budgets)
         ax.set_xlabel("RST budget")
         ax.set_ylabel(metric.title + (" (lower is better)" if metric.lower_is_better else " (higher is better)"))
@@ -149,4 +162,36 @@ def rst_breakdown(section: Section, path: Path) -> None:
     legend(fig, list(seen.values()), list(seen))
     axes[0][0].invert_yaxis()  # once: the y axis is shared, a second inversion would undo it
     fig.suptitle(f"{section.model}: RST breakdown by kind of work (mean over seeds)")
+    save(fig, path)
+
+
+def speedup_curve(section: Section, path: Path) -> None:
+    """Final validation loss against budget (log scale): the fully-decayed baseline's runs, mean and
+    fitted curve, and each configuration's mean ± std; the speedup is the horizontal distance from
+    a configuration's point to the baseline's curve."""
+    curve = section.speedups.curve
+    scale = rst_unit(max(curve.budgets + [c.budget_s for c in section.speedups.cells.values()]))[1]
+    fig, ax = plt.subplots(figsize=(9, 5), layout="constrained")
+    base = color(section, section.baseline)
+    for b, values in zip(curve.budgets, curve.values):
+        ax.plot([b / scale] * len(values), list(values.values()), ".", color=base, alpha=0.4)
+    ax.plot([b / scale for b in curve.budgets], curve.means, "o", color=base, ms=5)
+    ax.plot([b / scale for b in curve.budgets], curve.fitted, "-", color=base, lw=1.5,
+            label=f"{section.baseline} (fully decayed at each budget)")
+    for config in section.configs:
+        cells = [section.speedups.cells[config, b] for b in section.budgets if (config, b) in section.speedups.cells]
+        if cells:
+            stds = [mean_std(list(c.values.values()))[1] or 0.0 for c in cells]
+            ax.errorbar([c.budget_s / scale for c in cells], [c.loss for c in cells], yerr=stds, fmt="s", ms=5,
+                        capsize=3, color=color(section, config), label=config)
+    unigram_line(section, ax)
+    ax.set_xscale("log")
+    ticks = dict(zip(curve.budgets, curve.labels)) | {c.budget_s: c.budget for c in section.speedups.cells.values()}
+    ax.set_xticks([b / scale for b in sorted(ticks)], [ticks[b] for b in sorted(ticks)])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("RST budget (log scale)")
+    ax.set_ylabel("final validation loss (mean over seeds)")
+    ax.grid(alpha=0.3, which="both")
+    legend(fig, *ax.get_legend_handles_labels())
+    fig.suptitle(f"{section.model}: speedup against the fully-decayed baseline (horizontal distance)")
     save(fig, path)

@@ -12,15 +12,16 @@ from __future__ import annotations
 import csv
 import io
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from lmbudget.clock import format_seconds
 from lmbudget.io import atomic_write_text
-from lmbudget.results.stats import Difference, mean_std, paired_difference, time_to_target
+from lmbudget.results import speedup as SP
+from lmbudget.results import verdict as V
+from lmbudget.results.model import BASELINE, Cell, Metric, Run, Section, load_runs  # noqa: F401 (the data model)
+from lmbudget.results.stats import Difference, time_to_target
 from lmbudget.results.store import Store
-
-BASELINE = ("baseline", "adamw")  # what every other configuration is compared with
 
 LEGEND = """\
 - A cell is the mean ± sample standard deviation (n − 1) over seeds of the completed runs; a cell
@@ -37,6 +38,11 @@ LEGEND = """\
   read off the measured validation points (no interpolation, so its resolution is the validation
   interval); mean over the seeds that got there, as RST and as a share of the budget; `never` if
   no measured point got there; `k/n seeds` when only some did.
+- The unigram entropy (a horizontal line in the loss plots) is the validation loss of predicting
+  the training set's token frequencies: a model near it has learned little beyond them, and a
+  comparison there says little.
+- A downstream table's protocol (its suite, tasks and fine-tuning or probe settings) is stated
+  above it, from the runs' `eval/<suite>.json`.
 - In the loss plots, the training loss of batch-selection methods (selective backprop, RHO-loss)
   is measured on the examples they selected, which are harder by design: compare validation loss.
 """
@@ -48,154 +54,6 @@ CATEGORIES = {  # rst_breakdown tags -> what the breakdown plot and table call t
     "il_extraction": "IL model",
     "il_training": "IL model",
 }
-
-
-@dataclass
-class Run:
-    run_id: str
-    model: str
-    config: str
-    algorithm: str
-    optimizer: str
-    budget: str
-    budget_kind: str | None
-    budget_value: float | None
-    seed: int
-    reference: str | None
-    status: str
-    error: str | None
-    rst_s: float | None
-    final_val_loss: float | None
-    evals: dict = field(default_factory=dict)
-    val_curve: list = field(default_factory=list)     # (rst_s, val_loss)
-    train_curve: list = field(default_factory=list)   # (rst_s, train_loss)
-    breakdown: dict = field(default_factory=dict)     # tag -> (rst_s, free_rst_s)
-
-    @property
-    def completed(self) -> bool:
-        return self.status == "completed"
-
-
-@dataclass(frozen=True)
-class Metric:
-    key: str            # "val_loss" or "eval:<suite>"
-    title: str
-    lower_is_better: bool
-
-    def value(self, run: Run) -> float | None:
-        return run.final_val_loss if self.key == "val_loss" else run.evals.get(self.key[5:])
-
-
-@dataclass
-class Cell:
-    values: dict[int, float]                  # seed -> value, completed runs only
-    statuses: list[str]                       # of every run in the cell
-    diff: Difference | None = None            # None for the baseline row
-
-    @property
-    def stats(self):
-        return mean_std([self.values[s] for s in sorted(self.values)]) if self.values else (None, None)
-
-
-# ----------------------------------------------------------------------------- loading
-
-def load_runs(store: Store) -> list[Run]:
-    runs = {}
-    for r in store.query("SELECT * FROM runs ORDER BY run_id"):
-        runs[r["run_id"]] = Run(r["run_id"], r["model"], r["config"], r["algorithm"], r["optimizer"], r["budget"],
-                                r["budget_kind"], r["budget_value"], r["seed"], r["reference"], r["status"],
-                                r["error"], r["rst_s"], r["final_val_loss"])
-    for r in store.query("SELECT run_id, rst_s, train_loss, val_loss FROM metrics ORDER BY run_id, line"):
-        run = runs[r["run_id"]]
-        if r["val_loss"] is not None:
-            run.val_curve.append((r["rst_s"], r["val_loss"]))
-        if r["train_loss"] is not None:
-            run.train_curve.append((r["rst_s"], r["train_loss"]))
-    for r in store.query("SELECT run_id, suite, average FROM evals ORDER BY run_id, suite"):
-        if r["average"] is not None:
-            runs[r["run_id"]].evals[r["suite"]] = r["average"]
-    for r in store.query("SELECT run_id, tag, rst_s, free_rst_s FROM rst_breakdown ORDER BY run_id, tag"):
-        runs[r["run_id"]].breakdown[r["tag"]] = (r["rst_s"] or 0.0, r["free_rst_s"] or 0.0)
-    return list(runs.values())
-
-
-def suite_lower_is_better(suite: str) -> bool:
-    """The evaluator's convention: a suite average is a loss for ``valloss`` (and any suite named
-    as a loss), a score (0-100, higher is better) everywhere else."""
-    return "loss" in suite
-
-
-ALGORITHM_ORDER = ("baseline", "layer-stacking", "layer-dropping", "selective-backprop", "rho-loss")
-OPTIMIZER_ORDER = ("adamw", "lion", "sophia")
-
-
-def config_order(runs: list[Run]) -> list[str]:
-    """The paper's order: the baseline, the other algorithms with AdamW, then the baseline with the
-    other optimizers; names the paper does not have come after, alphabetically. (A fixed list
-    rather than the registries: the report need not import torch.)"""
-    seen = {r.config: (r.algorithm, r.optimizer) for r in runs}
-    base = baseline_label(runs)
-
-    def rank(name, order):
-        return (order.index(name), "") if name in order else (len(order), name)
-
-    def key(label):
-        a, o = seen[label]
-        return (label != base, o != BASELINE[1], rank(a, ALGORITHM_ORDER), rank(o, OPTIMIZER_ORDER), label)
-    return sorted(seen, key=key)
-
-
-def baseline_label(runs: list[Run]) -> str | None:
-    labels = sorted({r.config for r in runs if (r.algorithm, r.optimizer) == BASELINE})
-    if "+".join(BASELINE) in labels:
-        return "+".join(BASELINE)
-    return labels[0] if labels else None
-
-
-def budget_order(runs: list[Run]) -> list[str]:
-    return [b for _, _, b in sorted({(r.budget_kind or "", r.budget_value or 0.0, r.budget) for r in runs})]
-
-
-# ----------------------------------------------------------------------------- tables
-
-@dataclass
-class Section:
-    """One model's tables."""
-    model: str
-    runs: list[Run]
-
-    def __post_init__(self):
-        self.configs = config_order(self.runs)
-        self.budgets = budget_order(self.runs)
-        self.seeds = sorted({r.seed for r in self.runs if r.seed is not None})
-        self.baseline = baseline_label(self.runs)
-        self.references = sorted({r.reference for r in self.runs if r.completed and r.reference})
-        suites = sorted({s for r in self.runs for s in r.evals})
-        self.metrics = [Metric("val_loss", "Final validation loss", True)] + [
-            Metric(f"eval:{s}", f"{s} average", suite_lower_is_better(s)) for s in suites]
-
-    def cell_runs(self, config: str, budget: str) -> list[Run]:
-        return [r for r in self.runs if r.config == config and r.budget == budget]
-
-    def cell(self, metric: Metric, config: str, budget: str) -> Cell:
-        runs = self.cell_runs(config, budget)
-        values = {r.seed: metric.value(r) for r in runs if r.completed and metric.value(r) is not None}
-        cell = Cell(values, sorted(r.status for r in runs))
-        if self.baseline and config != self.baseline:
-            base = self.cell(metric, self.baseline, budget).values
-            cell.diff = paired_difference(values, base) if values and base else Difference(0, None)
-        return cell
-
-    def targets(self, budget: str) -> dict[int, float]:
-        """Per seed, the baseline's final validation loss at ``budget``."""
-        return self.cell(self.metrics[0], self.baseline, budget).values if self.baseline else {}
-
-    def target(self, budget: str, seed: int | None = None) -> float | None:
-        """The baseline's final validation loss for ``seed`` (paired), else its mean over seeds."""
-        targets = self.targets(budget)
-        if seed in targets:
-            return targets[seed]
-        return mean_std(list(targets.values()))[0] if targets else None
 
 
 def decimals(values) -> int:
@@ -396,20 +254,46 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "", text.replace(" ", ""))
 
 
+def speedup_markdown(s: Section) -> str:
+    """The speedup table and the baseline curve it reads, or why there is none."""
+    sp = s.speedups
+    if sp.curve is None:
+        return f"No speedup: {sp.reason}.\n"
+    header, rows = SP.table(s)
+    return (f"Point value [95% bootstrap interval]; see \"How to read the tables\".\n\n{md_table(header, rows)}\n"
+            f"The baseline's curve ({s.baseline}; fitted: made non-increasing, see the method):\n\n"
+            + md_table(["budget", "seeds", "mean final val loss", "fitted"], SP.curve_rows(s)))
+
+
+def verdict_markdown(sections: list[Section]) -> str:
+    """The report's opening: per model, a headline per configuration, then the warnings that
+    qualify them (on the unigram plateau, unequal tuning)."""
+    md = ["## Verdict\n"]
+    for s in sections:
+        lines = V.headlines(s) + [line for line, warn in (V.plateau(s), V.tuning(s)) if warn]
+        md.append(f"{s.model}:\n\n" + "".join(f"- {line}\n" for line in lines))
+    return "\n".join(md)
+
+
 def section_markdown(s: Section, root: Path, plots: bool) -> tuple[str, str, list[Path]]:
     """One model's part of report.md, its main (validation-loss) table, and the plots it wrote."""
     refs = ", ".join(s.references) or "unknown"
+    only = f" Baseline-only budgets (its speedup curve): {', '.join(s.baseline_only)}." if s.baseline_only else ""
     md = [f"## {s.model}\n",
           f"Reference system: {refs}" + (" — **runs on different reference systems are not comparable**"
                                          if len(s.references) > 1 else "") +
-          f". Seeds: {', '.join(map(str, s.seeds))}. Baseline: {s.baseline or 'none in this sweep'}.\n"]
-    main = ""
+          f". Seeds: {', '.join(map(str, s.seeds))}. Baseline: {s.baseline or 'none in this sweep'}.{only}\n",
+          f"{V.plateau(s)[0]}\n\n{V.tuning(s)[0]}\n"]
+    speedup, main = speedup_markdown(s), ""
     for i, m in enumerate(s.metrics):
         direction = "lower is better" if m.lower_is_better else "higher is better"
         table = metric_table(s, m)
-        md.append(f"### {m.title} ({direction})\n\n{table}")
+        note = "" if i == 0 else V.protocol(s, m.key[5:]) + "\n\n"
+        md.append(f"### {m.title} ({direction})\n\n{note}{table}")
         if i == 0:
-            main = f"{s.model}: {m.title.lower()} ({direction}), mean ± std over seeds (Δ to baseline)\n{table}"
+            main = (f"{s.model}: {m.title.lower()} ({direction}), mean ± std over seeds (Δ to baseline)\n{table}\n"
+                    f"{s.model}: speedup against the fully-decayed baseline\n{speedup}")
+    md.append(f"### Speedup against the fully-decayed baseline\n\n{speedup}")
     md.append(f"### Time to the baseline's final validation loss\n\n{ttt_table(s)}")
     md.append(f"### Win/loss against the baseline\n\nOver every budget and metric above "
               f"(significant: paired t-test, p < 0.05).\n\n{win_loss_table(s)}")
@@ -419,6 +303,11 @@ def section_markdown(s: Section, root: Path, plots: bool) -> tuple[str, str, lis
     pics = []
     if plots:
         from lmbudget.results import plots as P
+        if s.speedups.curve is not None:
+            rel = f"plots/{slug(s.model)}-speedup.png"
+            P.speedup_curve(s, root / rel)
+            pics.append(("Final validation loss against budget: the fully-decayed baseline's curve and each "
+                         "configuration (the horizontal distance is the speedup)", rel))
         for b in s.budgets:
             rel = f"plots/{slug(s.model)}-loss-{slug(b)}.png"
             P.loss_curves(s, b, root / rel)
@@ -462,6 +351,8 @@ def build_report(root: Path, rebuild: bool = False, plots: bool = True) -> Repor
     write("tables/time_to_target.csv", ttt_csv(sections))
     write("tables/win_loss.csv", win_loss_csv(sections))
     write("tables/runs.csv", runs_csv(runs))
+    write("tables/speedup.csv", to_csv(*SP.csv_rows(sections)))
+    write("tables/baseline_curve.csv", to_csv(*SP.curve_csv_rows(sections)))
 
     counts = {}
     for r in runs:
@@ -471,6 +362,7 @@ def build_report(root: Path, rebuild: bool = False, plots: bool = True) -> Repor
         md.append(f"{spec['description']}.\n")
     md.append(f"{len(runs)} runs in the store: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ".")
     md.append("Budgets are Reference System Time (RST): the reference machine's time for the work each run did.\n")
+    md.append(verdict_markdown(sections))
     main = []
     for s in sections:
         text, table, pictures = section_markdown(s, root, plots)
@@ -482,8 +374,10 @@ def build_report(root: Path, rebuild: bool = False, plots: bool = True) -> Repor
         md.append("## Runs that did not complete or failed evaluation\n")
         md.append(md_table(["run", "status", "error"], [[r.run_id, r.status, (r.error or "").replace("|", "\\|")[:300]]
                                                        for r in problems]))
-    md.append("## How to read the tables\n\n" + LEGEND)
+    md.append("## How to read the tables\n\n" + LEGEND + "\nThe speedup:\n\n" + SP.METHOD)
     md.append("## Files\n\n- `tables/cells.csv`: every cell (mean, std, difference, 95% interval, p-value)\n"
+              "- `tables/speedup.csv` (every speedup cell and geometric mean; `*_side`: `=`, `<` or `>`), "
+              "`tables/baseline_curve.csv` (the baseline's runs the speedup reads)\n"
               "- `tables/time_to_target.csv`, `tables/win_loss.csv`, `tables/runs.csv`\n"
               "- `results.sqlite`: the store (runs, metrics, rst_breakdown, evals, eval_tasks); "
               "see `lmbudget/results/store.py` for the schema and example queries\n"

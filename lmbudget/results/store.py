@@ -10,14 +10,18 @@ Schema (``results.sqlite``)::
 
     runs(run_id PK, path, model, config, algorithm, optimizer, budget, budget_kind, budget_value,
          seed, reference, status, error, rst_s, wall_s, steps, tokens, final_val_loss,
-         final_train_loss, config_json, summary_json, fingerprint)
+         final_train_loss, trials, unigram_entropy, config_json, summary_json, fingerprint)
     metrics(run_id, line, step, rst_s, wall_s, tokens, lr, train_loss, val_loss, final, extra_json)
     rst_breakdown(run_id, tag, rst_s, free_rst_s, units)
-    evals(run_id, suite, average)
+    evals(run_id, suite, average, protocol_json)
     eval_tasks(run_id, suite, task, score)
 
 ``status`` is the summary's (completed, diverged), else ``failed`` (failed.json, no summary),
-``started`` or ``empty``. ``config`` is the table row's label (``baseline+adamw``). Example queries::
+``started`` or ``empty``. ``config`` is the table row's label (``baseline+adamw``). ``trials`` is the
+number of tuning trials the configuration's hyper-parameters came from (the sweep's coordinates;
+NULL: untuned defaults); ``unigram_entropy`` the summary's (nats: the validation loss of predicting
+training-set token frequencies). ``protocol_json`` is the suite's protocol (``eval/<suite>.json``).
+A store of an older schema is rebuilt from the run directories when opened. Example queries::
 
     -- mean final validation loss per configuration and budget
     SELECT model, config, budget, COUNT(*) AS n, AVG(final_val_loss)
@@ -40,7 +44,7 @@ from pathlib import Path
 import yaml
 
 STORE_NAME = "results.sqlite"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"   # a store with another version is rebuilt on opening
 COORDS = "sweep-run.json"   # written by the sweep into each run directory: its grid coordinates
 FAILED = "failed.json"      # written when a run's training or evaluation raised
 SKIP_DIRS = {"checkpoints", "eval", "tensorboard", "wandb", "plots", "tables"}
@@ -54,13 +58,14 @@ CREATE TABLE runs (
     budget TEXT, budget_kind TEXT, budget_value REAL, seed INTEGER, reference TEXT,
     status TEXT NOT NULL, error TEXT,
     rst_s REAL, wall_s REAL, steps INTEGER, tokens INTEGER, final_val_loss REAL, final_train_loss REAL,
-    config_json TEXT, summary_json TEXT, fingerprint TEXT NOT NULL);
+    trials INTEGER, unigram_entropy REAL, config_json TEXT, summary_json TEXT, fingerprint TEXT NOT NULL);
 CREATE TABLE metrics (
     run_id TEXT NOT NULL, line INTEGER NOT NULL, step INTEGER, rst_s REAL, wall_s REAL, tokens INTEGER,
     lr REAL, train_loss REAL, val_loss REAL, final INTEGER, extra_json TEXT, PRIMARY KEY (run_id, line));
 CREATE TABLE rst_breakdown (
     run_id TEXT NOT NULL, tag TEXT NOT NULL, rst_s REAL, free_rst_s REAL, units REAL, PRIMARY KEY (run_id, tag));
-CREATE TABLE evals (run_id TEXT NOT NULL, suite TEXT NOT NULL, average REAL, PRIMARY KEY (run_id, suite));
+CREATE TABLE evals (
+    run_id TEXT NOT NULL, suite TEXT NOT NULL, average REAL, protocol_json TEXT, PRIMARY KEY (run_id, suite));
 CREATE TABLE eval_tasks (
     run_id TEXT NOT NULL, suite TEXT NOT NULL, task TEXT NOT NULL, score REAL, PRIMARY KEY (run_id, suite, task));
 CREATE INDEX runs_cell ON runs (model, config, budget);
@@ -171,28 +176,33 @@ def read_run(run_dir: Path, root: Path) -> dict:
            budget_value, seed, coords.get("reference") or s.get("reference") or cfg.get("train", {}).get("reference"),
            status, error, _num(s.get("rst_s")), _num(s.get("wall_s")), _num(s.get("steps")), _num(s.get("tokens")),
            _num(s.get("final_val_loss")), train_losses[-1] if train_losses else None,
+           _num(coords.get("trials")), _num(s.get("unigram_entropy")),
            json.dumps(config, sort_keys=True) if config is not None else None,
            json.dumps(summary, sort_keys=True) if summary is not None else None, fingerprint(run_dir))
     return {"runs": [run], "metrics": metrics, "rst_breakdown": breakdown,
-            "evals": [(run_id, suite, avg) for suite, avg in evals],
+            "evals": [(run_id, suite, avg, protocol) for suite, avg, protocol in evals],
             "eval_tasks": [(run_id, suite, task, score) for suite, task, score in tasks]}
 
 
 def read_evals(run_dir: Path, summary: dict) -> tuple[list, list]:
-    """Suite averages and task scores: summary.json's "eval", completed by eval/<suite>.json files
-    (written first by the evaluator, so they count even if the summary was not updated yet)."""
+    """Suite averages (with the suite's protocol, which only eval/<suite>.json holds) and task
+    scores: summary.json's "eval", completed by eval/<suite>.json files (written first by the
+    evaluator, so they count even if the summary was not updated yet)."""
     entries = dict(summary.get("eval") or {})
+    protocols = {}
     if (run_dir / "eval").is_dir():
         for f in sorted((run_dir / "eval").glob("*.json")):
             data = _json(f)
-            if isinstance(data, dict) and f.stem not in entries:
-                entries[f.stem] = data
+            if isinstance(data, dict):
+                entries.setdefault(f.stem, data)
+                if data.get("protocol") is not None:
+                    protocols[f.stem] = json.dumps(data["protocol"], sort_keys=True)
     evals, tasks = [], []
     for suite in sorted(entries):
         e = entries[suite]
         if not isinstance(e, dict):
             continue
-        evals.append((suite, _num(e.get("average"))))
+        evals.append((suite, _num(e.get("average")), protocols.get(suite)))
         for task, score in sorted((e.get("tasks") or {}).items()):
             if isinstance(score, dict):  # eval/<suite>.json: {"main_metric": m, "metrics": {m: {"mean": ...}}}
                 score = (score.get("metrics") or {}).get(score.get("main_metric"), {}).get("mean")

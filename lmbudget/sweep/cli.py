@@ -12,7 +12,8 @@ def cmd_sweep(a) -> None:
     spec = narrow(load_spec(a.spec), models=split_list(a.models), budgets=split_list(a.budgets),
                   seeds=split_list(a.seeds), algorithms=split_list(a.algorithms),
                   optimizers=split_list(a.optimizers), evaluate=split_list(a.evaluate),
-                  eval_max_train=a.eval_max_train, eval_max_eval=a.eval_max_eval)
+                  eval_max_train=a.eval_max_train, eval_max_eval=a.eval_max_eval,
+                  baseline_budgets=split_list(a.baseline_budgets))
     out = Path(a.out or f"results/{spec.name}")
     if a.dry_run:
         for run in spec.runs():
@@ -20,9 +21,11 @@ def cmd_sweep(a) -> None:
         for name, state in sweep_status(spec, out):
             print(f"{state:10s} {out / 'runs' / name}")
         return
+    extra = len(spec.runs()) - len(spec.models) * len(spec.configurations) * len(spec.budgets) * len(spec.seeds)
     print(f"sweep {spec.name}: {len(spec.runs())} runs into {out} "
           f"({len(spec.configurations)} configurations x {len(spec.budgets)} budgets x {len(spec.seeds)} seeds"
-          f"{' x ' + str(len(spec.models)) + ' models' if len(spec.models) > 1 else ''})")
+          f"{' x ' + str(len(spec.models)) + ' models' if len(spec.models) > 1 else ''}"
+          f"{f', + {extra} baseline-only' if extra else ''})")
     result = run_sweep(spec, out, evaluate=not a.no_eval, progress=not a.quiet, device=a.device)
     print(f"sweep {spec.name}: {len(result.trained)} trained, {len(result.skipped)} already done, "
           f"{len(result.failed)} failed{' (' + ', '.join(result.failed) + ')' if result.failed else ''}")
@@ -43,6 +46,9 @@ def register(subparsers) -> None:
     s.add_argument("--out", default=None, help="output folder (default results/NAME)")
     s.add_argument("--seeds", default=None, help="comma-separated seeds, replacing the spec's (e.g. 0 or 0,1,2)")
     s.add_argument("--budgets", default=None, help="comma-separated budgets, replacing the spec's (e.g. 2min,4min)")
+    s.add_argument("--baseline-budgets", default=None,
+                   help="comma-separated budgets run by the baseline only (its speedup curve), replacing the "
+                   "spec's baseline_budgets (e.g. 5s,10s; '' for none)")
     s.add_argument("--algorithms", default=None,
                    help="keep only these algorithms or configuration labels (e.g. baseline,layer-stacking,baseline+lion)")
     s.add_argument("--optimizers", default=None, help="keep only configurations with these optimizers")

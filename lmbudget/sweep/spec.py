@@ -7,6 +7,7 @@ A spec (see ``lmbudget/sweep/specs/*.yaml`` for the built-in ones)::
     models: [bert-tiny]
     reference: null                  # null: each model preset's own reference system
     budgets: [1min, 2min, 4min]
+    baseline_budgets: [15s, 30s, 8min]   # the baseline (baseline+adamw) only: its speedup curve
     seeds: [0, 1, 2]
     optimizer: adamw                 # the optimizer of configurations that name none
     configurations:                  # the table's rows
@@ -37,7 +38,7 @@ from lmbudget.config import ConfigError
 BUILTIN_DIR = Path(__file__).resolve().parent / "specs"
 KEYS = ("name", "description", "models", "model", "reference", "budgets", "seeds", "optimizer", "configurations",
         "algorithms", "optimizers", "algorithm_overrides", "overrides", "evaluate", "eval_max_train",
-        "eval_max_eval")
+        "eval_max_eval", "baseline_budgets")
 CONFIG_KEYS = ("algorithm", "optimizer", "label", "overrides")
 
 
@@ -95,11 +96,24 @@ class SweepSpec:
     eval_max_train: int = 0          # cap on fine-tuning examples per downstream task (0: the suite's own)
     eval_max_eval: int = 0           # cap on examples per evaluation split (dev, test) of each task
     description: str = ""
+    baseline_budgets: list[str] = field(default_factory=list)  # extra budgets run by the baseline row only
+
+    def baseline(self) -> Configuration | None:
+        """The row the report compares with (baseline+adamw), which also runs ``baseline_budgets``."""
+        rows = [c for c in self.configurations if (c.algorithm, c.optimizer) == ("baseline", "adamw")]
+        return next((c for c in rows if c.label == "baseline+adamw"), rows[0] if rows else None)
 
     def runs(self) -> list[RunSpec]:
-        """The grid in a fixed order: model, budget (small first, so whole columns finish early), seed, row."""
-        return [RunSpec(m, c, b, s, self.reference, tuple(self.overrides))
+        """The grid in a fixed order: model, budget (small first, so whole columns finish early), seed, row.
+        A baseline-only budget (one of ``baseline_budgets`` not among ``budgets``) runs the baseline row
+        alone, after the grid: the speedup's curve is its only use."""
+        from lmbudget.clock import parse_budget
+        grid = [RunSpec(m, c, b, s, self.reference, tuple(self.overrides))
                 for m in self.models for b in self.budgets for s in self.seeds for c in self.configurations]
+        base, shared = self.baseline(), {parse_budget(b) for b in self.budgets}
+        extra = [b for b in self.baseline_budgets if parse_budget(b) not in shared]
+        return grid + [RunSpec(m, base, b, s, self.reference, tuple(self.overrides))
+                       for m in self.models for b in (extra if base else []) for s in self.seeds]
 
     def to_dict(self) -> dict:
         return {"name": self.name, "description": self.description, "models": self.models,
@@ -107,7 +121,7 @@ class SweepSpec:
                 "configurations": [{"label": c.label, "algorithm": c.algorithm, "optimizer": c.optimizer,
                                     "overrides": list(c.overrides)} for c in self.configurations],
                 "overrides": self.overrides, "evaluate": self.evaluate, "eval_max_train": self.eval_max_train,
-                "eval_max_eval": self.eval_max_eval}
+                "eval_max_eval": self.eval_max_eval, "baseline_budgets": self.baseline_budgets}
 
 
 # ----------------------------------------------------------------------------- reading
@@ -218,6 +232,9 @@ def parse_spec(raw: dict, default_name: str = "sweep") -> SweepSpec:
         raise SweepError("the sweep spec has no budgets: add e.g. `budgets: [1min, 2min]`")
     for b in budgets:
         parse_budget(b)
+    baseline_budgets = [str(b) for b in _list(raw, "baseline_budgets")]
+    for b in baseline_budgets:
+        parse_budget(b)
     seeds = parse_seeds(_list(raw, "seeds", [0]))
     evaluate = [str(s) for s in _list(raw, "evaluate")]
     spec = SweepSpec(name=str(raw.get("name") or default_name), models=[str(m) for m in models],
@@ -225,7 +242,8 @@ def parse_spec(raw: dict, default_name: str = "sweep") -> SweepSpec:
                      reference=None if raw.get("reference") is None else str(raw["reference"]),
                      overrides=list(_overrides(raw.get("overrides"), "overrides")), evaluate=evaluate,
                      eval_max_train=int(raw.get("eval_max_train") or 0),
-                     eval_max_eval=int(raw.get("eval_max_eval") or 0), description=str(raw.get("description") or ""))
+                     eval_max_eval=int(raw.get("eval_max_eval") or 0), description=str(raw.get("description") or ""),
+                     baseline_budgets=baseline_budgets)
     check_unique(spec)
     return spec
 
@@ -243,14 +261,23 @@ def parse_seeds(values) -> list[int]:
 
 
 def check_unique(spec: SweepSpec) -> None:
-    """Two budgets spelled differently ("60s", "1min") would share nothing but a table column: refuse."""
+    """Two budgets spelled differently ("60s", "1min") would share nothing but a table column: refuse.
+    A baseline budget also among the budgets is run once (and may not be spelled differently)."""
     from lmbudget.clock import parse_budget
-    seen = {}
-    for b in spec.budgets:
-        key = parse_budget(b)
-        if key in seen:
-            raise SweepError(f"budgets '{seen[key]}' and '{b}' are the same budget")
-        seen[key] = b
+    for budgets in (spec.budgets, spec.baseline_budgets):
+        seen = {}
+        for b in budgets:
+            key = parse_budget(b)
+            if key in seen:
+                raise SweepError(f"budgets '{seen[key]}' and '{b}' are the same budget")
+            seen[key] = b
+    spelled = {parse_budget(b): b for b in spec.budgets}
+    for b in spec.baseline_budgets:
+        if spelled.get(parse_budget(b), b) != b:
+            raise SweepError(f"baseline budget '{b}' is budget '{spelled[parse_budget(b)]}' spelled differently: "
+                             f"spell it the same (it is run once)")
+    if spec.baseline_budgets and spec.baseline() is None:
+        raise SweepError("baseline_budgets needs the baseline row (baseline+adamw) among the configurations")
 
 
 # ----------------------------------------------------------------------------- narrowing
@@ -260,9 +287,10 @@ def split_list(text: str | None) -> list[str] | None:
 
 
 def narrow(spec: SweepSpec, models=None, budgets=None, seeds=None, algorithms=None, optimizers=None,
-           evaluate=None, eval_max_train=None, eval_max_eval=None) -> SweepSpec:
-    """The command line's narrowing of a spec. Budgets and seeds replace the spec's (any values);
-    models, algorithms and optimizers select among the spec's (an unknown name is an error).
+           evaluate=None, eval_max_train=None, eval_max_eval=None, baseline_budgets=None) -> SweepSpec:
+    """The command line's narrowing of a spec. Budgets, baseline budgets and seeds replace the spec's
+    (any values); models, algorithms and optimizers select among the spec's (an unknown name is an
+    error); without the baseline row, there are no baseline-only budgets.
     ``algorithms`` may name an algorithm (every row using it) or a row label (``baseline+lion``)."""
     from lmbudget.clock import parse_budget
     spec = dataclasses.replace(spec)
@@ -274,6 +302,10 @@ def narrow(spec: SweepSpec, models=None, budgets=None, seeds=None, algorithms=No
         for b in budgets:
             parse_budget(b)
         spec.budgets = list(budgets)
+    if baseline_budgets is not None:
+        for b in baseline_budgets:
+            parse_budget(b)
+        spec.baseline_budgets = list(baseline_budgets)
     if seeds is not None:
         spec.seeds = parse_seeds(seeds)
     rows = spec.configurations
@@ -287,6 +319,8 @@ def narrow(spec: SweepSpec, models=None, budgets=None, seeds=None, algorithms=No
             _check_name("optimizer", o, list(dict.fromkeys(c.optimizer for c in rows)))
         rows = [c for c in rows if c.optimizer in optimizers]
     spec.configurations = rows
+    if spec.baseline() is None:
+        spec.baseline_budgets = []
     if evaluate is not None:
         spec.evaluate = list(evaluate)
     if eval_max_train is not None:
