@@ -32,7 +32,7 @@ def cmd_prepare(a) -> None:
     cfg.data.corpus = a.corpus
     if a.tokenizer:
         cfg.data.tokenizer = a.tokenizer
-    apply_overrides(cfg, a.overrides)
+    apply_overrides(cfg, a.overrides).validate()
     data = prepare_data(cfg.data)
     m = data.manifest
     print(f"data ready in {data.root}")

@@ -37,9 +37,7 @@ def make_config(model: str, algorithm: str = "baseline", optimizer: str | None =
     # Resolve the algorithm's parameters now, so config.yaml records every default it used.
     import dataclasses
     cfg.algo = dataclasses.asdict(build_algorithm(cfg.algorithm, cfg.algo, cfg.model.arch).cfg)
-    from lmbudget.clock import parse_budget
-    parse_budget(cfg.train.budget)  # a malformed budget fails before anything is written
-    return cfg
+    return cfg.validate()  # a bad number (or budget) fails before anything is written
 
 
 def load_config(run_dir: Path) -> RunConfig:
@@ -81,6 +79,7 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, overwrite: bool =
 
     from lmbudget.distributed import init_world
 
+    cfg.validate()
     world = init_world()
     run_dir = Path(run_dir)
     state = run_state(run_dir)
