@@ -12,9 +12,10 @@ def user_errors() -> tuple[type, ...]:
     from lmbudget.clock import ClockError
     from lmbudget.config import ConfigError
     from lmbudget.data import CorpusError
+    from lmbudget.lock import LockError
     from lmbudget.runs import RunDirError
     from lmbudget.train import RunError
-    return ConfigError, ClockError, CorpusError, RunDirError, CheckpointError, RunError
+    return ConfigError, ClockError, CorpusError, RunDirError, CheckpointError, RunError, LockError
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
