@@ -17,7 +17,9 @@ def cmd_report(a) -> None:
     if not find_run_dirs(root):
         raise SweepError(f"{root} holds no run directories (no config.yaml below it): "
                          f"pass a sweep's output folder (e.g. results/tiny-bert), or run `lmbudget sweep` first")
-    report = build_report(root, rebuild=a.rebuild, plots=not a.no_plots)
+    from lmbudget.lock import DirLock
+    with DirLock(root, "report"):  # one writer of the store and report at a time
+        report = build_report(root, rebuild=a.rebuild, plots=not a.no_plots)
     print(report.main_tables)
     print(f"report: {root / 'report.md'} (tables in {root / 'tables'}, plots in {root / 'plots'})")
 

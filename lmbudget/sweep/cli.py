@@ -14,6 +14,9 @@ def cmd_sweep(a) -> None:
                   optimizers=split_list(a.optimizers), evaluate=split_list(a.evaluate),
                   eval_max_train=a.eval_max_train, eval_max_eval=a.eval_max_eval)
     out = Path(a.out or f"results/{spec.name}")
+    if a.workers < 1:
+        from lmbudget.sweep.spec import SweepError
+        raise SweepError(f"--workers {a.workers}: give at least 1 worker process")
     if a.dry_run:
         for run in spec.runs():
             run.make_config()  # the errors a real sweep would stop at
@@ -23,11 +26,19 @@ def cmd_sweep(a) -> None:
     print(f"sweep {spec.name}: {len(spec.runs())} runs into {out} "
           f"({len(spec.configurations)} configurations x {len(spec.budgets)} budgets x {len(spec.seeds)} seeds"
           f"{' x ' + str(len(spec.models)) + ' models' if len(spec.models) > 1 else ''})")
-    result = run_sweep(spec, out, evaluate=not a.no_eval, progress=not a.quiet, device=a.device)
+    if a.workers > 1:
+        from lmbudget.sweep.workers import run_workers
+        result = run_workers(spec, out, a.workers, evaluate=not a.no_eval, device=a.device)
+    else:
+        result = run_sweep(spec, out, evaluate=not a.no_eval, progress=not a.quiet, device=a.device)
     print(f"sweep {spec.name}: {len(result.trained)} trained, {len(result.skipped)} already done, "
-          f"{len(result.failed)} failed{' (' + ', '.join(result.failed) + ')' if result.failed else ''}")
+          f"{len(result.failed)} failed{' (' + ', '.join(result.failed) + ')' if result.failed else ''}"
+          f"{f', {len(result.busy)} still running in other workers' if result.busy else ''}")
     if not a.no_report:
-        report = build_report(out)
+        from lmbudget.lock import DirLock
+        from lmbudget.sweep.runner import STORE_WAIT_S
+        with DirLock(out, "report").acquire(wait=STORE_WAIT_S):  # one report writer at a time
+            report = build_report(out)
         print(report.main_tables)
         print(f"report: {out / 'report.md'}")
 
@@ -56,5 +67,8 @@ def register(subparsers) -> None:
     s.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     s.add_argument("--dry-run", action="store_true", help="list the runs and their state; train nothing")
     s.add_argument("--device", default=None, help="torch device (default cuda if available, else cpu)")
+    s.add_argument("--workers", type=int, default=1,
+                   help="worker processes on this host sharing the sweep (runs are claimed through their locks; "
+                   "sweeps started on other hosts on the same folder join in)")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_sweep)
