@@ -144,9 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     from lmbudget.evaluate.cli import register as register_evaluate
     from lmbudget.results.cli import register as register_results
     from lmbudget.sweep.cli import register as register_sweep
+    from lmbudget.sweep.status import register as register_status
     register_evaluate(sub)
     register_sweep(sub)
     register_results(sub)
+    register_status(sub)
     return p
 
 

@@ -92,3 +92,39 @@ def test_two_workers_train_each_run_once_and_report_like_one(corpus, tmp_path, m
         assert steps == sorted(set(steps))                         # one line per step
     one, two = (strip_wall(R.build_report(tmp_path / d, plots=False).markdown) for d in ("one", "two"))
     assert one == two
+
+
+def test_status_shows_done_running_failed_and_waiting(tmp_path, monkeypatch, capsys):
+    import shutil
+    import socket
+    from lmbudget.cli import main
+    spec = small_spec()
+    names = [r.name for r in spec.runs()]
+    monkeypatch.setattr("lmbudget.runs.train", FakeTrainer(fail={names[0]}))
+    out = tmp_path / "out"
+    run_sweep(spec, out, log=quiet)
+    running, interrupted, waiting = (out / "runs" / n for n in names[1:4])
+    for d in (running, interrupted):     # as if killed mid-run: config and metrics, no summary
+        (d / "summary.json").unlink()
+        (d / "metrics.jsonl").write_text('{"step": 2, "rst_s": 15.0}\n{"step": 3, "rst_s": 22.5}\n{"step": 4, "rs')
+    shutil.rmtree(waiting)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from lmbudget.lock import DirLock; "
+                               "DirLock(sys.argv[1], 'sweep').acquire(); print('held', flush=True); time.sleep(60)",
+                               str(running)], stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": ROOT})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        main(["status", str(out)])
+    finally:
+        holder.kill()
+        holder.wait()
+    lines = capsys.readouterr().out.splitlines()
+    row = {line.split()[1].split("/")[-1]: line for line in lines[:-1]}
+    assert row[names[0]].startswith("failed") and "train: RuntimeError: CUDA out of memory (simulated)" in row[names[0]]
+    budget = spec.runs()[1].budget  # 30s: the last complete metrics line says 22.5 s
+    assert budget == "30s" and row[names[1]].startswith("running")
+    assert f"sweep by pid {holder.pid} on {socket.gethostname()} since " in row[names[1]]
+    assert "RST 22.5s of 30s (75%), step 3" in row[names[1]]
+    assert row[names[2]].startswith("waiting") and "interrupted: RST 22.5s of 30s (75%), step 3" in row[names[2]]
+    assert row[names[3]].startswith("waiting") and row[names[3]].endswith("not started")
+    assert row[names[4]].startswith("done") and "completed, 4 steps" in row[names[4]]
+    assert lines[-1] == f"total: {len(names)} runs: {len(names) - 4} done, 1 running, 1 failed, 2 waiting"
