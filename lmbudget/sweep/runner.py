@@ -89,16 +89,18 @@ def record_failure(run_dir: Path, stage: str, error: BaseException) -> None:
 
 
 def run_sweep(spec: SweepSpec, out: Path, evaluate: bool = True, log=print, progress: bool = False,
-              device: str | None = None, since: float | None = None, update_store: bool = True) -> SweepResult:
+              device: str | None = None, since: float | None = None, update_store: bool = True,
+              only: set[str] | None = None) -> SweepResult:
     """One worker's share of the sweep (all of it when alone). ``since``: when the sweep started (its
     workers share it); a failure recorded since then is not retried. ``update_store``: index the run
-    directories into the store at the end (the parent of ``--workers`` does it once instead)."""
+    directories into the store at the end (the parent of ``--workers`` does it once instead).
+    ``only``: these runs' names (a cluster job's one run)."""
     from lmbudget.runs import run_state, train
 
     out = Path(out)
     since = time.time() if since is None else since
     # Every config is built first: an unknown model or a bad override fails before any training.
-    runs = [(run, run.make_config()) for run in spec.runs()]
+    runs = [(run, run.make_config()) for run in spec.runs() if only is None or run.name in only]
     check_existing(runs, out)
     evaluate_run = evaluator(log, progress, device, spec.eval_max_train, spec.eval_max_eval) if evaluate and spec.evaluate else None
     if evaluate_run is not None:
