@@ -43,8 +43,10 @@ step() { echo; echo "== [$((SECONDS - start))s] $*"; }
 step "python"
 timeout 15 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')"
 step "prepare the carried corpus for $BERT and $T5 (tokenizers cached: packing only)"
-timeout 45 "$PY" -m lmbudget prepare --corpus "$corpus" --model "$BERT" | head -1 || echo "prepare failed"
-timeout 45 "$PY" -m lmbudget prepare --corpus "$corpus" --model "$T5" | head -1 || echo "prepare failed"
+for m in "$BERT" "$T5"; do
+  timeout 45 "$PY" -m lmbudget prepare --corpus "$corpus" --model "$m" > "$OUT/prepare-$m.log" 2>&1 \
+    && grep -E "tokenizer|data ready" "$OUT/prepare-$m.log" || { echo "prepare $m failed"; tail -3 "$OUT/prepare-$m.log"; }
+done
 step "calibrate $BERT"
 timeout 120 "$PY" -m lmbudget calibrate --model "$BERT" --output "$OUT/$BERT-measured.json" "${CAL[@]}" | tail -3 \
   || echo "calibrate failed"

@@ -38,8 +38,11 @@ for source in resolve_sources("offline-en"):
     print(f"  {source.name}: {docs} documents, {size / 2 ** 20:.1f} MiB")
 PY
 export LMBUDGET_HOME="$CACHE/home"
-for model in bert-c5 t5-base bert-micro t5-micro; do
-  "$PY" -m lmbudget prepare --corpus "$CACHE/corpus" --model "$model" | head -1
+for model in ${GPU_CACHE_MODELS:-bert-c5 t5-base bert-micro t5-micro}; do
+  "$PY" -m lmbudget prepare --corpus "$CACHE/corpus" --model "$model" > "$CACHE/prepare.log" 2>&1 \
+    || { tail -3 "$CACHE/prepare.log"; exit 1; }
+  echo "$model: $(grep -m1 "tokenizer" "$CACHE/prepare.log" | sed 's/^ *//')"
 done
+rm -f "$CACHE/prepare.log"
 find "$LMBUDGET_HOME/data" -mindepth 1 -maxdepth 1 ! -name tokenizers -exec rm -rf {} +
 du -sh "$CACHE" "$CACHE"/corpus "$CACHE"/home/data/tokenizers
