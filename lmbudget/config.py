@@ -135,6 +135,8 @@ class RunConfig:
             parse_budget(t.budget)
         except ClockError as e:
             raise ConfigError(f"train.budget: {e}") from None
+        from lmbudget.algorithms import build_algorithm
+        build_algorithm(self.algorithm, self.algo, m.arch)  # the algorithm's own ranges (its Config and check())
         return self
 
 

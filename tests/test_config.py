@@ -79,6 +79,10 @@ def test_algorithm_parameters_are_checked_when_the_config_is_made():
         make_config("bert-micro", "layer-stacking", overrides=["algorithm.fractions=0.5,0.3"])
     with pytest.raises(ConfigError, match="algorithm.megabatch_factor=0.5 must be >= 1"):
         make_config("bert-micro", "rho-loss", overrides=["algorithm.megabatch_factor=0.5"])
+    saved = make_config("bert-micro", "layer-dropping").to_dict()
+    saved["algo"]["theta"] = 1.5  # a config.yaml edited by hand
+    with pytest.raises(ConfigError, match=r"algorithm.theta=1.5 must be in \[0, 1\]"):
+        RunConfig.from_dict(saved)
 
 
 def test_cli_prints_one_line_for_a_bad_number_and_an_empty_report_folder(tmp_path, capsys):
