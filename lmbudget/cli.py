@@ -12,9 +12,10 @@ def user_errors() -> tuple[type, ...]:
     from lmbudget.clock import ClockError
     from lmbudget.config import ConfigError
     from lmbudget.data import CorpusError
+    from lmbudget.lock import LockError
     from lmbudget.runs import RunDirError
     from lmbudget.train import RunError
-    return ConfigError, ClockError, CorpusError, RunDirError, CheckpointError, RunError
+    return ConfigError, ClockError, CorpusError, RunDirError, CheckpointError, RunError, LockError
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -32,7 +33,7 @@ def cmd_prepare(a) -> None:
     cfg.data.corpus = a.corpus
     if a.tokenizer:
         cfg.data.tokenizer = a.tokenizer
-    apply_overrides(cfg, a.overrides)
+    apply_overrides(cfg, a.overrides).validate()
     data = prepare_data(cfg.data)
     m = data.manifest
     print(f"data ready in {data.root}")
@@ -143,9 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     from lmbudget.evaluate.cli import register as register_evaluate
     from lmbudget.results.cli import register as register_results
     from lmbudget.sweep.cli import register as register_sweep
+    from lmbudget.sweep.status import register as register_status
     register_evaluate(sub)
     register_sweep(sub)
     register_results(sub)
+    register_status(sub)
     return p
 
 

@@ -109,10 +109,80 @@ class RunConfig:
                     set_field(current, sub, v, prefix=key)
             else:
                 setattr(cfg, key, value)
-        return cfg
+        return cfg.validate()
+
+    def validate(self) -> "RunConfig":
+        """Check every number's range and the relations between keys; raise one ConfigError naming the
+        first bad key and what is allowed. Called whenever a config is made, before anything starts."""
+        for section in SECTIONS:
+            obj = getattr(self, section)
+            for key, (ok, allowed) in RULES.get(section, {}).items():
+                value = getattr(obj, key)
+                if not ok(value):
+                    raise ConfigError(f"{section}.{key}={value!r} is not allowed: it must be {allowed}")
+        m, t = self.model, self.train
+        if m.hidden % m.heads:
+            raise ConfigError(f"model.hidden={m.hidden} must be a multiple of model.heads={m.heads} "
+                              f"(each head gets hidden/heads dimensions): change one of them")
+        if t.batch % t.micro_batch:
+            raise ConfigError(f"train.batch={t.batch} must be a multiple of train.micro_batch={t.micro_batch}")
+        d = self.data
+        if d.validation_fraction + d.holdout_fraction >= 1:
+            raise ConfigError(f"data.validation_fraction={d.validation_fraction} + data.holdout_fraction="
+                              f"{d.holdout_fraction} must be below 1 (something must be left to train on)")
+        from lmbudget.clock import ClockError, parse_budget
+        try:
+            parse_budget(t.budget)
+        except ClockError as e:
+            raise ConfigError(f"train.budget: {e}") from None
+        from lmbudget.algorithms import build_algorithm
+        build_algorithm(self.algorithm, self.algo, m.arch)  # the algorithm's own ranges (its Config and check())
+        return self
 
 
 SECTIONS = ("model", "data", "optim", "train")
+
+
+def _positive(v) -> bool:
+    return v > 0
+
+
+def _at_least(n):
+    return lambda v: v >= n
+
+
+def _open_unit(v) -> bool:
+    return 0 < v < 1
+
+
+def _unit_right_closed(v) -> bool:
+    return 0 < v <= 1
+
+
+# Ranges of the numeric keys: (check, what is allowed). Relations between keys are in RunConfig.validate.
+RULES: dict[str, dict[str, tuple]] = {
+    "model": {"n_layers": (_at_least(1), ">= 1"), "hidden": (_at_least(1), ">= 1"), "heads": (_at_least(1), ">= 1"),
+              "ffn": (_at_least(1), ">= 1"), "vocab_size": (_at_least(0), ">= 0 (0: the tokenizer's)"),
+              "max_seq_len": (_at_least(1), ">= 1"), "norm_eps": (_positive, "> 0"),
+              "rel_buckets": (_at_least(1), ">= 1"), "rel_max_distance": (_at_least(1), ">= 1")},
+    "data": {"vocab_size": (_at_least(16), ">= 16"), "seq_len": (_at_least(2), ">= 2"),
+             "validation_fraction": (_open_unit, "a fraction in (0, 1)"),
+             "holdout_fraction": (lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
+             "split_seed": (_at_least(0), ">= 0"), "max_documents": (_at_least(0), ">= 0 (0: all)"),
+             "mlm_probability": (_open_unit, "a fraction in (0, 1)"),
+             "noise_density": (_open_unit, "a fraction in (0, 1)"),
+             "mean_span_length": (_at_least(1), ">= 1")},
+    "optim": {"lr": (_positive, "> 0"), "beta1": (lambda v: 0 <= v < 1, "in [0, 1)"),
+              "beta2": (lambda v: 0 <= v < 1, "in [0, 1)"), "eps": (_at_least(0), ">= 0"),
+              "weight_decay": (_at_least(0), ">= 0"), "clip": (_at_least(0), ">= 0 (0 disables clipping)"),
+              "rho": (_positive, "> 0"), "hessian_every": (_at_least(1), ">= 1"),
+              "hessian_batch_fraction": (_unit_right_closed, "a fraction in (0, 1]")},
+    "train": {"seed": (_at_least(0), ">= 0"), "micro_batch": (_at_least(1), ">= 1"), "batch": (_at_least(1), ">= 1"),
+              "eval_every": (_positive, "> 0 (a fraction of the budget; above 1: only at the end)"),
+              "eval_batches": (_at_least(1), ">= 1"),
+              "checkpoint_every": (_positive, "> 0 (a fraction of the budget; above 1: only at the end)"),
+              "log_every": (_at_least(1), ">= 1"), "threads": (_at_least(0), ">= 0 (0: leave as is)")},
+}
 
 
 def coerce(value: Any, tp: Any, name: str) -> Any:

@@ -37,9 +37,7 @@ def make_config(model: str, algorithm: str = "baseline", optimizer: str | None =
     # Resolve the algorithm's parameters now, so config.yaml records every default it used.
     import dataclasses
     cfg.algo = dataclasses.asdict(build_algorithm(cfg.algorithm, cfg.algo, cfg.model.arch).cfg)
-    from lmbudget.clock import parse_budget
-    parse_budget(cfg.train.budget)  # a malformed budget fails before anything is written
-    return cfg
+    return cfg.validate()  # a bad number (or budget) fails before anything is written
 
 
 def load_config(run_dir: Path) -> RunConfig:
@@ -77,17 +75,48 @@ class RunDirError(RuntimeError):
 
 def train(cfg: RunConfig, run_dir: Path, resume: bool = False, overwrite: bool = False, log=print,
           progress: bool = True, device: str | None = None) -> dict:
-    from lmbudget.train import Trainer
-
+    """Train (or resume) into ``run_dir`` while owning it (``lmbudget.lock``): a second process is refused."""
     from lmbudget.distributed import init_world
+    from lmbudget.lock import DirLock, LockError
 
+    cfg.validate()
     world = init_world()
     run_dir = Path(run_dir)
+    lock, error = DirLock(run_dir, "training"), None
+    if world.is_main:  # rank 0 owns the directory for all ranks; every rank learns whether it got it
+        try:
+            lock.acquire()
+        except LockError as e:
+            error = e
+    if not world.all_true(error is None):
+        raise error or LockError(f"{run_dir}: rank 0 could not lock the run directory (see its error)")
+    try:
+        return _train(cfg, run_dir, world, resume, overwrite, log, progress, device)
+    finally:
+        lock.release()
+
+
+def clear_run_dir(run_dir: Path) -> None:
+    """Delete what a run directory holds, but not its lock (which this process holds)."""
+    from lmbudget.lock import HOLDER_NAME, LOCK_NAME
+    for entry in run_dir.iterdir():
+        if entry.name in (LOCK_NAME, HOLDER_NAME):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def _train(cfg: RunConfig, run_dir: Path, world, resume: bool, overwrite: bool, log, progress: bool,
+           device: str | None) -> dict:
+    from lmbudget.train import Trainer
+
     state = run_state(run_dir)
     world.barrier()  # every rank has read the state before rank 0 may change it
     if overwrite and state != "empty":
         if world.is_main:
-            shutil.rmtree(run_dir)
+            clear_run_dir(run_dir)
         world.barrier()
         state = "empty"
     if state not in ("empty", "started"):

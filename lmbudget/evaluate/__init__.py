@@ -50,6 +50,7 @@ atomically; only when the run has a summary) as::
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import time
 from datetime import datetime, timezone
@@ -132,9 +133,20 @@ def evaluate(run_dir: Path, suite: str, seeds: list[int] | None = None, tasks: l
              data_dir: Path | None = None, corpora: list[str] = (), protocol: dict | None = None,
              max_train: int = 0, max_eval: int = 0, max_rows: int = 0, device: str | None = None,
              threads: int = 0, progress: bool = True, log=print) -> dict:
-    """Run one suite on ``run_dir``'s final checkpoint, write ``eval/<suite>.json``, merge ``summary.json``."""
+    """Run one suite on ``run_dir``'s final checkpoint, write ``eval/<suite>.json``, merge ``summary.json``;
+    while owning the run directory (``lmbudget.lock``: a training or another evaluation there is refused)."""
+    from lmbudget.lock import DirLock
+
     if suite not in SUITES:
         raise EvalError(f"unknown suite '{suite}'; choose one of {', '.join(SUITES)}")
+    owner = DirLock(run_dir, "evaluation") if Path(run_dir).is_dir() else contextlib.nullcontext()  # else: load_run says why
+    with owner:
+        return _evaluate(run_dir, suite, seeds, tasks, data_dir, corpora, protocol, max_train, max_eval, max_rows,
+                         device, threads, progress, log)
+
+
+def _evaluate(run_dir, suite, seeds, tasks, data_dir, corpora, protocol, max_train, max_eval, max_rows, device,
+              threads, progress, log) -> dict:
     start = time.time()
     run = load_run(run_dir)
     if threads or run.cfg.train.threads:  # on a busy shared CPU, fewer threads than cores is much faster

@@ -8,11 +8,18 @@ from pathlib import Path
 def cmd_report(a) -> None:
     from lmbudget.results.report import build_report
 
+    from lmbudget.results.store import find_run_dirs
+    from lmbudget.sweep.spec import SweepError
+
     root = Path(a.dir)
     if not root.is_dir():
-        from lmbudget.sweep.spec import SweepError
         raise SweepError(f"{root} is not a folder: pass a sweep's output folder (e.g. results/tiny-bert)")
-    report = build_report(root, rebuild=a.rebuild, plots=not a.no_plots)
+    if not find_run_dirs(root):
+        raise SweepError(f"{root} holds no run directories (no config.yaml below it): "
+                         f"pass a sweep's output folder (e.g. results/tiny-bert), or run `lmbudget sweep` first")
+    from lmbudget.lock import DirLock
+    with DirLock(root, "report"):  # one writer of the store and report at a time
+        report = build_report(root, rebuild=a.rebuild, plots=not a.no_plots)
     print(report.main_tables)
     print(f"report: {root / 'report.md'} (tables in {root / 'tables'}, plots in {root / 'plots'})")
 

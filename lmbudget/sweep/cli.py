@@ -15,6 +15,16 @@ def cmd_sweep(a) -> None:
                   eval_max_train=a.eval_max_train, eval_max_eval=a.eval_max_eval,
                   baseline_budgets=split_list(a.baseline_budgets))
     out = Path(a.out or f"results/{spec.name}")
+    from lmbudget.sweep.spec import SweepError
+    if a.workers < 1:
+        raise SweepError(f"--workers {a.workers}: give at least 1 worker process")
+    if a.launcher != "local" and a.workers != 1:
+        raise SweepError(f"--workers applies to --launcher local; with {a.launcher}, each run is its own job")
+    if a.slurm and a.launcher == "local":
+        raise SweepError("--slurm sets the jobs' sbatch parameters: add --launcher slurm")
+    if a.launcher != "local":
+        from lmbudget.sweep.slurm import parse_slurm
+        slurm_params = parse_slurm(a.slurm)  # an unknown parameter fails before anything runs
     if a.dry_run:
         for run in spec.runs():
             run.make_config()  # the errors a real sweep would stop at
@@ -26,11 +36,25 @@ def cmd_sweep(a) -> None:
           f"({len(spec.configurations)} configurations x {len(spec.budgets)} budgets x {len(spec.seeds)} seeds"
           f"{' x ' + str(len(spec.models)) + ' models' if len(spec.models) > 1 else ''}"
           f"{f', + {extra} baseline-only' if extra else ''})")
-    result = run_sweep(spec, out, evaluate=not a.no_eval, progress=not a.quiet, device=a.device)
+    if a.launcher != "local":
+        from lmbudget.sweep.slurm import launch
+        result = launch(spec, out, a.launcher, slurm_params, evaluate=not a.no_eval, report=not a.no_report,
+                        device=a.device)
+        if result is None:  # submitted to Slurm: the report job writes the report
+            return
+    elif a.workers > 1:
+        from lmbudget.sweep.workers import run_workers
+        result = run_workers(spec, out, a.workers, evaluate=not a.no_eval, device=a.device)
+    else:
+        result = run_sweep(spec, out, evaluate=not a.no_eval, progress=not a.quiet, device=a.device)
     print(f"sweep {spec.name}: {len(result.trained)} trained, {len(result.skipped)} already done, "
-          f"{len(result.failed)} failed{' (' + ', '.join(result.failed) + ')' if result.failed else ''}")
+          f"{len(result.failed)} failed{' (' + ', '.join(result.failed) + ')' if result.failed else ''}"
+          f"{f', {len(result.busy)} still running in other workers' if result.busy else ''}")
     if not a.no_report:
-        report = build_report(out)
+        from lmbudget.lock import DirLock
+        from lmbudget.sweep.runner import STORE_WAIT_S
+        with DirLock(out, "report").acquire(wait=STORE_WAIT_S):  # one report writer at a time
+            report = build_report(out)
         print(report.main_tables)
         print(f"report: {out / 'report.md'}")
 
@@ -62,5 +86,13 @@ def register(subparsers) -> None:
     s.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     s.add_argument("--dry-run", action="store_true", help="list the runs and their state; train nothing")
     s.add_argument("--device", default=None, help="torch device (default cuda if available, else cpu)")
+    s.add_argument("--launcher", choices=["local", "slurm", "submitit-local"], default="local",
+                   help="local: this process (or --workers); slurm: one job per run through submitit, requeued on "
+                   "preemption, then a report job; submitit-local: the same jobs as local processes (a rehearsal)")
+    s.add_argument("--slurm", default=None, metavar="KEY=VALUE,...",
+                   help="sbatch parameters in submitit's names, e.g. partition=gpu,gpus_per_node=1,time=26:00:00")
+    s.add_argument("--workers", type=int, default=1,
+                   help="worker processes on this host sharing the sweep (runs are claimed through their locks; "
+                   "sweeps started on other hosts on the same folder join in)")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_sweep)

@@ -1,16 +1,25 @@
 """Run a sweep: every run of the grid as an ordinary run directory, restartable at any point.
 
-Per run, in grid order: a finished run (summary.json) is skipped; an unfinished one is resumed
-from its last checkpoint (``runs.train(resume=True)``, which also starts an empty one); a run
-that raises is recorded as failed (``failed.json`` in its directory, ``status='failed'`` in the
-store) and the sweep goes on; it is retried by the next invocation. Then each evaluation suite the
-run lacks is run. The store is updated after every run, so an interrupted sweep loses at most the
-work since the last checkpoint of the run in progress.
+Any number of workers -- processes of one ``lmbudget sweep`` (``--workers N``), or sweeps started on
+several hosts sharing the folder -- complete a sweep together. A worker claims a run by taking its
+run directory's lock (``lmbudget.lock``) without waiting; a run another worker holds is skipped. Per
+claimed run: a finished run (summary.json) is only evaluated if suites are missing; an unfinished one
+is resumed from its last checkpoint (``runs.train(resume=True)``, which also starts an empty one); a
+run that raises is recorded as failed (``failed.json`` in its directory) and the worker goes on. A
+failure recorded during this sweep is not retried by it (the next invocation retries it). After
+each run the worker scans the grid again from the top, so a run left by a killed worker (its lock
+freed by the kernel) is resumed by whichever worker looks next; a worker ends when every run is
+done, failed in this sweep, or held by another worker.
+
+The SQLite store is written by one process at a time, under the sweep folder's lock, when a sweep
+(or ``lmbudget report``) ends: it is rebuilt incrementally from the run directories, which are the
+source of truth. Workers never write it: SQLite's own locking is unreliable on network filesystems,
+and the run directories already hold everything.
 """
 from __future__ import annotations
 
 import importlib.util
-import os
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,19 +27,21 @@ from pathlib import Path
 import yaml
 
 from lmbudget.io import atomic_write_json, atomic_write_text, read_json
+from lmbudget.lock import DirLock, held_elsewhere
 from lmbudget.sweep.spec import RunSpec, SweepError, SweepSpec
 from lmbudget.results.store import COORDS, FAILED, Store
 
 RUNS_DIR = "runs"
-LOCK = ".sweep.lock"
+STORE_WAIT_S = 600  # how long a sweep's end waits for another process's store update or report
 
 
 @dataclass
 class SweepResult:
     trained: list[str] = field(default_factory=list)    # runs trained (or resumed) to the end now
-    skipped: list[str] = field(default_factory=list)    # runs already finished
+    skipped: list[str] = field(default_factory=list)    # runs finished before (or by other workers)
     failed: list[str] = field(default_factory=list)     # runs whose training or evaluation raised
     evaluated: list[str] = field(default_factory=list)  # "run: suite" evaluated now
+    busy: list[str] = field(default_factory=list)       # runs other workers held when this one ended
 
 
 def evaluator(log=print, progress: bool = False, device: str | None = None, max_train: int = 0,
@@ -58,30 +69,6 @@ def done_suites(run_dir: Path) -> set[str]:
     return suites
 
 
-class SweepLock:
-    """One sweep process per folder: two would train the same run directory at once."""
-
-    def __init__(self, out: Path):
-        self.path = Path(out) / LOCK
-
-    def __enter__(self):
-        if self.path.exists():
-            try:
-                pid = int(self.path.read_text().strip())
-                os.kill(pid, 0)
-            except (ValueError, ProcessLookupError):
-                pid = None  # stale: its process was killed
-            except PermissionError:
-                pass
-            if pid is not None and pid != os.getpid():
-                raise SweepError(f"another sweep (pid {pid}) is running in {self.path.parent}; wait for it or stop it")
-        atomic_write_text(self.path, str(os.getpid()))
-        return self
-
-    def __exit__(self, *exc):
-        self.path.unlink(missing_ok=True)
-
-
 def check_existing(runs: list[tuple[RunSpec, object]], out: Path) -> None:
     """Refuse, before training anything, a spec whose runs' configs differ from what their
     directories already hold (an edited spec would otherwise mix two experiments in one table)."""
@@ -102,12 +89,18 @@ def record_failure(run_dir: Path, stage: str, error: BaseException) -> None:
 
 
 def run_sweep(spec: SweepSpec, out: Path, evaluate: bool = True, log=print, progress: bool = False,
-              device: str | None = None) -> SweepResult:
+              device: str | None = None, since: float | None = None, update_store: bool = True,
+              only: set[str] | None = None) -> SweepResult:
+    """One worker's share of the sweep (all of it when alone). ``since``: when the sweep started (its
+    workers share it); a failure recorded since then is not retried. ``update_store``: index the run
+    directories into the store at the end (the parent of ``--workers`` does it once instead).
+    ``only``: these runs' names (a cluster job's one run)."""
     from lmbudget.runs import run_state, train
 
     out = Path(out)
+    since = time.time() if since is None else since
     # Every config is built first: an unknown model or a bad override fails before any training.
-    runs = [(run, run.make_config()) for run in spec.runs()]
+    runs = [(run, run.make_config()) for run in spec.runs() if only is None or run.name in only]
     check_existing(runs, out)
     evaluate_run = evaluator(log, progress, device, spec.eval_max_train, spec.eval_max_eval) if evaluate and spec.evaluate else None
     if evaluate_run is not None:
@@ -116,38 +109,85 @@ def run_sweep(spec: SweepSpec, out: Path, evaluate: bool = True, log=print, prog
         if unknown:
             raise SweepError(f"unknown evaluation suite '{unknown[0]}'; choose from {', '.join(SUITES)}")
     out.mkdir(parents=True, exist_ok=True)
-    result = SweepResult()
-    with SweepLock(out), Store(out) as store:
-        atomic_write_text(out / "sweep.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
-        store.update()
-        if evaluate and spec.evaluate and evaluate_run is None:
-            log(f"evaluation skipped (suites {', '.join(spec.evaluate)} not run); a later sweep runs them")
+    atomic_write_text(out / "sweep.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    if evaluate and spec.evaluate and evaluate_run is None:
+        log(f"evaluation skipped (suites {', '.join(spec.evaluate)} not run); a later sweep runs them")
+    suites = spec.evaluate if evaluate_run is not None else []
+    result, attempted = SweepResult(), set()
+    while True:  # claim the first run with work left; after it, scan again from the top
+        claimed = False
         for i, (run, cfg) in enumerate(runs, 1):
             run_dir = out / RUNS_DIR / run.name
-            tag = f"[{i}/{len(runs)}] {run.name}"
-            state = run_state(run_dir)
-            if state in ("empty", "started"):
-                log(f"{tag}: {'resuming' if state == 'started' else 'training'}")
-                run_dir.mkdir(parents=True, exist_ok=True)
-                atomic_write_json(run_dir / COORDS, run.coordinates())
-                try:
-                    summary = train(cfg, run_dir, resume=True, progress=progress, device=device,
-                                    log=lambda msg, tag=tag: log(f"{tag}: {msg}"))
-                except Exception as e:  # noqa: BLE001 -- one failing run must not stop the sweep
-                    record_failure(run_dir, "train", e)
-                    log(f"{tag}: FAILED ({type(e).__name__}: {e}); recorded in {run_dir / FAILED}")
-                    result.failed.append(run.name)
-                    store.index_run(run_dir)
+            if run.name in attempted or not has_work(run_dir, suites, since):
+                continue
+            lock = DirLock(run_dir, "sweep")
+            if not lock.try_acquire():
+                continue  # another worker's
+            try:
+                if not has_work(run_dir, suites, since):  # finished while we looked
                     continue
-                (run_dir / FAILED).unlink(missing_ok=True)  # a retried run that now succeeded
-                result.trained.append(run.name)
-                log(f"{tag}: {summary['status']}, final val loss {summary.get('final_val_loss')}")
-            else:
-                result.skipped.append(run.name)
-            if evaluate_run is not None and run_state(run_dir) == "completed":
-                evaluate_missing(run_dir, spec.evaluate, evaluate_run, result, lambda msg: log(f"{tag}: {msg}"))
-            store.index_run(run_dir)
+                claimed = True
+                attempted.add(run.name)
+                tag = f"[{i}/{len(runs)}] {run.name}"
+                state = run_state(run_dir)
+                if state in ("empty", "started"):
+                    if not train_one(train, run, cfg, run_dir, state, tag, progress, device, log, result):
+                        continue
+                if evaluate_run is not None and run_state(run_dir) == "completed":
+                    evaluate_missing(run_dir, suites, evaluate_run, result, lambda msg, tag=tag: log(f"{tag}: {msg}"))
+            finally:
+                lock.release()
+            break
+        if not claimed:
+            break
+    for run, _ in runs:
+        run_dir = out / RUNS_DIR / run.name
+        if run.name not in attempted and run_state(run_dir) not in ("empty", "started"):
+            result.skipped.append(run.name)
+        elif run.name not in attempted and held_elsewhere(run_dir) is not None:
+            result.busy.append(run.name)
+    if update_store:
+        refresh_store(out)
     return result
+
+
+def train_one(train, run: RunSpec, cfg, run_dir: Path, state: str, tag: str, progress: bool, device, log,
+              result: SweepResult) -> bool:
+    """Train or resume one claimed run; False (recorded in failed.json) when it raised."""
+    log(f"{tag}: {'resuming' if state == 'started' else 'training'}")
+    atomic_write_json(run_dir / COORDS, run.coordinates())
+    try:
+        summary = train(cfg, run_dir, resume=True, progress=progress, device=device,
+                        log=lambda msg: log(f"{tag}: {msg}"))
+    except Exception as e:  # noqa: BLE001 -- one failing run must not stop the sweep
+        record_failure(run_dir, "train", e)
+        log(f"{tag}: FAILED ({type(e).__name__}: {e}); recorded in {run_dir / FAILED}")
+        result.failed.append(run.name)
+        return False
+    (run_dir / FAILED).unlink(missing_ok=True)  # a retried run that now succeeded
+    result.trained.append(run.name)
+    log(f"{tag}: {summary['status']}, final val loss {summary.get('final_val_loss')}")
+    return True
+
+
+def has_work(run_dir: Path, suites: list[str], since: float) -> bool:
+    """Whether the run needs training or a missing suite, and did not fail during this sweep."""
+    from lmbudget.runs import run_state
+    try:
+        if (run_dir / FAILED).stat().st_mtime >= since:
+            return False
+    except FileNotFoundError:
+        pass
+    state = run_state(run_dir)
+    if state in ("empty", "started"):
+        return True
+    return state == "completed" and any(s not in done_suites(run_dir) for s in suites)
+
+
+def refresh_store(out: Path) -> None:
+    """Index what changed into results.sqlite, as the one writer (waiting for another sweep's end or report)."""
+    with DirLock(out, "store update").acquire(wait=STORE_WAIT_S), Store(out) as store:
+        store.update()
 
 
 def evaluate_missing(run_dir: Path, suites: list[str], evaluate_run, result: SweepResult, log) -> None:
@@ -169,7 +209,7 @@ def evaluate_missing(run_dir: Path, suites: list[str], evaluate_run, result: Swe
 
 
 def sweep_status(spec: SweepSpec, out: Path) -> list[tuple[str, str]]:
-    """(run name, state) for every run of the grid: empty, started, failed, completed, diverged."""
+    """(run name, state) for every run of the grid: empty, started, failed, completed, diverged, running."""
     from lmbudget.runs import run_state
     rows = []
     for run in spec.runs():
@@ -177,5 +217,7 @@ def sweep_status(spec: SweepSpec, out: Path) -> list[tuple[str, str]]:
         state = run_state(run_dir)
         if state in ("empty", "started") and (run_dir / FAILED).exists():
             state = "failed"
+        if held_elsewhere(run_dir) is not None:
+            state = "running"
         rows.append((run.name, state))
     return rows

@@ -1,0 +1,118 @@
+"""One owner per run directory: a second process is refused with the holder named and touches nothing;
+a SIGKILLed holder's lock is taken over; the lock is re-entrant within a process; under torchrun
+only rank 0 takes it and a refusal ends every rank (none waits forever)."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lmbudget.lock import HOLDER_NAME, DirLock, LockError, held_elsewhere, read_holder
+
+HOLD = "import sys, time; from lmbudget.lock import DirLock; DirLock(sys.argv[1], 'training').acquire(); " \
+       "print('held', flush=True); time.sleep(120)"
+
+
+def holder_process(path: Path) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def snapshot(path: Path) -> dict:
+    return {p.relative_to(path).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_a_second_process_is_refused_with_the_holder_named_and_touches_nothing(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    proc = holder_process(run_dir)
+    try:
+        holder = read_holder(run_dir)
+        assert holder["pid"] == proc.pid and holder["host"] == socket.gethostname() and holder["purpose"] == "training"
+        assert held_elsewhere(run_dir) == holder
+        (run_dir / "metrics.jsonl").write_text('{"step": 1}\n')
+        before = snapshot(run_dir)
+        with pytest.raises(LockError, match=rf"{run_dir} is in use: training by pid {proc.pid} on {socket.gethostname()} since 20"):
+            DirLock(run_dir).acquire()
+        from lmbudget.cli import main
+        for argv in (["train", "--model", "bert-micro", "--budget", "5 steps", "--run-dir", str(run_dir), "--resume"],
+                     ["train", "--model", "bert-micro", "--budget", "5 steps", "--run-dir", str(run_dir), "--overwrite"]):
+            with pytest.raises(SystemExit) as e:
+                main(argv)
+            err = capsys.readouterr().err
+            assert e.value.code == 2 and len(err.strip().splitlines()) == 1 and f"pid {proc.pid}" in err, err
+        assert snapshot(run_dir) == before  # not even --overwrite touched it
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_sigkilled_holders_lock_is_taken_over(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = holder_process(run_dir)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert read_holder(run_dir)["pid"] == proc.pid   # the dead holder's note is still there ...
+    assert held_elsewhere(run_dir) is None            # ... but the kernel released its flock
+    with DirLock(run_dir, "evaluation") as lock:
+        assert read_holder(run_dir)["pid"] == os.getpid() and read_holder(run_dir)["purpose"] == "evaluation"
+        assert lock.owned
+    assert not (run_dir / HOLDER_NAME).exists()
+
+
+def test_stale_only_for_a_dead_pid_of_this_host(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock = DirLock(tmp_path)
+    for holder, stale in (({"host": socket.gethostname(), "pid": dead.pid}, True),
+                          ({"host": socket.gethostname(), "pid": os.getppid()}, False),   # alive
+                          ({"host": "another-node", "pid": dead.pid}, False),             # cannot tell: ask the user
+                          ({}, False)):
+        (tmp_path / HOLDER_NAME).write_text(json.dumps(holder))
+        assert lock.stale() is stale, holder
+
+
+def test_reentrant_within_a_process_and_exclusive_between_objects_of_others(tmp_path):
+    outer = DirLock(tmp_path, "sweep")
+    assert outer.try_acquire()
+    inner = DirLock(tmp_path, "training")
+    assert inner.try_acquire()       # the same process (a sweep worker calling runs.train): no deadlock
+    inner.release()
+    assert read_holder(tmp_path)["purpose"] == "sweep"   # still held by the outer owner
+    proc = subprocess.run([sys.executable, "-c", "import sys; from lmbudget.lock import DirLock; "
+                           "print(DirLock(sys.argv[1]).try_acquire())", str(tmp_path)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert proc.stdout.strip() == "False"
+    outer.release()
+    assert held_elsewhere(tmp_path) is None and not (tmp_path / HOLDER_NAME).exists()
+
+
+def test_read_only_folder_is_a_one_line_error(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root ignores directory permissions")
+    (tmp_path / "ro").mkdir()
+    os.chmod(tmp_path / "ro", 0o555)
+    try:
+        with pytest.raises(LockError, match="cannot lock .*ro.*must be writable"):
+            DirLock(tmp_path / "ro").acquire()
+    finally:
+        os.chmod(tmp_path / "ro", 0o755)
+
+
+def test_under_torchrun_a_refused_lock_ends_every_rank(tmp_path):
+    """Rank 0 alone tries the lock; the other rank learns of the refusal through a collective."""
+    run_dir = tmp_path / "run"
+    with DirLock(run_dir):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "lmbudget",
+               "train", "--model", "bert-micro", "--budget", "5 steps", "--run-dir", str(run_dir), "--resume"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert proc.returncode != 0
+    assert f"is in use: training by pid {os.getpid()}" in proc.stderr
+    assert "rank 0 could not lock the run directory" in proc.stderr
