@@ -76,8 +76,6 @@ def cmd_tune(a) -> None:
     seed = a.seed if a.seed is not None else spec.seeds[0]
     out = Path(a.out or f"results/tune-{spec.name}")
     space = load_space(a.space)
-    print(f"tune {spec.name}: {len(spec.configurations)} configurations x {a.trials} trials of {a.budget} "
-          f"(seed {seed}, {a.sampler} sampler) into {out}")
     winners = run_tune(spec, out, a.budget, a.trials, seed, space=space, sampler=a.sampler, progress=not a.quiet,
                        device=a.device, labels=[c.label for c in full.configurations],
                        space_name=a.space or "the built-in space")

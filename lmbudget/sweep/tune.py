@@ -409,6 +409,8 @@ def run_tune(spec: SweepSpec, out: Path, budget: str, trials: int, seed: int, sp
     out = Path(out)
     merged = check_settings(out, settings(spec, plans, budget, seed, sampler))
     out.mkdir(parents=True, exist_ok=True)
+    log(f"tune {spec.name}: {len(plans)} configurations x {trials} trials of {budget} (seed {seed}, {sampler} "
+        f"sampler) into {out}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with SweepLock(out):
         atomic_write_text(out / SETTINGS, yaml.safe_dump(merged, sort_keys=False))
