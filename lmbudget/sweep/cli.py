@@ -6,10 +6,13 @@ from pathlib import Path
 
 def cmd_sweep(a) -> None:
     from lmbudget.results.report import build_report
-    from lmbudget.sweep.spec import load_spec, narrow, split_list
+    from lmbudget.sweep.spec import apply_tuned, load_spec, narrow, split_list
     from lmbudget.sweep.runner import run_sweep, sweep_status
 
-    spec = narrow(load_spec(a.spec), models=split_list(a.models), budgets=split_list(a.budgets),
+    spec = load_spec(a.spec)
+    if a.tuned:
+        spec = apply_tuned(spec, a.tuned)
+    spec = narrow(spec, models=split_list(a.models), budgets=split_list(a.budgets),
                   seeds=split_list(a.seeds), algorithms=split_list(a.algorithms),
                   optimizers=split_list(a.optimizers), evaluate=split_list(a.evaluate),
                   eval_max_train=a.eval_max_train, eval_max_eval=a.eval_max_eval,
@@ -94,5 +97,47 @@ def register(subparsers) -> None:
     s.add_argument("--workers", type=int, default=1,
                    help="worker processes on this host sharing the sweep (runs are claimed through their locks; "
                    "sweeps started on other hosts on the same folder join in)")
+    s.add_argument("--tuned", default=None,
+                   help="a winners file of `lmbudget tune`: each configuration's winning overrides are appended")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_sweep)
+    register_tune(subparsers)
+
+
+def cmd_tune(a) -> None:
+    from lmbudget.sweep.spec import load_spec, narrow, split_list
+    from lmbudget.sweep.tune import WINNERS, load_space, run_tune, winners_table
+
+    full = load_spec(a.spec)
+    spec = narrow(full, models=split_list(a.models), algorithms=split_list(a.algorithms),
+                  optimizers=split_list(a.optimizers))
+    seed = a.seed if a.seed is not None else spec.seeds[0]
+    out = Path(a.out or f"results/tune-{spec.name}")
+    space = load_space(a.space)
+    winners = run_tune(spec, out, a.budget, a.trials, seed, space=space, sampler=a.sampler, progress=not a.quiet,
+                       device=a.device, labels=[c.label for c in full.configurations],
+                       space_name=a.space or "the built-in space")
+    print(winners_table({c.label: winners[c.label] for c in spec.configurations}))
+    print(f"winners: {out / WINNERS} (use it with `lmbudget sweep {a.spec} --tuned {out / WINNERS}`)")
+
+
+def register_tune(subparsers) -> None:
+    s = subparsers.add_parser("tune", help="tune every configuration of a sweep spec with the same number of trials",
+                              description="Search each configuration's declared space (Optuna, seeded) at one budget "
+                              "and seed, scored on the validation loss; every trial is a run directory under "
+                              "OUT/trials/, the studies live in OUT/tune.sqlite, so a killed tune restarts where it "
+                              "stopped. Writes OUT/winners.yaml for `lmbudget sweep SPEC --tuned`.")
+    s.add_argument("spec", help="a sweep YAML file or a built-in name: its model and configurations are tuned")
+    s.add_argument("--budget", required=True, help="RST budget of every trial (e.g. 20s, 1min, '10 steps')")
+    s.add_argument("--trials", type=int, required=True, help="trials per configuration (the same for every one)")
+    s.add_argument("--seed", type=int, default=None, help="training and sampler seed (default: the spec's first)")
+    s.add_argument("--space", default=None, help="search space YAML (default: the built-in one; see lmbudget/sweep/tune.py)")
+    s.add_argument("--sampler", default="tpe", choices=["tpe", "random"],
+                   help="Optuna sampler (tpe: random for its first 10 trials, then TPE)")
+    s.add_argument("--out", default=None, help="output folder (default results/tune-NAME)")
+    s.add_argument("--algorithms", default=None, help="keep only these algorithms or configuration labels")
+    s.add_argument("--optimizers", default=None, help="keep only configurations with these optimizers")
+    s.add_argument("--models", default=None, help="the spec's model to tune (a tune takes one)")
+    s.add_argument("--device", default=None, help="torch device (default cuda if available, else cpu)")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=cmd_tune)

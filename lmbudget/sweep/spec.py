@@ -19,6 +19,7 @@ A spec (see ``lmbudget/sweep/specs/*.yaml`` for the built-in ones)::
       rho-loss: [algorithm.il_budget_fraction=0.25]
     overrides: [train.threads=2]     # applied to every run
     evaluate: [offline]              # evaluation suites, run after training
+    tuned: winners.yaml              # `lmbudget tune`'s winners (relative to this file): appended overrides
 
 Instead of ``configurations``, ``algorithms`` and ``optimizers`` lists give their cross product.
 Every key, algorithm, optimizer and budget is checked when the spec is read, so a typo fails
@@ -38,7 +39,7 @@ from lmbudget.config import ConfigError
 BUILTIN_DIR = Path(__file__).resolve().parent / "specs"
 KEYS = ("name", "description", "models", "model", "reference", "budgets", "seeds", "optimizer", "configurations",
         "algorithms", "optimizers", "algorithm_overrides", "overrides", "evaluate", "eval_max_train",
-        "eval_max_eval", "baseline_budgets")
+        "eval_max_eval", "baseline_budgets", "tuned")
 CONFIG_KEYS = ("algorithm", "optimizer", "label", "overrides")
 
 
@@ -53,6 +54,7 @@ class Configuration:
     optimizer: str
     label: str
     overrides: tuple[str, ...] = ()
+    trials: int | None = None        # tuning trials behind its overrides (``tuned``); None: untuned
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ class RunSpec:
     def coordinates(self) -> dict:
         c = self.configuration
         return {"model": self.model, "config": c.label, "algorithm": c.algorithm, "optimizer": c.optimizer,
-                "budget": self.budget, "seed": self.seed, "reference": self.reference}
+                "budget": self.budget, "seed": self.seed, "reference": self.reference, "trials": c.trials}
 
     def make_config(self):
         from lmbudget.runs import make_config
@@ -96,6 +98,7 @@ class SweepSpec:
     eval_max_train: int = 0          # cap on fine-tuning examples per downstream task (0: the suite's own)
     eval_max_eval: int = 0           # cap on examples per evaluation split (dev, test) of each task
     description: str = ""
+    tuned: str | None = None         # the winners file whose overrides the configurations carry
     baseline_budgets: list[str] = field(default_factory=list)  # extra budgets run by the baseline row only
 
     def baseline(self) -> Configuration | None:
@@ -119,9 +122,9 @@ class SweepSpec:
         return {"name": self.name, "description": self.description, "models": self.models,
                 "reference": self.reference, "budgets": self.budgets, "seeds": self.seeds,
                 "configurations": [{"label": c.label, "algorithm": c.algorithm, "optimizer": c.optimizer,
-                                    "overrides": list(c.overrides)} for c in self.configurations],
+                                    "overrides": list(c.overrides), "trials": c.trials} for c in self.configurations],
                 "overrides": self.overrides, "evaluate": self.evaluate, "eval_max_train": self.eval_max_train,
-                "eval_max_eval": self.eval_max_eval, "baseline_budgets": self.baseline_budgets}
+                "eval_max_eval": self.eval_max_eval, "baseline_budgets": self.baseline_budgets, "tuned": self.tuned}
 
 
 # ----------------------------------------------------------------------------- reading
@@ -141,7 +144,7 @@ def load_spec(name_or_path: str | Path) -> SweepSpec:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise SweepError(f"{path} is not valid YAML: {e}") from None
-    return parse_spec(raw or {}, default_name=path.stem)
+    return parse_spec(raw or {}, default_name=path.stem, base_dir=path.parent)
 
 
 def _list(raw: dict, key: str, default=None) -> list:
@@ -173,7 +176,7 @@ def _check_name(kind: str, name: str, known) -> None:
         raise SweepError(f"unknown {kind} '{name}' in the sweep spec; choose one of {', '.join(known)}")
 
 
-def parse_spec(raw: dict, default_name: str = "sweep") -> SweepSpec:
+def parse_spec(raw: dict, default_name: str = "sweep", base_dir: Path | None = None) -> SweepSpec:
     from lmbudget.algorithms import ALGORITHMS
     from lmbudget.clock import parse_budget
     from lmbudget.optim import OPTIMIZERS
@@ -245,7 +248,36 @@ def parse_spec(raw: dict, default_name: str = "sweep") -> SweepSpec:
                      eval_max_eval=int(raw.get("eval_max_eval") or 0), description=str(raw.get("description") or ""),
                      baseline_budgets=baseline_budgets)
     check_unique(spec)
+    if raw.get("tuned") is not None:
+        tuned = Path(str(raw["tuned"]))
+        spec = apply_tuned(spec, tuned if tuned.is_absolute() or base_dir is None else base_dir / tuned)
     return spec
+
+
+def apply_tuned(spec: SweepSpec, path: str | Path) -> SweepSpec:
+    """Append each configuration's winning overrides from ``lmbudget tune``'s winners file and
+    record its trial count; a configuration the file does not name stays untuned (trials None)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SweepError(f"tuned file {path} does not exist: run `lmbudget tune` first, or fix the `tuned:` path")
+    try:
+        winners = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise SweepError(f"tuned file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(winners, dict) or not winners:
+        raise SweepError(f"tuned file {path} must map configuration labels to {{overrides: [...], trials: N}}")
+    labels = [c.label for c in spec.configurations]
+    for label, entry in winners.items():
+        if label not in labels:
+            raise SweepError(f"tuned file {path} names configuration '{label}', which the sweep spec lacks "
+                             f"(it has {', '.join(labels)})")
+        trials = entry.get("trials") if isinstance(entry, dict) else None
+        if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+            raise SweepError(f"tuned file {path}: '{label}' needs `trials: N` (a positive integer) and `overrides: [...]`")
+    rows = [dataclasses.replace(c, overrides=c.overrides + _overrides(winners[c.label].get("overrides"), f"{path}: {c.label}"),
+                                trials=winners[c.label]["trials"]) if c.label in winners else c
+            for c in spec.configurations]
+    return dataclasses.replace(spec, configurations=rows, tuned=str(path))
 
 
 def parse_seeds(values) -> list[int]:

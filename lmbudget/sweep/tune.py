@@ -1,0 +1,441 @@
+"""Equal tuning: every configuration of a sweep spec gets the same number of search trials.
+
+``lmbudget tune SPEC --budget B --trials N --seed S --out OUT`` searches, per configuration, a
+declared space (the learning rate for every configuration, the algorithm's and optimizer's own
+knobs where they have any) with Optuna, scoring each trial on the validation split (the run's
+``final_val_loss``). AlgoPerf's external-tuning rule: the same N for every configuration.
+
+Layout of OUT::
+
+    tune.sqlite                     Optuna's RDB storage: one study per configuration label
+    tune.yaml                       the settings (model, budget, seed, sampler, space per configuration)
+    trials/<label>/t000/ ...        one ordinary run directory per trial (trial.json: its overrides)
+    winners.yaml                    label -> {overrides, trials, best_val_loss, budget, seed, ...}
+
+Restartable at any point: trials are proposed in order and each is a run directory trained with
+``resume=True``; a trial a kill left running in the study is finished with the parameters it was
+given (its run directory resumes from its last checkpoint), finished trials are never re-run. The
+sampler is re-seeded per trial from (seed, trial index), so a proposal depends only on the finished
+trials before it and a resumed tune proposes exactly what an uninterrupted one would (Optuna keeps
+a sampler's random state in memory, not in the storage). The same seed gives every configuration
+the same random draws for its shared keys (common random numbers). A trial that diverges or raises
+counts as a trial with the worst score (+inf).
+
+Search space (YAML, ``--space FILE``; :data:`DEFAULT_SPACE` otherwise)::
+
+    all:                                   # every configuration
+      optim.lr: {log_factor: [0.25, 4]}    # log-uniform over [value/4, value*4] of the configuration's own value
+    layer-dropping:                        # an algorithm, an optimizer or a configuration label
+      algorithm.theta: {uniform: [0.3, 0.7]}
+    rho-loss:
+      algorithm.megabatch_factor: {choices: [2, 3, 4]}
+
+Kinds: ``uniform: [a, b]``, ``log_uniform: [a, b]``, ``int: [a, b]``, ``log_factor: [a, b]``
+(relative to the configuration's resolved value), ``choices: [...]`` (a declared grid). Keys are
+override keys (``section.key``, ``algorithm.key``). Precedence for a key set twice: all <
+optimizer < algorithm < label. Every key is checked by building each configuration's config with
+sample values before any trial runs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from lmbudget.config import parse_override
+from lmbudget.io import atomic_write_json, atomic_write_text
+from lmbudget.sweep.spec import Configuration, RunSpec, SweepError, SweepSpec
+
+DEFAULT_SPACE = {
+    "all": {"optim.lr": {"log_factor": [0.25, 4.0]}},
+    "layer-dropping": {"algorithm.theta": {"uniform": [0.3, 0.7]}},
+    "selective-backprop": {"algorithm.beta": {"uniform": [0.5, 3.0]}},
+    "rho-loss": {"algorithm.megabatch_factor": {"choices": [2, 3, 4]}},
+    "sophia": {"optim.rho": {"log_factor": [0.25, 4.0]}},
+}
+KINDS = ("uniform", "log_uniform", "int", "log_factor", "choices")
+SAMPLERS = ("tpe", "random")
+STORAGE = "tune.sqlite"
+SETTINGS = "tune.yaml"
+WINNERS = "winners.yaml"
+TRIALS_DIR = "trials"
+
+
+class TuneError(SweepError):
+    """A tune problem; the message names the fix."""
+
+
+# ----------------------------------------------------------------------------- the search space
+
+def load_space(path: str | Path | None) -> dict:
+    """The raw space of a YAML file (None: the built-in default), checked for shape."""
+    if path is None:
+        return parse_space(DEFAULT_SPACE, "the built-in space")
+    path = Path(path)
+    if not path.is_file():
+        raise TuneError(f"search space file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise TuneError(f"search space {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    return parse_space(raw, str(path))
+
+
+def parse_space(raw, where: str) -> dict:
+    """``{selector: {key: {kind: args}}}`` with every entry checked; an empty space is an error."""
+    if raw is None or raw == {}:
+        raise TuneError(f"search space {where} is empty: declare e.g. `all: {{optim.lr: {{log_factor: [0.25, 4]}}}}`")
+    if not isinstance(raw, dict):
+        raise TuneError(f"search space {where} must map a selector (all, an algorithm, an optimizer or a label) "
+                        f"to {{key: {{kind: [...]}}}}")
+    space = {}
+    for selector, entries in raw.items():
+        if not isinstance(entries, dict) or not entries:
+            raise TuneError(f"search space {where}: '{selector}' must map override keys to distributions, "
+                            f"e.g. {{optim.lr: {{log_factor: [0.25, 4]}}}}")
+        space[str(selector)] = {}
+        for key, dist in entries.items():
+            name = f"'{selector}.{key}'" if "." not in str(key) else f"'{key}' (under '{selector}')"
+            try:
+                section, field, _ = parse_override(f"{key}=0")
+            except Exception:  # noqa: BLE001 -- reworded: the key, not an override, is wrong
+                raise TuneError(f"search space {where}: key {name} must be section.key, e.g. optim.lr or "
+                                f"algorithm.theta") from None
+            space[str(selector)][f"{section}.{field}"] = check_distribution(dist, f"search space {where}: {name}")
+    return space
+
+
+def check_distribution(dist, where: str) -> dict:
+    if not isinstance(dist, dict) or len(dist) != 1 or next(iter(dist)) not in KINDS:
+        raise TuneError(f"{where} must be one of {{{': [...]}, {'.join(KINDS)}: [...]}}, got {dist!r}")
+    kind, args = next(iter(dist.items()))
+    if kind == "choices":
+        if not isinstance(args, list) or not args or not all(isinstance(v, (bool, int, float, str)) for v in args):
+            raise TuneError(f"{where}: choices must be a non-empty list of numbers, strings or booleans")
+        if len(set(map(repr, args))) != len(args):
+            raise TuneError(f"{where}: choices {args} repeat a value")
+        return {kind: list(args)}
+    if (not isinstance(args, list) or len(args) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in args)):
+        raise TuneError(f"{where}: {kind} needs two finite numbers [low, high], got {args!r}")
+    low, high = args
+    if not low < high:
+        raise TuneError(f"{where}: {kind} needs low < high, got [{low}, {high}]")
+    if kind in ("log_uniform", "log_factor") and low <= 0:
+        raise TuneError(f"{where}: {kind} needs positive bounds, got [{low}, {high}]")
+    if kind == "int" and not (float(low).is_integer() and float(high).is_integer()):
+        raise TuneError(f"{where}: int needs integer bounds, got [{low}, {high}]")
+    return {kind: [low, high]}
+
+
+def check_selectors(space: dict, labels: list[str], where: str) -> None:
+    from lmbudget.algorithms import ALGORITHMS
+    from lmbudget.optim import OPTIMIZERS
+    known = ["all", *ALGORITHMS, *OPTIMIZERS, *labels]
+    for selector in space:
+        if selector not in known:
+            raise TuneError(f"search space {where}: unknown selector '{selector}'; use all, an algorithm "
+                            f"({', '.join(ALGORITHMS)}), an optimizer ({', '.join(OPTIMIZERS)}) or a configuration "
+                            f"label ({', '.join(labels)})")
+
+
+def configuration_space(space: dict, c: Configuration) -> dict:
+    """The entries for one configuration, in precedence order (a later selector replaces a key)."""
+    merged: dict = {}
+    for selector in ("all", c.optimizer, c.algorithm, c.label):
+        merged.update(space.get(selector, {}))
+    return merged
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched key, resolved for one configuration."""
+    key: str
+    kind: str                      # uniform, log_uniform, int, choices
+    args: tuple                    # (low, high) or the choices
+
+    def distribution(self):
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+        if self.kind == "choices":
+            return CategoricalDistribution(list(self.args))
+        if self.kind == "int":
+            return IntDistribution(int(self.args[0]), int(self.args[1]))
+        return FloatDistribution(float(self.args[0]), float(self.args[1]), log=self.kind == "log_uniform")
+
+    def samples(self) -> list:
+        """Values that exercise the key's type and range: both bounds and an interior non-round point."""
+        if self.kind == "choices":
+            return list(self.args)
+        low, high = self.args
+        if self.kind == "int":
+            return [int(low), int(high)]
+        return [low, high, low + (high - low) * 0.3819660112501051]
+
+    def as_dict(self) -> dict:
+        return {self.kind: list(self.args)}
+
+
+def resolve_params(entries: dict, base_cfg) -> list[Param]:
+    """``log_factor`` bounds become absolute from the configuration's resolved value."""
+    params = []
+    for key, dist in entries.items():
+        kind, args = next(iter(dist.items()))
+        if kind == "log_factor":
+            value = current_value(base_cfg, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise TuneError(f"search space key '{key}': log_factor needs a positive numeric value to scale, "
+                                f"the configuration has {value!r}; use log_uniform: [low, high]")
+            kind, args = "log_uniform", [value * args[0], value * args[1]]
+        params.append(Param(key, kind, tuple(args)))
+    return params
+
+
+def current_value(cfg, key: str):
+    section, field = key.split(".", 1)
+    if section == "algorithm":
+        if field not in cfg.algo:
+            raise TuneError(f"search space key '{key}': algorithm '{cfg.algorithm}' has no such key; "
+                            f"its keys: {', '.join('algorithm.' + k for k in cfg.algo) or 'none'}")
+        return cfg.algo[field]
+    names = [f.name for f in dataclasses.fields(getattr(cfg, section))]
+    if field not in names:
+        raise TuneError(f"unknown config key '{key}'; allowed: {', '.join(section + '.' + n for n in names)}")
+    return getattr(getattr(cfg, section), field)
+
+
+def format_value(value) -> str:
+    """An override's text: repr keeps every float bit, so a winner reproduces its trial exactly."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def overrides_of(params: dict) -> list[str]:
+    return [f"{k}={format_value(v)}" for k, v in params.items()]
+
+
+# ----------------------------------------------------------------------------- planning
+
+@dataclass
+class Plan:
+    """One configuration to tune: its run template and its resolved search space."""
+    run: RunSpec
+    params: list[Param]
+
+    @property
+    def label(self) -> str:
+        return self.run.configuration.label
+
+    def config(self, overrides: list[str]):
+        c = self.run.configuration
+        c = dataclasses.replace(c, overrides=c.overrides + tuple(overrides))
+        return dataclasses.replace(self.run, configuration=c).make_config()
+
+
+def plan(spec: SweepSpec, space: dict, budget: str, seed: int) -> list[Plan]:
+    """Every configuration's resolved space, each key checked by building the config with sample
+    values: an unknown key or a bad value fails here, before any trial runs."""
+    from lmbudget.config import ConfigError
+    if len(spec.models) != 1:
+        raise TuneError(f"tune takes one model; the spec has {', '.join(spec.models)}: pick one with --models")
+    plans = []
+    for c in spec.configurations:
+        run = RunSpec(spec.models[0], c, budget, seed, spec.reference, tuple(spec.overrides))
+        entries = configuration_space(space, c)
+        p = Plan(run, [])
+        try:
+            p.params = resolve_params(entries, p.config([]))
+            for param in p.params:
+                for value in param.samples():
+                    p.config([f"{param.key}={format_value(value)}"])
+        except ConfigError as e:
+            raise TuneError(f"search space for '{c.label}': {e}") from None
+        plans.append(p)
+    for p in plans:  # after every key is checked: a misspelt key is the likelier mistake
+        if not p.params:
+            c = p.run.configuration
+            raise TuneError(f"the search space declares nothing for configuration '{c.label}': add an `all:` entry "
+                            f"(e.g. optim.lr) or one for '{c.algorithm}'")
+    return plans
+
+
+def settings(spec: SweepSpec, plans: list[Plan], budget: str, seed: int, sampler: str) -> dict:
+    return {"spec": spec.name, "model": spec.models[0], "budget": budget, "seed": seed, "sampler": sampler,
+            "reference": spec.reference, "overrides": list(spec.overrides),
+            "configurations": {p.label: {"algorithm": p.run.configuration.algorithm,
+                                         "optimizer": p.run.configuration.optimizer,
+                                         "overrides": list(p.run.configuration.overrides),
+                                         "space": {q.key: q.as_dict() for q in p.params}} for p in plans}}
+
+
+def check_settings(out: Path, new: dict) -> dict:
+    """Refuse a folder tuned with other settings (its studies would mix two searches); merge the rest."""
+    path = out / SETTINGS
+    if not path.exists():
+        return new
+    old = yaml.safe_load(path.read_text()) or {}
+    for key in ("model", "budget", "seed", "sampler", "reference", "overrides"):
+        if old.get(key) != new[key]:
+            raise TuneError(f"{out} was tuned with {key}={old.get(key)!r}, not {new[key]!r}: tune into a new --out "
+                            f"folder")
+    configurations = dict(old.get("configurations") or {})
+    for label, entry in new["configurations"].items():
+        if label in configurations and configurations[label] != entry:
+            raise TuneError(f"{out} tuned '{label}' with another configuration or search space: tune into a new "
+                            f"--out folder, or delete {out / TRIALS_DIR / label} and its study")
+        configurations[label] = entry
+    return {**new, "configurations": configurations}
+
+
+# ----------------------------------------------------------------------------- running
+
+def trial_seed(seed: int, index: int) -> int:
+    return int(hashlib.sha256(f"lmbudget-tune/{seed}/{index}".encode()).hexdigest()[:8], 16)
+
+
+def make_sampler(kind: str, seed: int):
+    import optuna
+    if kind == "tpe":  # its first 10 trials are random draws (n_startup_trials), then TPE
+        return optuna.samplers.TPESampler(seed=seed)
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise TuneError(f"unknown sampler '{kind}'; choose one of {', '.join(SAMPLERS)}")
+
+
+def score(summary: dict) -> float:
+    """The validation loss of a completed run; +inf (the worst) for a diverged or failed one."""
+    value = summary.get("final_val_loss") if summary.get("status") == "completed" else None
+    return float(value) if value is not None and math.isfinite(value) else math.inf
+
+
+def run_trial(p: Plan, index: int, params: dict, out: Path, log, progress: bool, device) -> float:
+    from lmbudget.runs import train
+    from lmbudget.sweep.runner import record_failure
+    from lmbudget.results.store import FAILED
+
+    run_dir = out / TRIALS_DIR / p.label / f"t{index:03d}"
+    tag = f"{p.label} t{index:03d}"
+    overrides = overrides_of(params)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / "trial.json", {"config": p.label, "index": index, "overrides": overrides})
+    log(f"{tag}: {' '.join(overrides)}")
+    try:
+        summary = train(p.config(overrides), run_dir, resume=True, progress=progress, device=device,
+                        log=lambda msg: log(f"{tag}: {msg}"))
+    except Exception as e:  # noqa: BLE001 -- a failing trial counts as the worst score; the tune goes on
+        record_failure(run_dir, "train", e)
+        log(f"{tag}: FAILED ({type(e).__name__}: {e}); counted with the worst score")
+        return math.inf
+    (run_dir / FAILED).unlink(missing_ok=True)
+    value = score(summary)
+    log(f"{tag}: {summary['status']}, final val loss {summary.get('final_val_loss')}")
+    return value
+
+
+def counted(study, trials: int) -> list:
+    """The finished trials of the tune, by index: the first ``trials`` only."""
+    from optuna.trial import TrialState
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "index" in t.user_attrs]
+    return sorted((t for t in done if t.user_attrs["index"] < trials), key=lambda t: t.user_attrs["index"])
+
+
+def tune_configuration(p: Plan, storage, trials: int, seed: int, sampler: str, out: Path, log, progress: bool,
+                       device) -> list:
+    import optuna
+    from optuna.trial import TrialState
+
+    study = optuna.create_study(storage=storage, study_name=p.label, direction="minimize", load_if_exists=True,
+                                sampler=make_sampler(sampler, seed))
+    distributions = {q.key: q.distribution() for q in p.params}
+    # A trial that a kill left running: finish it with the parameters it was given; one killed
+    # before its proposal was complete is dropped (never trained) and proposed again.
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        index = t.user_attrs.get("index")
+        if index is None or set(t.params) != set(distributions):
+            study.tell(t.number, state=TrialState.FAIL)
+            continue
+        if index >= trials:  # left by a tune with more trials; not part of this one
+            continue
+        if index != len(counted(study, trials)):
+            raise TuneError(f"the study of '{p.label}' in {out / STORAGE} is inconsistent (trial {index} running out "
+                            f"of order): tune into a new --out folder")
+        log(f"{p.label} t{index:03d}: resuming")
+        study.tell(t.number, run_trial(p, index, dict(t.params), out, log, progress, device))
+    while len(done := counted(study, trials)) < trials:
+        index = len(done)
+        study.sampler = make_sampler(sampler, trial_seed(seed, index))
+        trial = study.ask(distributions)
+        trial.set_user_attr("index", index)
+        study.tell(trial.number, run_trial(p, index, trial.params, out, log, progress, device))
+    return counted(study, trials)
+
+
+def winner(p: Plan, finished: list, budget: str, seed: int, sampler: str) -> dict:
+    best = min(finished, key=lambda t: (t.value, t.user_attrs["index"]))
+    failed = sum(1 for t in finished if not math.isfinite(t.value))
+    entry = {"overrides": overrides_of(best.params) if math.isfinite(best.value) else [],
+             "trials": len(finished),
+             "best_val_loss": best.value if math.isfinite(best.value) else None,
+             "budget": budget, "seed": seed, "model": p.run.model, "sampler": sampler,
+             "trial": f"{TRIALS_DIR}/{p.label}/t{best.user_attrs['index']:03d}" if math.isfinite(best.value) else None}
+    if failed:
+        entry["failed_trials"] = failed
+    return entry
+
+
+def run_tune(spec: SweepSpec, out: Path, budget: str, trials: int, seed: int, space: dict | None = None,
+             sampler: str = "tpe", log=print, progress: bool = False, device: str | None = None,
+             labels: list[str] | None = None, space_name: str = "") -> dict:
+    """Tune every configuration of ``spec`` with ``trials`` trials; returns (and writes) the winners.
+    ``labels``: the configuration labels the space may name (default: the spec's); ``space_name``:
+    where the space came from, for messages."""
+    import optuna
+    from lmbudget.clock import parse_budget
+    from lmbudget.sweep.runner import SweepLock
+
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise TuneError(f"--trials must be a positive integer (trials per configuration), got {trials!r}")
+    if sampler not in SAMPLERS:
+        raise TuneError(f"unknown sampler '{sampler}'; choose one of {', '.join(SAMPLERS)}")
+    parse_budget(budget)
+    if space is None:
+        space, space_name = parse_space(DEFAULT_SPACE, "the built-in space"), "the built-in space"
+    check_selectors(space, labels if labels is not None else [c.label for c in spec.configurations], space_name)
+    plans = plan(spec, space, budget, seed)
+    out = Path(out)
+    merged = check_settings(out, settings(spec, plans, budget, seed, sampler))
+    out.mkdir(parents=True, exist_ok=True)
+    log(f"tune {spec.name}: {len(plans)} configurations x {trials} trials of {budget} (seed {seed}, {sampler} "
+        f"sampler) into {out}")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with SweepLock(out):
+        atomic_write_text(out / SETTINGS, yaml.safe_dump(merged, sort_keys=False))
+        storage = optuna.storages.RDBStorage(f"sqlite:///{(out / STORAGE).resolve()}")
+        winners = read_winners_file(out / WINNERS) if (out / WINNERS).exists() else {}
+        for i, p in enumerate(plans, 1):
+            log(f"[{i}/{len(plans)}] {p.label}: {trials} trials of {budget} "
+                f"({', '.join(f'{q.key} {q.as_dict()}' for q in p.params)})")
+            finished = tune_configuration(p, storage, trials, seed, sampler, out, log, progress, device)
+            winners[p.label] = winner(p, finished, budget, seed, sampler)
+            atomic_write_text(out / WINNERS, yaml.safe_dump(winners, sort_keys=False))
+    return winners
+
+
+def read_winners_file(path: Path) -> dict:
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(raw, dict):
+        raise TuneError(f"{path} is not a winners file (a mapping of configuration label to its winner)")
+    return raw
+
+
+def winners_table(winners: dict) -> str:
+    rows = ["| configuration | trials | best val loss | overrides |", "| --- | --- | --- | --- |"]
+    for label, w in winners.items():
+        loss = "n/a (every trial failed)" if w.get("best_val_loss") is None else f"{w['best_val_loss']:.4f}"
+        rows.append(f"| {label} | {w.get('trials')} | {loss} | {' '.join(w.get('overrides') or []) or '(defaults)'} |")
+    return "\n".join(rows)
+

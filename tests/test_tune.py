@@ -1,0 +1,259 @@
+"""Equal tuning (``lmbudget tune``): seeded proposals, the same trial count for every configuration,
+a killed tune resumed to the uninterrupted winners, the winners file taken by a sweep, bad input."""
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lmbudget.sweep.runner import run_sweep
+from lmbudget.sweep.spec import SweepError, load_spec, parse_spec
+from lmbudget.sweep.tune import STORAGE, TuneError, load_space, parse_space, run_tune
+
+
+def quiet(*_):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("LMBUDGET_HOME", str(tmp_path_factory.getbasetemp() / "lmbudget-home"))
+
+
+def spec_of(configurations=("baseline", "layer-dropping", "baseline+sophia"), **extra):
+    return parse_spec({"name": "t", "models": ["bert-micro"], "budgets": ["10 steps"], "seeds": [0],
+                       "configurations": list(configurations), **extra})
+
+
+def fake_loss(cfg) -> float:
+    """A smooth deterministic landscape over the tuned keys: best at lr 1.5x the default, theta 0.45."""
+    loss = 3.0 + (math.log(cfg.optim.lr) - math.log(1.5e-3)) ** 2
+    if cfg.algorithm == "layer-dropping":
+        loss += (float(cfg.algo["theta"]) - 0.45) ** 2
+    return loss
+
+
+class FakeTrainer:
+    """Stands in for runs.train: a run directory in 4 steps whose final loss is ``fake_loss``; it can
+    raise KeyboardInterrupt (a kill) at a step of its n-th call, fail, or diverge."""
+
+    def __init__(self, interrupt_call: int | None = None, fail=lambda cfg: False, diverge=lambda cfg: False):
+        self.interrupt_call, self.fail, self.diverge = interrupt_call, fail, diverge
+        self.calls: list[tuple[str, bool]] = []
+        self.finished: list[str] = []
+
+    def __call__(self, cfg, run_dir, resume=False, progress=True, device=None, log=print, overwrite=False):
+        from lmbudget.runs import save_config
+        run_dir = Path(run_dir)
+        key = str(run_dir.relative_to(run_dir.parents[1]))
+        self.calls.append((key, resume))
+        if (run_dir / "summary.json").exists():
+            return json.loads((run_dir / "summary.json").read_text())
+        if self.fail(cfg):
+            raise RuntimeError("CUDA out of memory (simulated)")
+        save_config(cfg, run_dir)
+        metrics = run_dir / "metrics.jsonl"
+        done = len(metrics.read_text().splitlines()) if metrics.exists() else 0
+        with open(metrics, "a") as f:
+            for step in range(done + 1, 5):
+                if self.interrupt_call == len(self.calls) and step == 3:
+                    self.interrupt_call = None
+                    raise KeyboardInterrupt
+                f.write(json.dumps({"step": step}) + "\n")
+        diverged = self.diverge(cfg)
+        summary = {"status": "diverged" if diverged else "completed",
+                   "final_val_loss": None if diverged else fake_loss(cfg)}
+        (run_dir / "summary.json").write_text(json.dumps(summary))
+        self.finished.append(key)
+        return summary
+
+
+def trial_overrides(out: Path) -> dict:
+    return {str(p.parent.relative_to(out / "trials")): json.loads(p.read_text())["overrides"]
+            for p in sorted((out / "trials").glob("*/*/trial.json"))}
+
+
+def values(overrides: list[str]) -> dict:
+    return {o.split("=")[0]: float(o.split("=")[1]) for o in overrides}
+
+
+def test_proposals_are_seeded_every_configuration_gets_the_same_trials_and_the_best_wins(tmp_path, monkeypatch):
+    monkeypatch.setattr("lmbudget.runs.train", FakeTrainer())
+    spec = spec_of(["layer-dropping", "baseline+sophia"])
+    a = run_tune(spec, tmp_path / "a", "10 steps", 3, seed=0, log=quiet)
+    b = run_tune(spec, tmp_path / "b", "10 steps", 3, seed=0, log=quiet)
+    c = run_tune(spec_of(["layer-dropping"]), tmp_path / "c", "10 steps", 3, seed=1, log=quiet)
+    proposals = trial_overrides(tmp_path / "a")
+    assert proposals == trial_overrides(tmp_path / "b") and a == b          # same space + seed: same proposals
+    other = trial_overrides(tmp_path / "c")                                 # another seed: other proposals
+    assert len(other) == 3 and all(other[k] != proposals[k] for k in other)
+    assert list(a) == [c.label for c in spec.configurations]
+    defaults = {"layer-dropping+adamw": 1e-3, "baseline+sophia": 4e-4}
+    for label, w in a.items():
+        trials = {k: v for k, v in proposals.items() if k.startswith(label + "/")}
+        assert w["trials"] == len(trials) == 3                               # the same count for every configuration
+        for overrides in trials.values():
+            v = values(overrides)
+            assert defaults[label] / 4 <= v["optim.lr"] <= defaults[label] * 4  # log_factor [0.25, 4] of the default
+            assert set(v) == {"layer-dropping+adamw": {"optim.lr", "algorithm.theta"}, "baseline+sophia": {"optim.lr", "optim.rho"}}[label]
+            if label == "layer-dropping+adamw":
+                assert 0.3 <= v["algorithm.theta"] <= 0.7
+        # the winner is the trial of the lowest validation loss, as its run directory says
+        losses = {k: json.loads((tmp_path / "a" / "trials" / k / "summary.json").read_text())["final_val_loss"] for k in trials}
+        best = min(losses, key=losses.get)
+        assert w["overrides"] == trials[best] and w["best_val_loss"] == losses[best] and w["trial"] == "trials/" + best
+        assert (w["budget"], w["seed"], w["model"]) == ("10 steps", 0, "bert-micro")
+    assert yaml.safe_load((tmp_path / "a" / "winners.yaml").read_text()) == a
+
+
+def test_killed_tune_resumes_without_rerunning_finished_trials_to_the_same_winners(tmp_path, monkeypatch):
+    """12 trials (past TPE's 10 random start-up trials): killed mid-run in the 11th trial, and a
+    proposal left half-made in the study; the restart finishes the killed trial with its own
+    parameters, trains no finished trial again, and ends with the uninterrupted tune's trials and winner."""
+    import optuna
+    spec = spec_of(["layer-dropping"])
+    monkeypatch.setattr("lmbudget.runs.train", FakeTrainer())
+    clean = run_tune(spec, tmp_path / "clean", "10 steps", 12, seed=3, log=quiet)
+
+    cut = FakeTrainer(interrupt_call=11)
+    monkeypatch.setattr("lmbudget.runs.train", cut)
+    with pytest.raises(KeyboardInterrupt):
+        run_tune(spec, tmp_path / "cut", "10 steps", 12, seed=3, log=quiet)
+    killed = "layer-dropping+adamw/t010"
+    assert len(cut.finished) == 10 and killed not in cut.finished
+    assert not (tmp_path / "cut" / "winners.yaml").exists() and not (tmp_path / "cut" / ".sweep.lock").exists()
+    study = optuna.load_study(study_name="layer-dropping+adamw", storage=f"sqlite:///{tmp_path / 'cut' / STORAGE}")
+    study.ask()  # a kill between a trial's creation and its proposal
+
+    again = FakeTrainer()
+    monkeypatch.setattr("lmbudget.runs.train", again)
+    resumed = run_tune(spec, tmp_path / "cut", "10 steps", 12, seed=3, log=quiet)
+    assert again.calls[0] == (killed, True) and [k for k, _ in again.calls] == [killed, "layer-dropping+adamw/t011"]
+    assert trial_overrides(tmp_path / "cut") == trial_overrides(tmp_path / "clean")
+    assert resumed == clean and resumed["layer-dropping+adamw"]["trials"] == 12
+
+    done = FakeTrainer()
+    monkeypatch.setattr("lmbudget.runs.train", done)
+    assert run_tune(spec, tmp_path / "cut", "10 steps", 12, seed=3, log=quiet) == clean and done.calls == []
+
+
+def test_failed_and_diverged_trials_count_with_the_worst_score(tmp_path, monkeypatch):
+    spec = spec_of(["baseline"])
+    monkeypatch.setattr("lmbudget.runs.train", FakeTrainer())
+    run_tune(spec, tmp_path / "probe", "10 steps", 6, seed=0, log=quiet)
+    proposals = [values(o)["optim.lr"] for o in trial_overrides(tmp_path / "probe").values()]
+    by_loss = sorted(proposals, key=lambda lr: (math.log(lr) - math.log(1.5e-3)) ** 2)  # the best two fail, diverge
+    trainer = FakeTrainer(fail=lambda cfg: cfg.optim.lr == by_loss[0], diverge=lambda cfg: cfg.optim.lr == by_loss[1])
+    monkeypatch.setattr("lmbudget.runs.train", trainer)
+    w = run_tune(spec, tmp_path / "out", "10 steps", 6, seed=0, log=quiet)["baseline+adamw"]
+    assert len(proposals) == 6 and w["trials"] == 6 and w["failed_trials"] == 2
+    assert values(w["overrides"])["optim.lr"] == by_loss[2]
+    failed = [p for p in (tmp_path / "out" / "trials").glob("*/*/failed.json")]
+    assert len(failed) == 1 and "out of memory" in json.loads(failed[0].read_text())["error"]
+
+
+def test_winners_round_trip_into_a_sweep(corpus, tmp_path):
+    """Real bert-micro trials; the sweep that takes the winners trains each configuration with its
+    winning overrides, records the trial count, and reproduces the winning trial's loss."""
+    overrides = [f"data.corpus={corpus}", "train.threads=1", "train.eval_every=0.5", "train.checkpoint_every=0.5"]
+    raw = {"name": "rt", "models": ["bert-micro"], "budgets": ["10 steps"], "seeds": [0],
+           "configurations": ["baseline", "layer-dropping", "selective-backprop"], "overrides": overrides}
+    space = parse_space({"all": {"optim.lr": {"log_factor": [0.5, 2]}},
+                         "layer-dropping": {"algorithm.theta": {"choices": [0.4, 0.6]}}}, "test")
+    tuned_rows = parse_spec({**raw, "configurations": ["baseline", "layer-dropping"]})  # selective backprop untuned
+    winners = run_tune(tuned_rows, tmp_path / "tune", "10 steps", 2, seed=0, space=space, log=quiet)
+    for label, w in winners.items():
+        trial_losses = [json.loads(p.read_text())["final_val_loss"]
+                        for p in (tmp_path / "tune" / "trials" / label).glob("t*/summary.json")]
+        assert len(trial_losses) == 2 and w["best_val_loss"] == min(trial_losses)
+
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({**raw, "tuned": "tune/winners.yaml"}))
+    tuned = load_spec(tmp_path / "sweep.yaml")          # `tuned:` is relative to the spec file
+    rows = {c.label: c for c in tuned.configurations}
+    for label, w in winners.items():
+        assert rows[label].overrides[-len(w["overrides"]):] == tuple(w["overrides"]) and rows[label].trials == 2
+    assert rows["selective-backprop+adamw"].trials is None  # not in the winners file: untuned
+    run_sweep(tuned, tmp_path / "sweep", evaluate=False, log=quiet)
+    for label, w in winners.items():
+        run_dir = tmp_path / "sweep" / "runs" / f"bert-micro__{label}__10steps__s0"
+        coords = json.loads((run_dir / "sweep-run.json").read_text())
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+        assert coords["trials"] == 2 and cfg["optim"]["lr"] == values(w["overrides"])["optim.lr"]
+        # same model, budget, seed and overrides as the winning trial: the same run
+        assert json.loads((run_dir / "summary.json").read_text())["final_val_loss"] == w["best_val_loss"]
+    assert cfg["algo"]["theta"] == values(winners["layer-dropping+adamw"]["overrides"])["algorithm.theta"]
+    untuned = tmp_path / "sweep" / "runs" / "bert-micro__selective-backprop+adamw__10steps__s0" / "sweep-run.json"
+    assert json.loads(untuned.read_text())["trials"] is None
+
+
+# ----------------------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("text, message", [
+    ("", "is empty"),
+    ("{}", "is empty"),
+    ("[optim.lr]", "must map a selector"),
+    ("all: {}", "'all' must map override keys"),
+    ("all: {optim.lr: {normal: [1, 2]}}", "'optim.lr' (under 'all') must be one of"),
+    ("all: {optim.lr: {uniform: [2, 1]}}", "'optim.lr' (under 'all'): uniform needs low < high"),
+    ("all: {optim.lr: {log_uniform: [0, 1]}}", "log_uniform needs positive bounds"),
+    ("all: {optim.lr: {choices: []}}", "choices must be a non-empty list"),
+    ("all: {lr: {uniform: [1, 2]}}", "key 'all.lr' must be section.key"),
+    ("all: {optim.lr: [1, 2", "is not valid YAML"),
+])
+def test_malformed_space_is_a_one_line_error(tmp_path, text, message):
+    (tmp_path / "space.yaml").write_text(text)
+    with pytest.raises(TuneError) as e:
+        load_space(tmp_path / "space.yaml")
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("space, message", [
+    ({"all": {"optim.lrr": {"log_factor": [0.5, 2]}}}, "unknown config key 'optim.lrr'"),
+    ({"layer-dropping": {"algorithm.thetaa": {"uniform": [0.3, 0.7]}}}, "algorithm.thetaa"),
+    ({"all": {"algorithm.theta": {"uniform": [0.3, 0.7]}}}, "'baseline+adamw'"),      # baseline has no theta
+    ({"all": {"train.micro_batch": {"uniform": [8, 16]}}}, "train.micro_batch"),      # an int key, a float range
+    ({"all": {"optim.lr": {"log_factor": [0.5, 2]}}, "layer-droping": {"algorithm.theta": {"uniform": [0, 1]}}},
+     "unknown selector 'layer-droping'"),
+    ({"layer-dropping": {"algorithm.theta": {"uniform": [0.3, 0.7]}}}, "declares nothing for configuration 'baseline+adamw'"),
+    ({"all": {"optim.schedule": {"log_factor": [0.5, 2]}}}, "log_factor needs a positive numeric value"),
+])
+def test_space_naming_an_unknown_key_fails_before_any_trial(tmp_path, monkeypatch, space, message):
+    trainer = FakeTrainer()
+    monkeypatch.setattr("lmbudget.runs.train", trainer)
+    with pytest.raises(TuneError) as e:
+        run_tune(spec_of(["baseline", "layer-dropping"]), tmp_path / "out", "10 steps", 2, seed=0,
+                 space=parse_space(space, "test"), log=quiet)
+    assert message in str(e.value) and "\n" not in str(e.value)
+    assert trainer.calls == [] and not (tmp_path / "out").exists()
+
+
+def test_cli_errors_zero_trials_and_a_tuned_file_naming_a_missing_configuration(tmp_path, capsys):
+    from lmbudget.cli import main
+    for args, message in [(["tune", "tiny-bert", "--budget", "10s", "--trials", "0"], "--trials must be a positive"),
+                          (["tune", "tiny-bert", "--budget", "10s", "--trials", "2", "--space", str(tmp_path / "no.yaml")],
+                           "does not exist")]:
+        with pytest.raises(SystemExit) as e:
+            main(args + ["--out", str(tmp_path / "out")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "w.yaml").write_text(yaml.safe_dump({"baseline+adamw": {"overrides": ["optim.lr=0.002"], "trials": 2},
+                                                     "layer-droping+adamw": {"overrides": [], "trials": 2}}))
+    with pytest.raises(SystemExit):
+        main(["sweep", "tiny-bert", "--tuned", str(tmp_path / "w.yaml"), "--dry-run", "--out", str(tmp_path / "s")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "names configuration 'layer-droping+adamw', which the sweep spec lacks" in err[0]
+    (tmp_path / "w.yaml").write_text(yaml.safe_dump({"baseline+adamw": {"overrides": ["optim.lr=0.002"]}}))
+    with pytest.raises(SweepError, match="'baseline\\+adamw' needs `trials: N`"):
+        parse_spec({"models": ["bert-micro"], "budgets": ["1min"], "tuned": str(tmp_path / "w.yaml")})
+
+
+def test_a_folder_tuned_with_other_settings_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr("lmbudget.runs.train", FakeTrainer())
+    run_tune(spec_of(["baseline"]), tmp_path / "out", "10 steps", 1, seed=0, log=quiet)
+    with pytest.raises(TuneError, match="tuned with budget='10 steps', not '20 steps'"):
+        run_tune(spec_of(["baseline"]), tmp_path / "out", "20 steps", 1, seed=0, log=quiet)
+    other = parse_space({"all": {"optim.lr": {"log_factor": [0.5, 2]}}}, "test")
+    with pytest.raises(TuneError, match="tuned 'baseline\\+adamw' with another configuration or search space"):
+        run_tune(spec_of(["baseline"]), tmp_path / "out", "10 steps", 1, seed=0, space=other, log=quiet)
