@@ -1,7 +1,8 @@
 """The frozen-feature probe (``--suite probe``) and kept checkpoints (``train.keep_checkpoints``):
 features against a per-example reference (padding masked, mean over tokens), the encoder left untouched,
 the classifier against a direct scikit-learn fit, the eval JSON as the results store reads it, caps, a
-T5 run, and kept weights that a resumed run reproduces and ``--checkpoint`` evaluates."""
+T5 run, kept weights that a resumed run reproduces and ``--checkpoint`` evaluates, and baselines computed
+once per task data."""
 import json
 
 import numpy as np
@@ -209,3 +210,20 @@ def test_kept_checkpoints_resume_to_the_same_weights_and_evaluate_apart(run_dir,
     assert (run_dir / "summary.json").read_text() == summary_before
     with pytest.raises(EvalError, match="keeps no checkpoint 'step-9'.*step-00000003, step-00000006"):
         evaluate(run_dir, "probe", checkpoint="step-9", **QUIET)
+
+
+def test_baselines_are_computed_once_per_task_data(monkeypatch):
+    from lmbudget.evaluate import baselines as B
+    real, calls = B.tfidf_linear, []
+    monkeypatch.setattr(B, "tfidf_linear", lambda task: calls.append(task.name) or real(task))
+    monkeypatch.setattr(B, "_computed", {})
+    task = bbc(60, 30)
+    direct = {"bbc-topic": {"majority": B.majority(task)["bbc-topic"], "tfidf_lr": real(task)["bbc-topic"]}}
+    first = B.baselines(task)
+    assert first == direct
+    first["bbc-topic"]["majority"]["accuracy"] = -1.0  # a caller's edit does not reach the cache
+    assert B.baselines(bbc(60, 30)) == direct and len(calls) == 1
+    other = bbc(60, 30)
+    other.train.labels = np.random.default_rng(0).permutation(other.train.labels)
+    B.baselines(other)
+    assert len(calls) == 2  # other labels: computed again
