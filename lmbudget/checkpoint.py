@@ -43,8 +43,9 @@ def split_state(state: dict) -> tuple[dict, dict]:
 
 
 def save(run_dir: Path, model_state: dict, optimizer_state: dict, state: dict, generators: dict,
-         algo_state: dict) -> Path:
-    """``model_state`` / ``optimizer_state``: whole (gathered) state dicts."""
+         algo_state: dict, keep: dict | None = None) -> Path:
+    """``model_state`` / ``optimizer_state``: whole (gathered) state dicts. ``keep`` (JSON, e.g. steps,
+    RST, budget fraction): also keep this checkpoint's weights in ``kept/`` (see :func:`keep_weights`)."""
     root = folder(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{state['clock']['steps']:08d}-{uuid.uuid4().hex[:6]}"
@@ -65,11 +66,51 @@ def save(run_dir: Path, model_state: dict, optimizer_state: dict, state: dict, g
         with open(p, "rb") as fh:
             os.fsync(fh.fileno())
     os.replace(tmp, root / name)
+    if keep is not None:
+        keep_weights(run_dir, root / name, state["clock"]["steps"], keep)
     atomic_write_json(root / "latest.json", {"dir": name})
     for old in root.iterdir():  # older checkpoints and leftovers of killed saves
-        if old.is_dir() and old.name != name:
+        if old.is_dir() and old.name not in (name, KEPT):
             shutil.rmtree(old, ignore_errors=True)
     return root / name
+
+
+# ------------------------------------------------------------------ kept weights (train.keep_checkpoints)
+KEPT = "kept"
+
+
+def kept_folder(run_dir: Path) -> Path:
+    return folder(run_dir) / KEPT
+
+
+def keep_weights(run_dir: Path, checkpoint: Path, steps: int, meta: dict) -> Path:
+    """``checkpoints/kept/step-NNNNNNNN/``: the weights of ``checkpoint`` (a hard link where the file
+    system allows: no copy) and ``meta.json``; published by a rename. Named by step alone, so a resumed
+    run that saves the same step again replaces it with the same weights."""
+    root = kept_folder(run_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"step-{steps:08d}"
+    for old in root.glob(".tmp-*"):  # leftovers of a killed save
+        shutil.rmtree(old, ignore_errors=True)
+    tmp = root / f".tmp-{name}-{uuid.uuid4().hex[:6]}"
+    tmp.mkdir()
+    try:
+        os.link(checkpoint / "model.safetensors", tmp / "model.safetensors")
+    except OSError:
+        shutil.copyfile(checkpoint / "model.safetensors", tmp / "model.safetensors")
+    (tmp / "meta.json").write_text(json.dumps({"steps": steps, **meta}))
+    if (root / name).exists():
+        shutil.rmtree(root / name)
+    os.replace(tmp, root / name)
+    return root / name
+
+
+def kept(run_dir: Path) -> list[tuple[Path, dict]]:
+    """The kept weights of a run as ``(folder, meta)``, by training step."""
+    root = kept_folder(run_dir)
+    if not root.is_dir():
+        return []
+    return [(p, read_json(p / "meta.json")) for p in sorted(root.glob("step-*")) if (p / "meta.json").exists()]
 
 
 def load(run_dir: Path, load_model_state, load_optimizer_state, generators: dict) -> tuple[dict, dict]:

@@ -76,6 +76,7 @@ class TrainConfig:
     eval_every: float = 0.1     # fraction of the budget between validation passes
     eval_batches: int = 8       # microbatches per validation pass
     checkpoint_every: float = 0.25  # fraction of the budget between checkpoints
+    keep_checkpoints: bool = False  # also keep every checkpoint's weights (checkpoints/kept/), to evaluate them
     log_every: int = 1          # steps between metric lines
     threads: int = 0            # torch intra-op threads; 0: leave as is
     parallel: Literal["ddp", "fsdp"] = "ddp"  # several ranks: replicate the model (ddp) or shard it (fsdp)

@@ -337,7 +337,12 @@ class Trainer:
             "next_checkpoint": self.next_checkpoint, "last_val_loss": self.last_val_loss,
             "metrics_lines": self.metrics.lines,
         }
-        checkpoint.save(self.run_dir, model_state, optimizer_state, state, self.generators, self.algorithm.state_dict())
+        keep = None
+        if self.cfg.train.keep_checkpoints:
+            keep = {"rst_s": self.clock.used, "fraction": self.clock.fraction,
+                    "last_val_loss": self.last_val_loss}  # measured at this step when eval_every divides checkpoint_every
+        checkpoint.save(self.run_dir, model_state, optimizer_state, state, self.generators, self.algorithm.state_dict(),
+                        keep=keep)
 
     def restore(self) -> None:
         state, algo_state = checkpoint.load(self.run_dir, self.load_model_state, self.load_optimizer_state,

@@ -1,12 +1,15 @@
-"""Evaluation of a run directory: held-out loss and downstream fine-tuning suites.
+"""Evaluation of a run directory: held-out loss, downstream fine-tuning suites and a frozen-feature probe.
 
-    lmbudget evaluate RUN_DIR --suite offline|glue|superglue|sni|valloss [--seeds 0,1,2] [--tasks a,b]
+    lmbudget evaluate RUN_DIR --suite offline|probe|glue|superglue|sni|valloss [--seeds 0,1,2] [--tasks a,b]
+                              [--checkpoint step-NNNNNNNN]
 
 Suites: ``valloss`` (masked-LM / span-corruption loss per corpus source, see ``valloss.py``),
 ``offline`` (always available, real data: BBC topic, fortune category, WordNet gloss for BERT; BBC
 headline generation and the same classifications as text-to-text for T5; see ``tasks.py``),
 ``glue`` and ``superglue`` (BERT; hub or local files, see ``tasks.py``), ``sni`` (T5,
-Super-NaturalInstructions, see ``seq2seq.py``). Every fine-tuning task runs once per seed (the
+Super-NaturalInstructions, see ``seq2seq.py``), ``probe`` (the offline suite's classification tasks, BERT
+and T5 alike, scored by a scikit-learn logistic regression on the frozen encoder's mean-pooled states:
+no fine-tuning, deterministic, seconds; see ``probe.py``). Every fine-tuning task runs once per seed (the
 seed sets head initialisation, dropout and example order; data splits never depend on it) under its
 suite's protocol (``finetune.py``: GLUE lr 4e-5 x 5 epochs, SuperGLUE 5e-5 x 10, offline 3e-4 x 5;
 ``seq2seq.py``: SNI). Baselines are computed on the same splits: majority class and TF-IDF + logistic
@@ -19,7 +22,8 @@ Results: ``RUN_DIR/eval/<suite>.json`` (this shape is read by the report/sweep c
       "suite": "offline", "run_dir": "...", "model": "bert-tiny", "arch": "bert",
       "checkpoint": "step-00000123-abcdef", "run_status": "completed",
       "seeds": [0, 1, 2],             # valloss: [MASK_SEED]
-      "protocol": {...},              # fine-tuning hyper-parameters used (null for valloss); precision
+      "protocol": {...},              # fine-tuning hyper-parameters used (null for valloss; the probe's
+                                      # features, classifier and C grid for probe); precision
                                       # defaults to the run's (bf16 runs fine-tune under bf16 autocast)
       "average": 71.3,                # mean over task entries of their main metric's mean
       "baselines": {"majority": 20.1, "tfidf_lr": 65.0},   # the same average per baseline (if any)
@@ -31,7 +35,8 @@ Results: ``RUN_DIR/eval/<suite>.json`` (this shape is read by the report/sweep c
           "baselines": {"majority": {"macro_f1": 7.4, "accuracy": 22.9},
                         "tfidf_lr": {"macro_f1": 94.9, "accuracy": 95.1, "C": 1.0}},
           "sizes": {"train": 591, "dev": 197, "test": 197},
-          "note": "...", "wall_s": 95.2       # fine-tuning (all seeds) and baselines
+          "note": "...", "wall_s": 95.2,      # fine-tuning (all seeds) and baselines
+          "C": 0.1                    # probe only: the C selected on the dev split
         }
       },
       "skipped": {"fortune-category": "why, and how to make it available"},
@@ -41,7 +46,11 @@ Results: ``RUN_DIR/eval/<suite>.json`` (this shape is read by the report/sweep c
 Scores are on the 0-100 scale (ROUGE-L x 100); ``std`` is the sample standard deviation over seeds
 (0 for one seed). For ``valloss`` the entries are ``all``, each corpus source and ``corpus:NAME`` for
 extra corpora, each with metrics ``{"loss": ...}`` and ``rows``; its ``average`` is the ``all`` loss
-(lower is better there, higher everywhere else).
+(lower is better there, higher everywhere else). ``probe`` has no seed: ``seeds`` is [0], one value per metric.
+
+``--checkpoint NAME`` evaluates weights kept during training (``train.keep_checkpoints=true`` keeps
+``RUN_DIR/checkpoints/kept/step-NNNNNNNN/``); its results go to ``.../step-NNNNNNNN/eval/<suite>.json``
+in the same shape ("checkpoint" names it) and are not merged into the summary.
 
 The suite's headline numbers are also merged into ``RUN_DIR/summary.json`` (under a lock, written
 atomically; only when the run has a summary) as::
@@ -62,12 +71,17 @@ from lmbudget.evaluate.pretrained import EvalError, PretrainedRun, default_devic
 from lmbudget.evaluate.tasks import EvalDataError
 from lmbudget.io import atomic_write_json, read_json
 
-SUITES = ("offline", "glue", "superglue", "sni", "valloss")
+SUITES = ("offline", "probe", "glue", "superglue", "sni", "valloss")
 
 __all__ = ["SUITES", "EvalError", "EvalDataError", "evaluate", "merge_summary", "results_path"]
 
 
-def results_path(run_dir: Path, suite: str) -> Path:
+def results_path(run_dir: Path, suite: str, checkpoint: str | None = None) -> Path:
+    """``RUN/eval/<suite>.json``; for a kept checkpoint, beside its weights (the run's own results,
+    which the report reads, stay those of its final checkpoint)."""
+    if checkpoint:
+        from lmbudget.checkpoint import kept_folder
+        return kept_folder(run_dir) / checkpoint / "eval" / f"{suite}.json"
     return Path(run_dir) / "eval" / f"{suite}.json"
 
 
@@ -132,9 +146,11 @@ def merge_summary(run_dir: Path, suite: str, result: dict) -> bool:
 def evaluate(run_dir: Path, suite: str, seeds: list[int] | None = None, tasks: list[str] | None = None,
              data_dir: Path | None = None, corpora: list[str] = (), protocol: dict | None = None,
              max_train: int = 0, max_eval: int = 0, max_rows: int = 0, device: str | None = None,
-             threads: int = 0, progress: bool = True, log=print) -> dict:
+             threads: int = 0, progress: bool = True, log=print, checkpoint: str | None = None) -> dict:
     """Run one suite on ``run_dir``'s final checkpoint, write ``eval/<suite>.json``, merge ``summary.json``;
-    while owning the run directory (``lmbudget.lock``: a training or another evaluation there is refused)."""
+    with ``checkpoint`` (a kept checkpoint's name, see ``lmbudget.checkpoint.kept``) on those weights,
+    written beside them (see :func:`results_path`), summary untouched. While owning the run directory
+    (``lmbudget.lock``: a training or another evaluation there is refused)."""
     from lmbudget.lock import DirLock
 
     if suite not in SUITES:
@@ -142,13 +158,13 @@ def evaluate(run_dir: Path, suite: str, seeds: list[int] | None = None, tasks: l
     owner = DirLock(run_dir, "evaluation") if Path(run_dir).is_dir() else contextlib.nullcontext()  # else: load_run says why
     with owner:
         return _evaluate(run_dir, suite, seeds, tasks, data_dir, corpora, protocol, max_train, max_eval, max_rows,
-                         device, threads, progress, log)
+                         device, threads, progress, log, checkpoint)
 
 
 def _evaluate(run_dir, suite, seeds, tasks, data_dir, corpora, protocol, max_train, max_eval, max_rows, device,
-              threads, progress, log) -> dict:
+              threads, progress, log, checkpoint) -> dict:
     start = time.time()
-    run = load_run(run_dir)
+    run = load_run(run_dir, kept=checkpoint)
     if threads or run.cfg.train.threads:  # on a busy shared CPU, fewer threads than cores is much faster
         import torch
         torch.set_num_threads(threads or run.cfg.train.threads)
@@ -165,6 +181,9 @@ def _evaluate(run_dir, suite, seeds, tasks, data_dir, corpora, protocol, max_tra
                 "tasks": {name: {"main_metric": "loss", "metrics": {"loss": spread([v["loss"]])}, "rows": v["rows"]}
                           for name, v in losses.items()}, "skipped": {}}
         body["average"], body["baselines"] = losses["all"]["loss"], {}
+    elif suite == "probe":  # BERT and T5 alike: encoder features
+        from lmbudget.evaluate.probe import probe_suite
+        body = probe_suite(run, seeds, tasks, protocol, max_train, max_eval, device, progress, log)
     elif run.arch == "bert":
         if suite == "sni":
             raise EvalError("--suite sni fine-tunes an encoder-decoder: evaluate a T5 run, or use offline/glue/superglue")
@@ -182,7 +201,9 @@ def _evaluate(run_dir, suite, seeds, tasks, data_dir, corpora, protocol, max_tra
     order = ["suite", "run_dir", "model", "arch", "checkpoint", "run_status", "seeds", "protocol", "average",
              "baselines", "tasks", "skipped", "created", "wall_s"]
     result = {k: result[k] for k in order}
-    atomic_write_json(results_path(run_dir, suite), result)
+    atomic_write_json(results_path(run_dir, suite, checkpoint), result)
+    if checkpoint:
+        return result
     if not merge_summary(run_dir, suite, result):
         log(f"note: {run_dir} has no summary.json yet (unfinished run); results are only in {results_path(run_dir, suite)}")
     return result

@@ -8,6 +8,9 @@ word overlap between the two texts, which a bag of words of the concatenation wo
 """
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
 import warnings
 
 import numpy as np
@@ -66,7 +69,23 @@ def tfidf_linear(task: TaskData) -> dict[str, dict]:
     return out
 
 
+_computed: dict[str, dict] = {}
+
+
+def fingerprint(task: TaskData) -> str:
+    """What the baselines depend on: the task's texts, labels, metrics and entries."""
+    h = hashlib.sha256(json.dumps([task.name, task.n_labels, task.metrics, task.main, task.report]).encode())
+    for name, split in [("train", task.train), *sorted(task.evals.items())]:
+        h.update(json.dumps([name, split.a, split.b, split.labels.tolist(),
+                             None if split.groups is None else split.groups.tolist()]).encode())
+    return h.hexdigest()
+
+
 def baselines(task: TaskData) -> dict[str, dict[str, dict]]:
-    """``{entry: {"majority": metrics, "tfidf_lr": metrics}}``."""
-    maj, lin = majority(task), tfidf_linear(task)
-    return {entry: {"majority": maj[entry], "tfidf_lr": lin[entry]} for entry in task.report}
+    """``{entry: {"majority": metrics, "tfidf_lr": metrics}}``; computed once per process for the same
+    task data (a sweep evaluates every run on the same splits)."""
+    key = fingerprint(task)
+    if key not in _computed:
+        maj, lin = majority(task), tfidf_linear(task)
+        _computed[key] = {entry: {"majority": maj[entry], "tfidf_lr": lin[entry]} for entry in task.report}
+    return copy.deepcopy(_computed[key])

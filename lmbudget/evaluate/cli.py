@@ -27,7 +27,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     from lmbudget.evaluate import SUITES
 
     s = subparsers.add_parser(
-        "evaluate", help="held-out loss or downstream fine-tuning of a run's final checkpoint",
+        "evaluate", help="held-out loss, downstream fine-tuning or a frozen-feature probe of a run's final checkpoint",
         description="Evaluate RUN_DIR's final checkpoint; results go to RUN_DIR/eval/SUITE.json and summary.json.")
     s.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     s.add_argument("--suite", required=True, choices=SUITES)
@@ -40,11 +40,14 @@ def register(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--max-train", type=int, default=0, help="cap training examples per task (0: all)")
     s.add_argument("--max-eval", type=int, default=0, help="cap examples per evaluation split (0: all)")
     s.add_argument("--max-rows", type=int, default=0, help="valloss: cap rows per corpus (0: all)")
+    s.add_argument("--checkpoint", default=None, metavar="NAME",
+                   help="a checkpoint kept during training (train.keep_checkpoints=true), e.g. step-00000042; "
+                        "default: the final one")
     g = s.add_argument_group("fine-tuning protocol overrides (default: the suite's paper protocol)")
     g.add_argument("--lr", type=float, default=None)
     g.add_argument("--epochs", type=int, default=None)
     g.add_argument("--batch-size", type=int, default=None)
-    g.add_argument("--pooling", choices=["mean", "cls"], default=None, help="BERT head input (default mean)")
+    g.add_argument("--pooling", choices=["mean", "cls"], default=None, help="BERT head input; probe: features (default mean)")
     g.add_argument("--precision", choices=["fp32", "bf16"], default=None)
     s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: the run's train.threads, else all)")
     s.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
@@ -66,7 +69,7 @@ def cmd_evaluate(a) -> None:
     try:
         result = evaluate(a.run_dir, a.suite, seeds=a.seeds, tasks=a.tasks, data_dir=a.data_dir, corpora=a.corpus,
                           protocol=protocol, max_train=a.max_train, max_eval=a.max_eval, max_rows=a.max_rows,
-                          device=a.device, progress=not a.quiet, threads=a.threads)
+                          device=a.device, progress=not a.quiet, threads=a.threads, checkpoint=a.checkpoint)
     except (EvalError, EvalDataError, CorpusError) as e:
         print(f"lmbudget: error: {e}", file=sys.stderr)
         sys.exit(2)

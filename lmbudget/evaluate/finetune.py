@@ -6,7 +6,7 @@ pre-training here is masked-LM only (no next-sentence task), so nothing ever tra
 state; ``pooling="cls"`` takes the first token instead. Inputs are ``[CLS] a [SEP] (b [SEP])`` from
 the run's own tokenizer, truncated longest-first to ``min(max_length, model.max_seq_len)`` and padded
 per batch; padding is masked out of attention (the pre-training encoder attends everywhere because
-it only sees packed rows, so :func:`encode` adds a key-padding mask).
+it only sees packed rows, so :func:`encode` passes a key-padding mask).
 
 Protocol (paper-method.md section 5): AdamW (betas 0.9/0.98, eps 1e-6, no weight decay), batch 16,
 cosine schedule with 10% linear warm-up, evaluation after every epoch, and the best epoch per
@@ -16,7 +16,6 @@ epochs; SuperGLUE: lr 5e-5, 10 epochs; the offline suite: GLUE's protocol at lr 
 """
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import asdict, dataclass, replace
 
@@ -63,16 +62,9 @@ OFFLINE_PROTOCOL = Protocol(lr=3e-4)
 
 # ------------------------------------------------------------------------------------------ model
 def encode(encoder: nn.Module, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Final hidden states (B, T, H) with padding (``mask`` False) masked out of attention."""
-    if "attention_mask" in inspect.signature(encoder.encode).parameters:
-        return encoder.encode(input_ids, attention_mask=mask)
-    if bool(mask.all()):
-        return encoder.encode(input_ids)  # nothing to mask: the model's own (fused) path
-    x = encoder.embed_norm(encoder.embed(input_ids) + encoder.positions(input_ids.shape[1]))
-    attend = mask[:, None, None, :]
-    for block in encoder.layers:
-        x = block(x, attend)
-    return encoder.final_norm(x)
+    """Final hidden states (B, T, H) with padding (``mask`` False) masked out of attention (the model's
+    own ``encode``; an all-True mask takes its unmasked, fused path)."""
+    return encoder.encode(input_ids, attention_mask=mask)
 
 
 class SequenceClassifier(nn.Module):

@@ -37,7 +37,9 @@ class PretrainedRun:
         return model.to(device)
 
 
-def load_run(run_dir: Path, log=lambda *_: None) -> PretrainedRun:
+def load_run(run_dir: Path, log=lambda *_: None, kept: str | None = None) -> PretrainedRun:
+    """The run's latest checkpoint, or with ``kept`` the weights kept under that name
+    (``checkpoints/kept/step-NNNNNNNN``, written when the run had ``train.keep_checkpoints=true``)."""
     from lmbudget.data import prepare_data
     from lmbudget.runs import load_config
 
@@ -45,7 +47,14 @@ def load_run(run_dir: Path, log=lambda *_: None) -> PretrainedRun:
     if not (run_dir / "config.yaml").exists():
         raise EvalError(f"{run_dir} is not a run directory (no config.yaml): train one with "
                         f"`lmbudget train ... --run-dir {run_dir}`")
-    ckpt = checkpoint.latest(run_dir)
+    if kept:
+        names = [p.name for p, _ in checkpoint.kept(run_dir)]
+        if kept not in names:
+            raise EvalError(f"{run_dir} keeps no checkpoint '{kept}': choose one of {', '.join(names)}" if names else
+                            f"{run_dir} keeps no checkpoints: train it with train.keep_checkpoints=true")
+        ckpt = checkpoint.kept_folder(run_dir) / kept
+    else:
+        ckpt = checkpoint.latest(run_dir)
     if ckpt is None or not (ckpt / "model.safetensors").exists():
         raise EvalError(f"{run_dir} has no checkpoint yet: let its training finish (or resume it with --resume)")
     cfg = load_config(run_dir)

@@ -92,10 +92,16 @@ class BertMLM(nn.Module):
         return {"arch": "bert", "n_layers": c.n_layers, "hidden": c.hidden, "heads": c.heads,
                 "ffn": c.ffn, "vocab_size": c.vocab_size}
 
-    def encode(self, input_ids: torch.Tensor, active: Sequence[int] | None = None) -> torch.Tensor:
+    def encode(self, input_ids: torch.Tensor, active: Sequence[int] | None = None,
+               attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Final hidden states (B, T, H). ``attention_mask`` (B, T; True/1 = token) masks padding out of
+        attention, for padded evaluation batches; pre-training's packed rows pass none (the fused path)."""
+        attend = None
+        if attention_mask is not None and not bool(attention_mask.all()):
+            attend = attention_mask.bool()[:, None, None, :]
         x = self.embed_norm(self.embed(input_ids) + self.positions(input_ids.shape[1]))
         for i in range(len(self.layers)) if active is None else active:
-            x = self.layers[i](x)
+            x = self.layers[i](x, attend)
         return self.final_norm(x)
 
     def masked_logits(self, batch: dict, active: Sequence[int] | None = None):

@@ -124,6 +124,13 @@ def relative_buckets(length: int, bidirectional: bool, n_buckets: int, max_dista
     return buckets + torch.where(rel < exact, rel, log_bucket.clamp_max(n_buckets - 1))
 
 
+def padding_bias(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """Additive (B, 1, 1, T) bias hiding padding keys (``attention_mask`` 0) from attention."""
+    if attention_mask is None:
+        return None
+    return (1.0 - attention_mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
+
+
 class T5Model(nn.Module):
     def __init__(self, cfg: ModelConfig, pad_id: int):
         super().__init__()
@@ -154,23 +161,27 @@ class T5Model(nn.Module):
     def _buckets(self, length: int, bidirectional: bool, device: torch.device) -> torch.Tensor:
         return relative_buckets(length, bidirectional, self.cfg.rel_buckets, self.cfg.rel_max_distance, device)
 
+    def encode(self, input_ids: torch.Tensor, active: Sequence[int] | None = None,
+               attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Encoder states (B, T, d) after the encoder's final norm. ``attention_mask`` (B, T; 1 = token) is
+        optional: span-corrupted batches are all full length and skip it."""
+        n = self.cfg.n_layers
+        pad_mask = padding_bias(attention_mask)
+        x = self.embed(input_ids)
+        buckets = self._buckets(input_ids.shape[1], True, input_ids.device)
+        for i in range(n) if active is None else active:
+            if i < n:
+                x = self.layers[i](x, buckets, pad_mask)
+        return self.encoder_norm(x)
+
     def target_hidden(self, batch: dict, active: Sequence[int] | None = None) -> torch.Tensor:
         """Decoder states (B, Ttgt, d) before the final norm."""
         input_ids, labels = batch["input_ids"], batch["labels"]
         n = self.cfg.n_layers
         order = range(len(self.layers)) if active is None else active
         device = input_ids.device
-        # Optional padding mask (1 = token): span-corrupted batches are all full length and skip it.
-        pad_mask = None
-        if batch.get("attention_mask") is not None:
-            pad_mask = (1.0 - batch["attention_mask"][:, None, None, :].float()) * torch.finfo(torch.float32).min
-
-        x = self.embed(input_ids)
-        buckets = self._buckets(input_ids.shape[1], True, device)
-        for i in order:
-            if i < n:
-                x = self.layers[i](x, buckets, pad_mask)
-        memory = self.encoder_norm(x)
+        pad_mask = padding_bias(batch.get("attention_mask"))
+        memory = self.encode(input_ids, active, batch.get("attention_mask"))
 
         # Teacher forcing: decoder inputs are the labels shifted right, starting with pad (T5).
         dec_in = torch.cat([labels.new_full((labels.shape[0], 1), self.pad_id), labels[:, :-1]], dim=1)
