@@ -28,6 +28,8 @@ class ModelConfig:
     norm_eps: float = 1e-12
     rel_buckets: int = 32      # T5 relative-position buckets
     rel_max_distance: int = 128
+    head_transform: bool = True  # BERT MLM head: Linear-GELU-LayerNorm before the decoder; False: plain
+                                 # (tied) linear decoder, cramming's skip_head_transform (bert-c5)
 
 
 @dataclass
@@ -62,6 +64,8 @@ class OptimConfig:
     rho: float = 0.01           # Sophia
     hessian_every: int = 10     # Sophia: k
     hessian_batch_fraction: float = 0.5  # Sophia: share of a batch used for the Hessian pass
+    hessian_clip: bool = False  # Sophia: clip the Hessian pass's gradients at optim.clip (the paper's T5 code)
+    sophia_bs: int = 0          # Sophia: the bs of rho*bs*h; 0: the input tokens of a global batch
     free_hessian: bool = False  # Sophia: leave Hessian passes uncharged (paper ablation)
 
 

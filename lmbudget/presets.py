@@ -36,7 +36,8 @@ PRESETS: dict[str, dict] = {
                       reference="cpu2-bert-tiny"),
     },
     "bert-c5": {  # the paper's crammed BERT: 16 x 768, 12 heads, batch 1536 = 12 x 128
-        "model": dict(arch="bert", n_layers=16, hidden=768, heads=12, ffn=3072, max_seq_len=128),
+        "model": dict(arch="bert", n_layers=16, hidden=768, heads=12, ffn=3072, max_seq_len=128,
+                      head_transform=False),  # cramming's skip_head_transform: True
         "data": dict(vocab_size=32768, seq_len=128),
         "train": dict(micro_batch=128, batch=1536, budget="24h", eval_batches=16, precision="bf16",
                       compile=True, reference="paper-rtx3090-bert"),
@@ -45,21 +46,21 @@ PRESETS: dict[str, dict] = {
     # (noise density 0.15, mean span 3) turns into the input length: 568 -> 512 + 114 target.
     "t5-micro": {
         "model": dict(arch="t5", n_layers=4, hidden=64, heads=2, ffn=128, norm_eps=1e-6),
-        "data": dict(tokenizer="unigram", vocab_size=2048, seq_len=70),  # 64 input + 14 target tokens
+        "data": dict(tokenizer="unigram", vocab_size=2048, seq_len=70, lowercase=False),  # 64 input + 14 target tokens
         "optim": dict(schedule="t5-cosine"),
         "train": dict(micro_batch=8, batch=16, budget="20s", eval_batches=2, precision="fp32",
                       reference="cpu2-t5-micro"),
     },
     "t5-tiny": {
         "model": dict(arch="t5", n_layers=4, hidden=256, heads=4, ffn=1024, norm_eps=1e-6),
-        "data": dict(tokenizer="unigram", vocab_size=8192, seq_len=141),  # 128 input + 29 target tokens
+        "data": dict(tokenizer="unigram", vocab_size=8192, seq_len=141, lowercase=False),  # 128 input + 29 target tokens
         "optim": dict(schedule="t5-cosine"),
         "train": dict(micro_batch=16, batch=32, budget="3min", eval_batches=8, precision="bf16",
                       reference="cpu2-t5-tiny"),
     },
     "t5-base": {  # the paper's T5: 12 + 12 layers, d_model 768, d_ff 2048, batch 144
         "model": dict(arch="t5", n_layers=12, hidden=768, heads=12, ffn=2048, norm_eps=1e-6),
-        "data": dict(tokenizer="unigram", vocab_size=32000, seq_len=568),
+        "data": dict(tokenizer="unigram", vocab_size=32000, seq_len=568, lowercase=False),
         "optim": dict(schedule="t5-cosine"),
         "train": dict(micro_batch=72, batch=144, budget="24h", eval_batches=16, precision="bf16",
                       compile=True, reference="paper-a100-t5"),

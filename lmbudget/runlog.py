@@ -3,6 +3,7 @@ to the lines the checkpoint had seen, so a resumed run's log equals an uninterru
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from lmbudget.io import atomic_write_text
@@ -41,3 +42,17 @@ class MetricsLog:
 
     def read(self) -> list[dict]:
         return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+
+DIVERGENCE_TAIL = 0.1  # the share of the logged training losses that a run ends on
+
+
+def loss_rise(lines: list[dict]) -> tuple[float, float] | None:
+    """(first, end) of the logged training losses: the first one, and the mean of the last
+    ``DIVERGENCE_TAIL`` of them (at least one line); None with no training loss logged. A run whose
+    end is above its first has risen above its start for good: it diverged."""
+    losses = [line["train_loss"] for line in lines if "train_loss" in line]
+    if not losses:
+        return None
+    tail = losses[-max(1, math.ceil(DIVERGENCE_TAIL * len(losses))):]
+    return losses[0], sum(tail) / len(tail)

@@ -29,7 +29,7 @@ from lmbudget.distributed import gather_full, gradient_sync, init_world, paralle
 from lmbudget.io import atomic_write_json
 from lmbudget.models import build_model
 from lmbudget.optim import build_optimizer
-from lmbudget.runlog import MetricsLog
+from lmbudget.runlog import MetricsLog, loss_rise
 from lmbudget.schedules import lr_factor
 from lmbudget.tracking import make_tracker
 
@@ -104,6 +104,7 @@ class Trainer:
         self.next_eval = t.eval_every
         self.next_checkpoint = t.checkpoint_every
         self.last_val_loss: float | None = None
+        self.loss_start_end: tuple[float, float] | None = None  # first and last-10% mean of the logged train losses
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", enabled=self.world.is_main)
         self.progress = progress
         if t.compile:
@@ -204,11 +205,22 @@ class Trainer:
                 self.last_val_loss = self.evaluate()
                 self.metrics.append(self.metric_line(None, val_loss=self.last_val_loss, final=True))
                 self.save_checkpoint()
+                if self.rose_for_good():
+                    status = "diverged"
+                    self.print(f"training loss ended at {self.loss_start_end[1]:.4f}, above its start "
+                               f"{self.loss_start_end[0]:.4f} (status: diverged)")
         finally:
             bar.close()
             if self.metrics.tracker is not None:
                 self.metrics.tracker.close()
         return self.write_summary(status)
+
+    def rose_for_good(self) -> bool:
+        """Whether the mean of the last 10% of the logged training losses is above the first one
+        (``runlog.loss_rise``); rank 0 reads its log and tells the others."""
+        self.loss_start_end = loss_rise(self.metrics.read()) if self.world.is_main else None
+        risen = self.loss_start_end is not None and self.loss_start_end[1] > self.loss_start_end[0]
+        return not self.world.all_true(not risen)
 
     def train_step(self) -> float:
         cfg, clock, alg = self.cfg, self.clock, self.algorithm
@@ -238,7 +250,7 @@ class Trainer:
         if cfg.optim.clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.clip)
         if hasattr(self.optimizer, "set_batch_tokens"):
-            self.optimizer.set_batch_tokens(batch.input_ids.numel())  # Sophia's bs: tokens per batch
+            self.optimizer.set_batch_tokens(self.sophia_bs(batch))
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -249,21 +261,33 @@ class Trainer:
         alg.after_step(self, total)
         return total
 
+    def sophia_bs(self, batch: Batch) -> int:
+        """Sophia's bs: ``optim.sophia_bs``, or the input tokens of the *global* batch (the gradient is the
+        mean over all ranks, so N ranks use the bs one process would)."""
+        return self.cfg.optim.sophia_bs or batch.input_ids.numel() * self.world.size
+
     def hessian_update(self) -> None:
         """Sophia's Gauss-Newton-Bartlett pass on a fresh share of a batch, charged as forward+backward."""
         n = max(self.micro_batch, int(self.batch_size * self.cfg.optim.hessian_batch_fraction) // self.micro_batch * self.micro_batch)
         batch = self.draw(n)
-        for micro in batch.split(self.micro_batch):
+        # Labels are sampled with one generator per microbatch of the global draw, seeded from the run's
+        # Hessian stream: every rank samples what one process would for the same examples.
+        base = int(torch.randint(0, 2 ** 62, (1,), generator=self.hessian_generator))
+        first = self.world.rank * (n // self.micro_batch) if self.world.active else 0
+        for j, micro in enumerate(batch.split(self.micro_batch)):
             self.clock.charge("fwd_bwd", cost_key(self.model, None), examples=len(micro), tag="hessian",
                               free=self.cfg.optim.free_hessian)
+            generator = torch.Generator().manual_seed(base + first + j)
             with autocast(self.cfg.train.precision, self.device):
-                loss = self.model.hessian_loss(self.to_device(micro), self.hessian_generator)
+                loss = self.model.hessian_loss(self.to_device(micro), generator)
             (loss * len(micro) / len(batch)).backward()
         if isinstance(self.trained_model, torch.nn.parallel.DistributedDataParallel):  # outside its forward: by hand
             for p in self.model.parameters():
                 if p.grad is not None:
                     torch.distributed.all_reduce(p.grad)
                     p.grad /= self.world.size
+        if self.cfg.optim.hessian_clip and self.cfg.optim.clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.clip)
         self.optimizer.update_hessian()
         self.optimizer.zero_grad(set_to_none=True)
 
@@ -373,6 +397,7 @@ class Trainer:
             "tokens_per_s": self.tokens / self.wall if self.wall else 0.0,
             "final_val_loss": self.last_val_loss, "unigram_entropy": self.unigram_entropy(),
             "rst_breakdown": self.clock.ledger,
+            "train_loss_start_end": list(self.loss_start_end) if self.loss_start_end else None,
             "device": str(self.device), "clock_rule": "each unit of work is charged its reference-system cost "
             "(cost table per microbatch, scaled by examples / table micro_batch) before it runs",
         }

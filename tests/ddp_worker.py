@@ -1,7 +1,8 @@
 """Run under torchrun by tests/test_distributed.py: several configurations in one process group.
 
-A spec is [algorithm, optimizer, budget] with optional parallel ("ddp"/"fsdp") and a step at which
-every rank is interrupted (an exception out of the loop, as a crash would) before ``--resume``."""
+A spec is [algorithm, optimizer, budget] with optional parallel ("ddp"/"fsdp"), a step at which
+every rank is interrupted (an exception out of the loop, as a crash would) before ``--resume``, and
+extra overrides."""
 import json
 import sys
 
@@ -29,10 +30,10 @@ def interrupted_after(step: int):
 
 results = {}
 for name, (algorithm, optimizer, budget, *rest) in specs.items():
-    parallel, interrupt_at = (rest + ["ddp", None][len(rest):])
+    parallel, interrupt_at, extra = (rest + ["ddp", None, []][len(rest):])
     cfg = make_config("bert-micro", algorithm, optimizer, budget, seed=0,
                       overrides=[f"data.corpus={corpus}", "train.threads=1", "train.batch=16", "train.eval_every=0.5",
-                                 f"train.parallel={parallel}"])
+                                 f"train.parallel={parallel}", *extra])
     quiet = dict(progress=False, log=lambda *_: None)
     if interrupt_at:
         original, Trainer.after_step = Trainer.after_step, interrupted_after(interrupt_at)

@@ -15,6 +15,7 @@ from lmbudget.optim import OPTIMIZERS
 from lmbudget.runs import make_config, train
 
 WORKER = str(Path(__file__).with_name("ddp_worker.py"))
+SOPHIA_EQUIV = ["optim.hessian_every=2", "optim.rho=1000", "optim.hessian_batch_fraction=1"]
 
 
 def torchrun(corpus, out, specs, timeout=400):
@@ -29,6 +30,9 @@ def torchrun(corpus, out, specs, timeout=400):
 def test_two_ranks_equal_one_process_and_every_algorithm_finishes(corpus, tmp_path, monkeypatch):
     monkeypatch.setenv("LMBUDGET_HOME", str(tmp_path / "home"))
     specs = {"equiv": ["baseline", "adamw", "12 steps"], "equiv-fsdp": ["baseline", "adamw", "12 steps", "fsdp"],
+             # Sophia with Hessian updates every 2 steps and a rho at which the clamp does not bind, so its
+             # bs (the tokens of the global batch, not of a rank's half) shapes every step
+             "equiv-sophia": ["baseline", "sophia", "12 steps", "ddp", None, SOPHIA_EQUIV],
              # sharded optimizer state (Sophia's Hessian too) and stacked layers through a checkpoint
              "stack-sophia-fsdp": ["layer-stacking", "sophia", "12 steps", "fsdp"],
              "stack-sophia-fsdp-resumed": ["layer-stacking", "sophia", "12 steps", "fsdp", 8]}
@@ -41,12 +45,16 @@ def test_two_ranks_equal_one_process_and_every_algorithm_finishes(corpus, tmp_pa
     cfg = make_config("bert-micro", "baseline", "adamw", "12 steps", seed=0,
                       overrides=[f"data.corpus={corpus}", "train.threads=1", "train.batch=16", "train.eval_every=0.5"])
     single = train(cfg, tmp_path / "single", progress=False, log=lambda *_: None)
-    for name in ("equiv", "equiv-fsdp"):
-        max_diff = max_weight_difference(tmp_path / "single", tmp_path / "ddp" / name)
-        print(f"2 ranks ({results[name]['parallel']}) vs 1 process: max weight difference {max_diff:.3g}, "
-              f"val loss {results[name]['final_val_loss']:.6f} vs {single['final_val_loss']:.6f}")
+    cfg = make_config("bert-micro", "baseline", "sophia", "12 steps", seed=0,
+                      overrides=[f"data.corpus={corpus}", "train.threads=1", "train.batch=16", "train.eval_every=0.5",
+                                 *SOPHIA_EQUIV])
+    single_sophia = train(cfg, tmp_path / "single-sophia", progress=False, log=lambda *_: None)
+    for name, reference in (("equiv", single), ("equiv-fsdp", single), ("equiv-sophia", single_sophia)):
+        max_diff = max_weight_difference(tmp_path / ("single-sophia" if "sophia" in name else "single"), tmp_path / "ddp" / name)
+        print(f"2 ranks ({results[name]['parallel']}, {name}) vs 1 process: max weight difference {max_diff:.3g}, "
+              f"val loss {results[name]['final_val_loss']:.6f} vs {reference['final_val_loss']:.6f}")
         assert max_diff < 1e-5
-        assert results[name]["final_val_loss"] == pytest.approx(single["final_val_loss"], abs=1e-5)
+        assert results[name]["final_val_loss"] == pytest.approx(reference["final_val_loss"], abs=1e-5)
     resumed, full = results["stack-sophia-fsdp-resumed"], results["stack-sophia-fsdp"]
     assert max_weight_difference(tmp_path / "ddp" / "stack-sophia-fsdp", tmp_path / "ddp" / "stack-sophia-fsdp-resumed") < 1e-5
     assert resumed["steps"] == full["steps"] and resumed["final_depth"] == full["final_depth"] == 4

@@ -31,3 +31,35 @@ def test_explicit_bf16_attention_matches_sdpa_values_and_gradients(masked):
     with torch.no_grad():
         fast = attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), mask, scale).float()
     assert torch.allclose(fast, out.detach(), atol=0.05, rtol=0.05)
+
+
+def test_bert_head_transform_option_and_the_presets_that_use_it():
+    """model.head_transform=false is cramming's skip_head_transform: logits = final hidden @ tied embedding."""
+    from lmbudget.config import ModelConfig
+    from lmbudget.models.bert import BertMLM
+    from lmbudget.presets import model_config
+
+    cfg = ModelConfig(arch="bert", n_layers=2, hidden=32, heads=2, ffn=64, vocab_size=50, max_seq_len=16)
+    gen = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(5, 50, (3, 16), generator=gen)
+    labels = torch.full((3, 16), -100)
+    labels[:, ::4] = input_ids[:, ::4]
+    batch = {"input_ids": input_ids, "labels": labels}
+
+    torch.manual_seed(0)
+    plain = BertMLM(ModelConfig(**{**cfg.__dict__, "head_transform": False}))
+    names = {n for n, _ in plain.named_parameters()}
+    assert not any(n.startswith(("head.", "head_norm.")) for n in names)
+    logits, targets, _ = plain.masked_logits(batch)
+    hidden = plain.encode(input_ids).reshape(-1, 32)[labels.view(-1) != -100]
+    assert torch.allclose(logits, hidden @ plain.embed.weight.t(), atol=1e-6)
+    assert plain(batch).item() == pytest.approx(F.cross_entropy(logits, targets).item(), abs=1e-6)
+
+    torch.manual_seed(0)
+    full = BertMLM(cfg)  # the default: Linear-GELU-LayerNorm before the tied decoder
+    hidden = full.encode(input_ids).reshape(-1, 32)[labels.view(-1) != -100]
+    expected = full.head_norm(F.gelu(full.head(hidden))) @ full.embed.weight.t()
+    assert torch.allclose(full.masked_logits(batch)[0], expected, atol=1e-6)
+
+    assert model_config("bert-c5").head_transform is False  # the paper's crammed BERT
+    assert model_config("bert-tiny").head_transform and model_config("bert-micro").head_transform

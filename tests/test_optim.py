@@ -207,6 +207,11 @@ def test_optimizer_defaults_are_the_papers():
     assert [t5[n]["lr"] for n in ("adamw", "lion", "sophia")] == [2e-2, 7.5e-4, 1e-3]
     assert all(d["rms_scaled"] and d["weight_decay"] == 0 and d["clip"] == 1.0 for d in t5.values())
     assert t5["sophia"]["rho"] == 1e-2
+    # Sophia's bs and Hessian pass as the paper's code has them: T5 calls step() without bs (the
+    # optimizer's default 5120) after a clipped Hessian pass on a whole batch; BERT passes the tokens of
+    # a global batch (128 x 1536 = 196608 for bert-c5: sophia_bs=0) from half a batch, unclipped.
+    assert (t5["sophia"]["sophia_bs"], t5["sophia"]["hessian_batch_fraction"], t5["sophia"]["hessian_clip"]) == (5120, 1.0, True)
+    assert (sophia["sophia_bs"], sophia["hessian_batch_fraction"], sophia["hessian_clip"]) == (0, 0.5, False)
     assert all(optimizer_defaults(n, "bert")["clip"] == 0.5 for n in OPTIMIZERS)
     # Every key is an OptimConfig field, and callers get a copy they may mutate.
     for arch in ("bert", "t5"):
@@ -322,3 +327,47 @@ def test_fused_adamw_matches_torch_multi_tensor_adamw():
             opt.zero_grad()
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.allclose(pa, pb, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- Sophia in the loop
+
+@pytest.mark.parametrize("model,extra,expected_bs", [
+    ("bert-micro", [], 16 * 32),                      # bs 0: the input tokens of the global batch (16 x 32)
+    ("bert-micro", ["optim.sophia_bs=777"], 777),     # an explicit setting
+    ("t5-micro", [], 5120),                           # the paper's T5 value
+])
+def test_loop_gives_sophia_its_bs_and_clips_the_hessian_pass_as_configured(model, extra, expected_bs, corpus,
+                                                                          tmp_path, monkeypatch):
+    from lmbudget.runs import make_config
+    from lmbudget.train import Trainer
+
+    monkeypatch.setenv("LMBUDGET_HOME", str(tmp_path / "home"))
+    cfg = make_config(model, "baseline", "sophia", "4 steps", seed=0,
+                      overrides=[f"data.corpus={corpus}", "train.threads=1", "optim.hessian_every=2", *extra])
+    trainer = Trainer(cfg, tmp_path / "run", log=lambda *_: None, progress=False)
+    seen_bs, hessian_norms, hessian_examples = [], [], []
+    original_set, original_update, original_draw = (trainer.optimizer.set_batch_tokens,
+                                                    trainer.optimizer.update_hessian, trainer.draw)
+
+    def update_hessian():
+        hessian_norms.append(torch.nn.utils.get_total_norm([p.grad for p in trainer.model.parameters()
+                                                             if p.grad is not None]).item())
+        original_update()
+
+    def draw(n):
+        hessian_examples.append(n)
+        return original_draw(n)
+    monkeypatch.setattr(trainer.optimizer, "set_batch_tokens", lambda n: (seen_bs.append(n), original_set(n)))
+    monkeypatch.setattr(trainer.optimizer, "update_hessian", update_hessian)
+    monkeypatch.setattr(trainer, "draw", draw)
+    trainer.run()
+    assert seen_bs == [expected_bs] * 4 and len(hessian_norms) == 2
+    assert hessian_examples[-1] == cfg.train.batch * cfg.optim.hessian_batch_fraction  # the Hessian pass's draw
+    if cfg.optim.hessian_clip:  # T5: the sampled-label gradients are clipped like a step's
+        assert max(hessian_norms) <= cfg.optim.clip + 1e-6
+    assert trainer.optimizer.param_groups[0]["bs"] == expected_bs
+
+
+def test_negative_sophia_bs_is_a_config_error():
+    with pytest.raises(ConfigError, match="optim.sophia_bs"):
+        build_optimizer(nn.Linear(2, 2), dataclasses.replace(OptimConfig(), name="sophia", sophia_bs=-1))

@@ -219,11 +219,52 @@ def hf_pair(load=True):
     return hf, ours, weights
 
 
-def test_initialisation_matches_hf():
+def test_initialisation_matches_hf_except_the_head_which_is_t5s():
     hf, ours, weights = hf_pair(load=False)
     for name, param in ours.named_parameters():
-        if "rel_bias" not in name:  # 32 values: too few for a stable std
+        if "rel_bias" not in name and name != "lm_head.weight":  # rel_bias: 32 values, too few for a stable std
             assert param.std().item() == pytest.approx(weights[name].std().item(), rel=0.15), name
+    # The untied head: T5's own (t5x logits_dense, variance scaling fan_in: std d^-0.5), not HF's std 1.0.
+    assert ours.lm_head.weight.std().item() == pytest.approx(tiny_cfg().hidden ** -0.5, rel=0.05)
+
+
+@pytest.mark.parametrize("preset", ["t5-micro", "t5-tiny"])
+def test_untrained_t5_loss_is_about_ln_vocab(preset):
+    """Logits of std ~1 at initialisation: the loss starts at ln V + var/2 ~ ln V + 0.5, not at the
+    sqrt(2 d ln V) of a std-1 head (61.8 for t5-tiny), whatever the width."""
+    import math
+
+    from lmbudget.presets import model_config
+    cfg = model_config(preset)
+    cfg.vocab_size = {"t5-micro": 2048, "t5-tiny": 8192}[preset]
+    torch.manual_seed(0)
+    model = T5Model(cfg, pad_id=0)
+    g = torch.Generator().manual_seed(1)
+    batch = {"input_ids": torch.randint(3, cfg.vocab_size, (4, 64), generator=g),
+             "labels": torch.randint(3, cfg.vocab_size, (4, 14), generator=g)}
+    with torch.no_grad():
+        logits, _, _ = model.target_logits(batch)
+        loss = model(batch).item()
+    assert logits.std().item() == pytest.approx(1.0, rel=0.2)
+    assert abs(loss - math.log(cfg.vocab_size)) < 0.75, (loss, math.log(cfg.vocab_size))
+
+
+def test_t5_presets_keep_case_and_the_data_key_knows_it():
+    """T5 v1.1's vocabulary is cased: the T5 presets do not lowercase, and their data cache differs."""
+    from lmbudget.data import tokenizer as tokenization
+    from lmbudget.data.shards import data_key
+    from lmbudget.presets import preset_config
+    for preset in ("t5-micro", "t5-tiny", "t5-base"):
+        cfg = preset_config(preset).data
+        assert cfg.lowercase is False
+        tok, _ = tokenization.build_untrained(cfg)
+        assert tok.normalizer.normalize_str("Héllo World") == "Héllo World"
+        lowered = copy.deepcopy(cfg)
+        lowered.lowercase = True
+        assert tokenization.build_untrained(lowered)[0].normalizer.normalize_str("Héllo World") == "hello world"
+        assert data_key(cfg, [])[0] != data_key(lowered, [])[0]
+        assert tokenization.tokenizer_key(cfg, "x") != tokenization.tokenizer_key(lowered, "x")
+    assert preset_config("bert-tiny").data.lowercase is True
 
 
 def test_matches_hf_t5_v11():

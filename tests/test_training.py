@@ -150,6 +150,29 @@ def test_diverged_run_stops_cleanly(corpus, tmp_path):
     assert summary["status"] == "diverged" and summary["steps"] < 20
 
 
+def test_loss_rise_is_the_first_logged_loss_against_the_mean_of_the_last_tenth():
+    from lmbudget.runlog import loss_rise
+    lines = [{"step": i + 1, "train_loss": float(v)} for i, v in enumerate(range(20, 0, -1))] + [{"val_loss": 3.0}]
+    assert loss_rise(lines) == (20.0, 1.5)  # last 2 of 20 logged losses: (2 + 1) / 2
+    assert loss_rise(lines[:3]) == (20.0, 18.0)  # at least one line: ceil(0.3) = 1
+    assert loss_rise([{"val_loss": 1.0}]) is None
+
+
+def test_run_whose_loss_ends_above_its_start_is_diverged(corpus, tmp_path, monkeypatch):
+    """Finite but risen for good: evaluated and checkpointed, yet recorded as diverged; a falling run completes."""
+    cfg = config(corpus, budget="10 steps")
+    original = Trainer.train_step
+    monkeypatch.setattr(Trainer, "train_step", lambda self: original(self) + self.clock.steps)  # rises ~1 a step
+    summary = train(cfg, tmp_path / "risen", progress=False, log=lambda *_: None)
+    first, end = summary["train_loss_start_end"]
+    assert summary["status"] == "diverged" and summary["steps"] == 10 and end > first
+    assert summary["final_val_loss"] is not None and checkpoint.latest(tmp_path / "risen")
+    monkeypatch.setattr(Trainer, "train_step", original)
+    summary = train(cfg, tmp_path / "falling", progress=False, log=lambda *_: None)
+    first, end = summary["train_loss_start_end"]
+    assert summary["status"] == "completed" and end < first
+
+
 def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_result(corpus, tmp_path):
     """A real SIGKILL of the CLI process while it trains; --resume finishes to the same weights."""
     args = ["--model", "bert-micro", "--budget", "60 steps", "--seed", "0", "--quiet",

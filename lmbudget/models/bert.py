@@ -73,9 +73,11 @@ class BertMLM(nn.Module):
         self.embed_norm = nn.LayerNorm(cfg.hidden, eps=cfg.norm_eps, bias=False)
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.final_norm = nn.LayerNorm(cfg.hidden, eps=cfg.norm_eps, bias=False)
-        # Prediction head transform; the decoder matrix is the (tied) embedding.
-        self.head = nn.Linear(cfg.hidden, cfg.hidden, bias=False)
-        self.head_norm = nn.LayerNorm(cfg.hidden, eps=cfg.norm_eps, bias=False)
+        # Prediction head transform (Linear-GELU-LayerNorm), unless cfg.head_transform is False (cramming's
+        # skip_head_transform, the paper's bert-c5); the decoder matrix is the (tied) embedding either way.
+        if cfg.head_transform:
+            self.head = nn.Linear(cfg.hidden, cfg.hidden, bias=False)
+            self.head_norm = nn.LayerNorm(cfg.hidden, eps=cfg.norm_eps, bias=False)
         self.apply(self._init)
 
     @staticmethod
@@ -110,7 +112,9 @@ class BertMLM(nn.Module):
         labels = batch["labels"]
         where = labels.view(-1) != -100
         picked = hidden.reshape(-1, hidden.shape[-1])[where]
-        logits = self.head_norm(F.gelu(self.head(picked))) @ self.embed.weight.t()
+        if self.cfg.head_transform:
+            picked = self.head_norm(F.gelu(self.head(picked)))
+        logits = picked @ self.embed.weight.t()
         rows = torch.arange(labels.shape[0], device=labels.device).repeat_interleave(labels.shape[1])[where]
         return logits, labels.view(-1)[where], rows
 

@@ -146,7 +146,10 @@ class T5Model(nn.Module):
                                     [Block(cfg, decoder=True) for _ in range(n)])
         self.encoder_norm = RMSNorm(cfg.hidden)
         self.decoder_norm = RMSNorm(cfg.hidden)
-        self.lm_head = linear(cfg.hidden, cfg.vocab_size, 1.0)  # untied: no d^-0.5 logit scaling (v1.1)
+        # Untied head (v1.1), so no d^-0.5 logit rescale; its init is T5's own (t5x's logits_dense:
+        # variance scaling, fan_in, std d^-0.5), giving initial logits of std ~1 and a loss ~ln V.
+        # HF initialises it at std 1.0, which starts the loss at ~sqrt(2 d ln V) (61.8 for t5-tiny).
+        self.lm_head = linear(cfg.hidden, cfg.vocab_size, cfg.hidden ** -0.5)
 
     @property
     def stacks(self) -> list[list[int]]:

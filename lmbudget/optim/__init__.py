@@ -57,14 +57,20 @@ _DEFAULTS: dict[tuple[str, str], dict] = {
                             clip=0.5, rms_scaled=False),
     ("lion", "bert"): dict(lr=7e-4, beta1=0.9, beta2=0.99, weight_decay=0.1,
                            clip=0.5, rms_scaled=False),
+    # BERT's bs is the tokens of a global batch (their sophiag.yaml: bs 196608 = 128 x 1536), its Hessian
+    # pass half a batch (batch_size_hess_update 768), unclipped.
     ("sophia", "bert"): dict(lr=4e-4, beta1=0.965, beta2=0.99, rho=0.01, weight_decay=0.015,
-                             hessian_every=10, clip=0.5, rms_scaled=False),
+                             hessian_every=10, clip=0.5, rms_scaled=False, sophia_bs=0,
+                             hessian_batch_fraction=0.5, hessian_clip=False),
     ("adamw", "t5"): dict(lr=2e-2, beta1=0.9, beta2=0.999, eps=1e-6, weight_decay=0.0,
                           clip=1.0, rms_scaled=True),
     ("lion", "t5"): dict(lr=7.5e-4, beta1=0.9, beta2=0.99, weight_decay=0.0,
                          clip=1.0, rms_scaled=True),
+    # The paper's T5 code calls SophiaG.step() without bs, so bs is the optimizer's default 5120, and its
+    # Hessian pass runs on a whole batch (grad_acc microbatches) whose gradients are clipped like a step's.
     ("sophia", "t5"): dict(lr=1e-3, beta1=0.965, beta2=0.99, rho=1e-2, weight_decay=0.0,
-                           hessian_every=10, clip=1.0, rms_scaled=True),
+                           hessian_every=10, clip=1.0, rms_scaled=True, sophia_bs=5120,
+                           hessian_batch_fraction=1.0, hessian_clip=True),
 }
 
 

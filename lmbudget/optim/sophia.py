@@ -5,7 +5,8 @@
                        p <- p - lr*s*sign(m)*min(|m| / (rho*bs*h + 1e-15), 1)
     update_hessian():  h <- b2*h + (1-b2)*g*g
 
-with bs the tokens per batch (``set_batch_tokens``) and s = max(1e-3, RMS(p)) when
+with bs the token count the loop passes (``set_batch_tokens``: ``optim.sophia_bs``, else the input
+tokens of the global batch) and s = max(1e-3, RMS(p)) when
 rms_scaled, else 1. The clamp bounds every coordinate's step by lr*s.
 
 The training loop owns the Hessian pass, every ``cfg.hessian_every`` steps: a forward
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import torch
 
+from ..config import ConfigError
 from ._common import GroupwiseOptimizer, grads_of, rms_scales
 
 
@@ -40,6 +42,8 @@ class SophiaG(GroupwiseOptimizer):
 
     @classmethod
     def from_config(cls, params, cfg) -> "SophiaG":
+        if cfg.sophia_bs < 0:
+            raise ConfigError(f"optim.sophia_bs={cfg.sophia_bs} must be >= 0 (0: the input tokens of a global batch)")
         return cls(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), rho=cfg.rho,
                    weight_decay=cfg.weight_decay, rms_scaled=cfg.rms_scaled)
 
