@@ -73,8 +73,12 @@ def test_percentile_ends_order_censored_values_outside_the_finite_ones():
     samples = [SP.Bounded(0.5, "<")] * 30 + [SP.Bounded(1.0 + i / 100) for i in range(40)] + [SP.Bounded(3.0, ">")] * 30
     low, high = SP.percentile_ends(samples)
     assert (low.text(), high.text()) == ("< 0.50", "> 3.00")
-    low, high = SP.percentile_ends([SP.Bounded(v) for v in range(1, 101)])     # ranks floor(2.475), ceil(96.525)
+    values = [float(v) for v in range(1, 101)]
+    low, high = SP.percentile_ends([SP.Bounded(v) for v in values])           # ranks floor(2.475), ceil(96.525)
     assert (low.value, high.value) == (3, 98)
+    import numpy as np
+    assert (low.value, high.value) == (np.percentile(values, 2.5, method="lower"),
+                                       np.percentile(values, 97.5, method="higher"))
 
 
 def test_geometric_mean_propagates_bounds():
