@@ -136,7 +136,8 @@ def test_probe_json_is_what_the_results_store_reads(run_dir):
     summary = read_json(run_dir / "summary.json")
     assert summary["eval"]["probe"] == {"average": saved["average"], "tasks": {"bbc-topic": saved["average"]}}
     evals, tasks = read_evals(run_dir, summary)
-    assert ("probe", saved["average"]) in evals and ("probe", "bbc-topic", saved["average"]) in tasks
+    assert ("probe", saved["average"], json.dumps(saved["protocol"], sort_keys=True)) in evals
+    assert ("probe", "bbc-topic", saved["average"]) in tasks
     assert "probe" in format_result(saved)
     with pytest.raises(EvalError, match="--lr does not apply to the probe suite"):
         evaluate(run_dir, "probe", protocol={"lr": 1e-3}, **QUIET)
