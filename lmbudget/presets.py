@@ -19,7 +19,7 @@ PRESETS: dict[str, dict] = {
         "train": dict(micro_batch=8, batch=16, budget="20s", eval_batches=2, precision="fp32",
                       reference="cpu2-bert-micro"),
     },
-    # The main job's preset. fp32 (the same numbers on every CPU; bf16 is emulated, ~30x slower, on a
+    # The main job's preset. fp32 (the same numbers on every CPU; bf16 is emulated, ~15x slower, on a
     # CPU without AVX512-BF16/AMX) and one intra-op thread, so a 2-core machine trains two runs at once.
     # lr 6e-3 (6 x the paper's 1e-3) was the best of 1e-3, 3e-3, 6e-3, 1e-2 for the baseline at 2000 steps.
     "bert-demo": {
