@@ -207,8 +207,9 @@ class Trainer:
                 self.save_checkpoint()
                 if self.rose_for_good():
                     status = "diverged"
-                    self.print(f"training loss ended at {self.loss_start_end[1]:.4f}, above its start "
-                               f"{self.loss_start_end[0]:.4f} (status: diverged)")
+                    if self.loss_start_end:  # rank 0's
+                        self.print(f"training loss ended at {self.loss_start_end[1]:.4f}, above its start "
+                                   f"{self.loss_start_end[0]:.4f} (status: diverged)")
         finally:
             bar.close()
             if self.metrics.tracker is not None:
