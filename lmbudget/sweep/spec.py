@@ -40,7 +40,7 @@ BUILTIN_DIR = Path(__file__).resolve().parent / "specs"
 KEYS = ("name", "description", "models", "model", "reference", "budgets", "seeds", "optimizer", "configurations",
         "algorithms", "optimizers", "algorithm_overrides", "overrides", "evaluate", "eval_max_train",
         "eval_max_eval", "baseline_budgets", "tuned")
-CONFIG_KEYS = ("algorithm", "optimizer", "label", "overrides")
+CONFIG_KEYS = ("algorithm", "optimizer", "label", "overrides", "trials")
 
 
 class SweepError(ConfigError):
@@ -213,7 +213,10 @@ def parse_spec(raw: dict, default_name: str = "sweep", base_dir: Path | None = N
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", label) or "__" in label:
             raise SweepError(f"configuration label '{label}' must be letters, digits and . _ + - (no '__')")
         overrides = _overrides(per_algorithm.get(algorithm), f"algorithm_overrides.{algorithm}")
-        return Configuration(algorithm, optimizer, label, overrides + _overrides(item.get("overrides"), label))
+        trials = item.get("trials")  # a written sweep.yaml records the tuning trials behind each row
+        if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
+            raise SweepError(f"configuration '{label}': trials={trials!r} must be a positive integer (or absent)")
+        return Configuration(algorithm, optimizer, label, overrides + _overrides(item.get("overrides"), label), trials)
 
     if "configurations" in raw:
         if "algorithms" in raw or "optimizers" in raw:

@@ -395,7 +395,7 @@ def run_tune(spec: SweepSpec, out: Path, budget: str, trials: int, seed: int, sp
     where the space came from, for messages."""
     import optuna
     from lmbudget.clock import parse_budget
-    from lmbudget.sweep.runner import SweepLock
+    from lmbudget.lock import DirLock
 
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise TuneError(f"--trials must be a positive integer (trials per configuration), got {trials!r}")
@@ -412,7 +412,7 @@ def run_tune(spec: SweepSpec, out: Path, budget: str, trials: int, seed: int, sp
     log(f"tune {spec.name}: {len(plans)} configurations x {trials} trials of {budget} (seed {seed}, {sampler} "
         f"sampler) into {out}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with SweepLock(out):
+    with DirLock(out, "tuning"):
         atomic_write_text(out / SETTINGS, yaml.safe_dump(merged, sort_keys=False))
         storage = optuna.storages.RDBStorage(f"sqlite:///{(out / STORAGE).resolve()}")
         winners = read_winners_file(out / WINNERS) if (out / WINNERS).exists() else {}
