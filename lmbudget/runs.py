@@ -12,7 +12,7 @@ import yaml
 
 from lmbudget.config import RunConfig, apply_overrides, set_field
 from lmbudget.io import atomic_write_text, read_json
-from lmbudget.presets import preset_config
+from lmbudget.presets import lr_scale, preset_config
 
 
 def make_config(model: str, algorithm: str = "baseline", optimizer: str | None = None, budget: str | None = None,
@@ -25,7 +25,7 @@ def make_config(model: str, algorithm: str = "baseline", optimizer: str | None =
     cfg.algorithm = algorithm
     name = optimizer or cfg.optim.name
     for key, value in optimizer_defaults(name, cfg.model.arch).items():
-        set_field(cfg.optim, key, value, prefix="optim")
+        set_field(cfg.optim, key, value * lr_scale(model) if key == "lr" else value, prefix="optim")
     set_field(cfg.optim, "name", name, prefix="optim")
     if budget is not None:
         cfg.train.budget = budget

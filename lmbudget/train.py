@@ -24,6 +24,7 @@ from lmbudget.config import RunConfig
 from lmbudget.data import prepare_data
 from lmbudget.data.loader import BatchStream
 from lmbudget.data.mlm import mask_tokens
+from lmbudget.data.unigram import unigram_entropy
 from lmbudget.distributed import gather_full, gradient_sync, init_world, parallelize, shard_like, shard_optimizer_state
 from lmbudget.io import atomic_write_json
 from lmbudget.models import build_model
@@ -44,6 +45,16 @@ def autocast(precision: str, device: torch.device):
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device.type, dtype=dtype)
+
+
+def cpu_lacks_bf16() -> bool:
+    """True on a Linux CPU without AVX512-BF16 or AMX, where torch emulates bf16 (measured ~30x slower
+    than fp32 for bert-demo's shape on an AVX2 EPYC); False where it cannot tell."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" not in flags and "amx_bf16" not in flags
 
 
 def cost_key(model: torch.nn.Module, active: Sequence[int] | None) -> float:
@@ -67,6 +78,9 @@ class Trainer:
                            f"{self.world.size} ranks: change train.micro_batch (costs scale per example)")
         if t.threads:
             torch.set_num_threads(t.threads)
+        if self.device.type == "cpu" and t.precision == "bf16" and cpu_lacks_bf16():
+            log("warning: this CPU has no native bf16 (no AVX512-BF16/AMX): bf16 is emulated and much slower "
+                "than train.precision=fp32 here; results in RST are unaffected")
         self.budget = parse_budget(t.budget)
         self.data = prepare_data(cfg.data, log=log)
         if cfg.model.vocab_size == 0:
@@ -280,26 +294,36 @@ class Trainer:
         return line
 
     # ------------------------------------------------------------------ evaluation (not charged)
-    @torch.no_grad()
-    def evaluate(self, split: str = "validation") -> float:
+    def validation_inputs(self, split: str = "validation"):
+        """The fixed validation examples, micro-batch by micro-batch, with the same masks every time."""
         data = self.data.split(split)
         n = min(len(data), self.cfg.train.eval_batches * self.micro_batch)
         if n == 0:
             raise RunError(f"the {split} split is empty: use a larger corpus or data.validation_fraction")
-        was_training = self.model.training
-        self.model.eval()
         generator = torch.Generator().manual_seed(EVAL_MASK_SEED)
-        active = self.algorithm.eval_layers(self)
-        total, count = 0.0, 0
         for start in range(0, n, self.micro_batch):
             tokens = torch.from_numpy(data.tokens[start:min(start + self.micro_batch, n)].astype("int64"))
-            inputs = {k: v.to(self.device) for k, v in self.make_inputs(tokens, generator).items()}
+            yield self.make_inputs(tokens, generator)
+
+    @torch.no_grad()
+    def evaluate(self, split: str = "validation") -> float:
+        was_training = self.model.training
+        self.model.eval()
+        active = self.algorithm.eval_layers(self)
+        total, count = 0.0, 0
+        for inputs in self.validation_inputs(split):
+            inputs = {k: v.to(self.device) for k, v in inputs.items()}
             with autocast(self.cfg.train.precision, self.device):
                 losses = self.model(inputs, active=active, per_example=True)
             total += losses.float().sum().item()
             count += len(losses)
         self.model.train(was_training)
         return total / count
+
+    def unigram_entropy(self) -> float:
+        """The validation loss of predicting target-token frequencies alone (see data/unigram.py)."""
+        return unigram_entropy(self.make_inputs, self.train_split.tokens, self.validation_inputs(),
+                               self.cfg.model.vocab_size)
 
     # ------------------------------------------------------------------ persistence
     def save_checkpoint(self) -> None:
@@ -347,7 +371,8 @@ class Trainer:
             "budget_rst_s": self.budget.value if self.budget.kind == "rst" else None,
             "rst_s": self.clock.used, "wall_s": self.wall, "steps": self.clock.steps, "tokens": self.tokens,
             "tokens_per_s": self.tokens / self.wall if self.wall else 0.0,
-            "final_val_loss": self.last_val_loss, "rst_breakdown": self.clock.ledger,
+            "final_val_loss": self.last_val_loss, "unigram_entropy": self.unigram_entropy(),
+            "rst_breakdown": self.clock.ledger,
             "device": str(self.device), "clock_rule": "each unit of work is charged its reference-system cost "
             "(cost table per microbatch, scaled by examples / table micro_batch) before it runs",
         }
