@@ -1,18 +1,20 @@
 """Does a downstream protocol order checkpoints by pre-training progress? The frozen-feature probe
 against the capped fine-tuning, on checkpoints of one baseline run at several budget fractions, per seed.
 
-    python benchmarks/probe_vs_finetune.py --out results/probe-vs-finetune --model bert-tiny --budget 90s \\
+    python benchmarks/probe_vs_finetune.py --out results/probe-vs-finetune --model bert-demo --budget 60s \\
         --seeds 0,1,2 --fractions 0.1,0.5,1.0 [--max-train 200 --max-eval 200] [overrides ...]
 
 Each seed trains one baseline run with ``train.checkpoint_every`` = the smallest fraction and
 ``train.keep_checkpoints=true`` (a finished run is reused, an unfinished one resumed), then, on the
-kept checkpoint nearest to each fraction: ``--suite probe`` (all of each task) and ``--suite offline``
+untrained model (step 0, kept by the run; rebuilt for runs trained before it was) and the kept
+checkpoint nearest to each fraction: ``--suite probe`` (all of each task) and ``--suite offline``
 capped at ``--max-train`` / ``--max-eval`` examples (fine-tuning seed 0). Results land beside each
 checkpoint's weights (``checkpoints/kept/step-N/eval/``), so a killed run of this script resumes where
 it stopped. Prints one row per seed x fraction (validation loss measured at that step by the run,
 each protocol's average and BBC topic macro-F1) and, per protocol, whether its scores follow training
-progress: Spearman's rho between fraction and score per seed (val loss: its negative), and the share
-of checkpoint pairs ordered like training progress.
+progress over the trained checkpoints (step 0 is shown for reference, not ranked): Spearman's rho
+between fraction and score per seed (val loss: its negative), and the share of checkpoint pairs
+ordered like training progress.
 """
 from __future__ import annotations
 
@@ -29,8 +31,8 @@ def nearest(kept: list, fraction: float):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("results/probe-vs-finetune"))
-    p.add_argument("--model", default="bert-tiny")
-    p.add_argument("--budget", default="90s")
+    p.add_argument("--model", default="bert-demo")
+    p.add_argument("--budget", default="60s")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--fractions", default="0.1,0.5,1.0")
     p.add_argument("--max-train", type=int, default=200, help="fine-tuning cap (the probe uses every example)")
@@ -47,7 +49,9 @@ def main() -> None:
     from lmbudget import checkpoint
     from lmbudget.evaluate import evaluate, results_path
     from lmbudget.io import read_json
+    from lmbudget.evaluate.pretrained import load_run
     from lmbudget.runs import make_config, run_state, train
+    from lmbudget.train import initial_model
 
     torch.set_num_threads(a.threads)
     seeds = [int(s) for s in a.seeds.split(",")]
@@ -65,8 +69,12 @@ def main() -> None:
             s = train(cfg, run_dir, resume=run_state(run_dir) == "started", progress=False, log=lambda *_: None)
             print(f"seed {seed}: trained {s['steps']} steps, final val loss {s['final_val_loss']:.3f} "
                   f"({time.time() - start:.0f}s wall)", flush=True)
+        if not a.table_only and not any(m["steps"] == 0 for _, m in checkpoint.kept(run_dir)):
+            run = load_run(run_dir)  # trained before step 0 was kept: the same seeded initial weights
+            checkpoint.keep_weights(run_dir, 0, {"rst_s": 0.0, "fraction": 0.0, "last_val_loss": None},
+                                    model_state=initial_model(run.cfg, run.data.special).state_dict())
         kept = checkpoint.kept(run_dir)
-        for fraction in fractions:
+        for fraction in [0.0, *fractions]:
             path, meta = nearest(kept, fraction)
             row = {"seed": seed, "fraction": fraction, "at": meta["fraction"], "step": meta["steps"],
                    "val_loss": meta["last_val_loss"]}
@@ -94,7 +102,8 @@ def main() -> None:
     def cell(v):
         return "" if v is None else f"{v:.1f}"
     for r in rows:
-        print(f"| {r['seed']} | {r['at']:.2f} | {r['step']} | {r['val_loss']:.3f} | {cell(r.get('probe'))} | "
+        val = "" if r["val_loss"] is None else f"{r['val_loss']:.3f}"
+        print(f"| {r['seed']} | {r['at']:.2f} | {r['step']} | {val} | {cell(r.get('probe'))} | "
               + " | ".join(cell(r.get("probe_tasks", {}).get(t)) for t in tasks) + f" | {cell(r.get('offline'))} | "
               + " | ".join(cell(r.get("offline_tasks", {}).get(t)) for t in tasks) + " |")
     for suite in suites:
@@ -104,14 +113,16 @@ def main() -> None:
 
     print("\nDoes the score follow training progress? (per seed: Spearman rho of fraction vs score; "
           "pairs: checkpoint pairs ordered like training progress)")
-    measures = {"val loss (lower is better)": lambda r: -r["val_loss"], "probe average": lambda r: r.get("probe"),
+    measures = {"val loss (lower is better)": lambda r: -r["val_loss"] if r["val_loss"] is not None else None,
+                "probe average": lambda r: r.get("probe"),
                 "fine-tune average": lambda r: r.get("offline")}
     measures.update({f"probe {t}": (lambda t: lambda r: r.get("probe_tasks", {}).get(t))(t) for t in tasks})
     measures.update({f"fine-tune {t}": (lambda t: lambda r: r.get("offline_tasks", {}).get(t))(t) for t in tasks})
     for name, score in measures.items():
         rhos, concordant, pairs = [], 0, 0
         for seed in seeds:
-            mine = [(r["fraction"], score(r)) for r in rows if r["seed"] == seed and score(r) is not None]
+            mine = [(r["fraction"], score(r)) for r in rows
+                    if r["seed"] == seed and r["fraction"] > 0 and score(r) is not None]
             if len(mine) < 2:
                 continue
             x, y = zip(*mine)

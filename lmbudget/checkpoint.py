@@ -67,7 +67,7 @@ def save(run_dir: Path, model_state: dict, optimizer_state: dict, state: dict, g
             os.fsync(fh.fileno())
     os.replace(tmp, root / name)
     if keep is not None:
-        keep_weights(run_dir, root / name, state["clock"]["steps"], keep)
+        keep_weights(run_dir, state["clock"]["steps"], keep, model_file=root / name / "model.safetensors")
     atomic_write_json(root / "latest.json", {"dir": name})
     for old in root.iterdir():  # older checkpoints and leftovers of killed saves
         if old.is_dir() and old.name not in (name, KEPT):
@@ -83,10 +83,11 @@ def kept_folder(run_dir: Path) -> Path:
     return folder(run_dir) / KEPT
 
 
-def keep_weights(run_dir: Path, checkpoint: Path, steps: int, meta: dict) -> Path:
-    """``checkpoints/kept/step-NNNNNNNN/``: the weights of ``checkpoint`` (a hard link where the file
-    system allows: no copy) and ``meta.json``; published by a rename. Named by step alone, so a resumed
-    run that saves the same step again replaces it with the same weights."""
+def keep_weights(run_dir: Path, steps: int, meta: dict, model_file: Path | None = None,
+                 model_state: dict | None = None) -> Path:
+    """``checkpoints/kept/step-NNNNNNNN/``: the weights (``model_file`` of a checkpoint, hard-linked where
+    the file system allows: no copy; or a whole ``model_state``) and ``meta.json``; published by a rename.
+    Named by step alone, so a resumed run that saves the same step again replaces it with the same weights."""
     root = kept_folder(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{steps:08d}"
@@ -94,10 +95,13 @@ def keep_weights(run_dir: Path, checkpoint: Path, steps: int, meta: dict) -> Pat
         shutil.rmtree(old, ignore_errors=True)
     tmp = root / f".tmp-{name}-{uuid.uuid4().hex[:6]}"
     tmp.mkdir()
-    try:
-        os.link(checkpoint / "model.safetensors", tmp / "model.safetensors")
-    except OSError:
-        shutil.copyfile(checkpoint / "model.safetensors", tmp / "model.safetensors")
+    if model_file is None:
+        save_file(split_state(model_state)[0], str(tmp / "model.safetensors"))
+    else:
+        try:
+            os.link(model_file, tmp / "model.safetensors")
+        except OSError:
+            shutil.copyfile(model_file, tmp / "model.safetensors")
     (tmp / "meta.json").write_text(json.dumps({"steps": steps, **meta}))
     if (root / name).exists():
         shutil.rmtree(root / name)

@@ -63,6 +63,12 @@ def cost_key(model: torch.nn.Module, active: Sequence[int] | None) -> float:
     return n / len(model.stacks)
 
 
+def initial_model(cfg: RunConfig, special: dict) -> torch.nn.Module:
+    """The run's model before its first step (seeded by ``train.seed``)."""
+    torch.manual_seed(cfg.train.seed)
+    return build_model(cfg.model, special)
+
+
 class Trainer:
     """Owns model, optimizer, data stream, clock and algorithm for one run directory."""
 
@@ -87,8 +93,7 @@ class Trainer:
             cfg.model.vocab_size = max(cfg.data.vocab_size, self.data.vocab_size)
         if self.data.vocab_size > cfg.model.vocab_size:
             raise RunError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's {self.data.vocab_size}")
-        torch.manual_seed(t.seed)
-        self.model = build_model(cfg.model, self.data.special).to(self.device)
+        self.model = initial_model(cfg, self.data.special).to(self.device)
         self.table = table or self.resolve_reference()
         self.table.check_matches(self.model.signature(), cfg.data.seq_len)
         self.clock = Clock(self.table, self.budget)
@@ -183,6 +188,8 @@ class Trainer:
             self.metrics.tracker = make_tracker(self.cfg.train.tracking, self.run_dir, self.cfg.to_dict(),
                                                 start_step=self.clock.steps)
         self.algorithm.on_start(self)
+        if self.cfg.train.keep_checkpoints and self.clock.steps == 0:
+            self.keep_initial_weights()
         status = "completed"
         bar = self.progress_bar()
         try:
@@ -368,6 +375,14 @@ class Trainer:
                     "last_val_loss": self.last_val_loss}  # measured at this step when eval_every divides checkpoint_every
         checkpoint.save(self.run_dir, model_state, optimizer_state, state, self.generators, self.algorithm.state_dict(),
                         keep=keep)
+
+    def keep_initial_weights(self) -> None:
+        """Step 0 among the kept checkpoints: what pre-training starts from, for evaluations to compare with."""
+        val_loss = self.evaluate()
+        model_state = gather_full(self.model.state_dict())
+        if self.world.is_main:
+            checkpoint.keep_weights(self.run_dir, 0, {"rst_s": 0.0, "fraction": 0.0, "last_val_loss": val_loss},
+                                    model_state=model_state)
 
     def restore(self) -> None:
         state, algo_state = checkpoint.load(self.run_dir, self.load_model_state, self.load_optimizer_state,

@@ -169,13 +169,18 @@ def test_t5_encode_masks_padding():
 def test_kept_checkpoints_resume_to_the_same_weights_and_evaluate_apart(run_dir, corpus, tmp_path, monkeypatch):
     from lmbudget.train import Trainer
 
+    from lmbudget.train import initial_model
+
     kept = checkpoint.kept(run_dir)
-    assert [m["steps"] for _, m in kept] == [3, 6] and [m["fraction"] for _, m in kept] == [0.5, 1.0]
+    assert [m["steps"] for _, m in kept] == [0, 3, 6] and [m["fraction"] for _, m in kept] == [0.0, 0.5, 1.0]
     summary = read_json(run_dir / "summary.json")
-    assert kept[-1][1]["last_val_loss"] == summary["final_val_loss"]
+    assert kept[-1][1]["last_val_loss"] == summary["final_val_loss"] and kept[0][1]["last_val_loss"] > 0
     final = load_file(str(checkpoint.latest(run_dir) / "model.safetensors"))
-    last, first = (load_file(str(p / "model.safetensors")) for p, _ in (kept[-1], kept[0]))
-    assert all(torch.equal(final[k], last[k]) for k in final) and not all(torch.equal(final[k], first[k]) for k in final)
+    last, middle, first = (load_file(str(p / "model.safetensors")) for p, _ in (kept[-1], kept[1], kept[0]))
+    assert all(torch.equal(final[k], last[k]) for k in final) and not all(torch.equal(final[k], middle[k]) for k in final)
+    run = load_run(run_dir)
+    start = initial_model(run.cfg, run.data.special).state_dict()  # step 0 is the untrained model
+    assert set(first) == set(start) and all(torch.equal(first[k], start[k]) for k in first)
     assert sorted(p.name for p in checkpoint.folder(run_dir).iterdir() if p.is_dir()) == sorted(
         [checkpoint.latest(run_dir).name, "kept"])  # older full checkpoints are still pruned
 
@@ -205,11 +210,11 @@ def test_kept_checkpoints_resume_to_the_same_weights_and_evaluate_apart(run_dir,
 
     # --checkpoint: results beside the kept weights, the run's own results and summary untouched
     summary_before = (run_dir / "summary.json").read_text()
-    early = evaluate(run_dir, "probe", tasks=["bbc-topic"], checkpoint=kept[0][0].name, **CAPS, **QUIET)
+    early = evaluate(run_dir, "probe", tasks=["bbc-topic"], checkpoint=kept[1][0].name, **CAPS, **QUIET)
     assert early["checkpoint"] == "step-00000003"
-    assert read_json(kept[0][0] / "eval" / "probe.json") == json.loads(json.dumps(early))
+    assert read_json(kept[1][0] / "eval" / "probe.json") == json.loads(json.dumps(early))
     assert (run_dir / "summary.json").read_text() == summary_before
-    with pytest.raises(EvalError, match="keeps no checkpoint 'step-9'.*step-00000003, step-00000006"):
+    with pytest.raises(EvalError, match="keeps no checkpoint 'step-9'.*step-00000000, step-00000003, step-00000006"):
         evaluate(run_dir, "probe", checkpoint="step-9", **QUIET)
 
 

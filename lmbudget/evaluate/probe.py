@@ -1,9 +1,11 @@
 """Frozen-feature probe: a linear classifier from scikit-learn on the pre-trained encoder's features.
 
 The fine-tuning protocols (``finetune.py``, ``seq2seq.py``) measure what an encoder becomes after
-hundreds of update steps on a task; at the CPU demo's scale they mostly measure the fine-tuning
-itself, and a weak and a strong checkpoint often end at similar scores. The probe leaves the encoder
-exactly as pre-training left it, so its score moves only with pre-training:
+hundreds of update steps on a task. The probe leaves the encoder exactly as pre-training left it, so
+its score is a function of the pre-trained weights alone. That does not make it move with
+pre-training: mean-pooled states of even an untrained encoder are a random projection of the bag of
+words, which already separates topics, so compare a run's checkpoints with its step 0 (kept by
+``train.keep_checkpoints``; ``benchmarks/probe_vs_finetune.py`` does both protocols).
 
 * Features: the final hidden states of the frozen encoder (BERT: ``BertMLM.encode``; T5: the encoder
   stack, ``T5Model.encode``), averaged over the non-padding tokens, in fp32, without gradients.
