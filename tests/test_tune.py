@@ -79,9 +79,13 @@ def values(overrides: list[str]) -> dict:
 
 
 def test_proposals_are_seeded_every_configuration_gets_the_same_trials_and_the_best_wins(tmp_path, monkeypatch):
-    monkeypatch.setattr("lmbudget.runs.train", FakeTrainer())
+    trainer = FakeTrainer()
+    monkeypatch.setattr("lmbudget.runs.train", trainer)
     spec = spec_of(["layer-dropping", "baseline+sophia"])
     a = run_tune(spec, tmp_path / "a", "10 steps", 3, seed=0, log=quiet)
+    # round by round: trial n of every configuration before trial n + 1 of any
+    assert [k for k, _ in trainer.calls] == [f"{label}/t{n:03d}" for n in range(3)
+                                             for label in ("layer-dropping+adamw", "baseline+sophia")]
     b = run_tune(spec, tmp_path / "b", "10 steps", 3, seed=0, log=quiet)
     c = run_tune(spec_of(["layer-dropping"]), tmp_path / "c", "10 steps", 3, seed=1, log=quiet)
     proposals = trial_overrides(tmp_path / "a")
@@ -122,7 +126,8 @@ def test_killed_tune_resumes_without_rerunning_finished_trials_to_the_same_winne
         run_tune(spec, tmp_path / "cut", "10 steps", 12, seed=3, log=quiet)
     killed = "layer-dropping+adamw/t010"
     assert len(cut.finished) == 10 and killed not in cut.finished
-    assert not (tmp_path / "cut" / "winners.yaml").exists() and not (tmp_path / "cut" / ".sweep.lock").exists()
+    assert not (tmp_path / "cut" / ".sweep.lock").exists()  # the winners so far: 10 rounds
+    assert yaml.safe_load((tmp_path / "cut" / "winners.yaml").read_text())["layer-dropping+adamw"]["trials"] == 10
     study = optuna.load_study(study_name="layer-dropping+adamw", storage=f"sqlite:///{tmp_path / 'cut' / STORAGE}")
     study.ask()  # a kill between a trial's creation and its proposal
 

@@ -12,7 +12,9 @@ Layout of OUT::
     trials/<label>/t000/ ...        one ordinary run directory per trial (trial.json: its overrides)
     winners.yaml                    label -> {overrides, trials, best_val_loss, budget, seed, ...}
 
-Restartable at any point: trials are proposed in order and each is a run directory trained with
+Trials run round by round (trial n of every configuration before trial n + 1 of any), so a tune
+stopped early is still equal. Restartable at any point: trials are proposed in order and each is a
+run directory trained with
 ``resume=True``; a trial a kill left running in the study is finished with the parameters it was
 given (its run directory resumes from its last checkpoint), finished trials are never re-run. The
 sampler is re-seeded per trial from (seed, trial index), so a proposal depends only on the finished
@@ -416,11 +418,15 @@ def run_tune(spec: SweepSpec, out: Path, budget: str, trials: int, seed: int, sp
         atomic_write_text(out / SETTINGS, yaml.safe_dump(merged, sort_keys=False))
         storage = optuna.storages.RDBStorage(f"sqlite:///{(out / STORAGE).resolve()}")
         winners = read_winners_file(out / WINNERS) if (out / WINNERS).exists() else {}
-        for i, p in enumerate(plans, 1):
-            log(f"[{i}/{len(plans)}] {p.label}: {trials} trials of {budget} "
-                f"({', '.join(f'{q.key} {q.as_dict()}' for q in p.params)})")
-            finished = tune_configuration(p, storage, trials, seed, sampler, out, log, progress, device)
-            winners[p.label] = winner(p, finished, budget, seed, sampler)
+        for p in plans:
+            log(f"{p.label}: {', '.join(f'{q.key} {q.as_dict()}' for q in p.params)}")
+        # Round by round (trial n of every configuration, then n + 1): a tune stopped early leaves
+        # every configuration with the same number of trials, give or take the one in progress.
+        for n in range(1, trials + 1):
+            log(f"round {n}/{trials}")
+            for p in plans:
+                finished = tune_configuration(p, storage, n, seed, sampler, out, log, progress, device)
+                winners[p.label] = winner(p, finished, budget, seed, sampler)
             atomic_write_text(out / WINNERS, yaml.safe_dump(winners, sort_keys=False))
     return winners
 
