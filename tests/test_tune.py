@@ -159,8 +159,9 @@ def test_failed_and_diverged_trials_count_with_the_worst_score(tmp_path, monkeyp
 
 
 def test_winners_round_trip_into_a_sweep(corpus, tmp_path):
-    """Real bert-micro trials; the sweep that takes the winners trains each configuration with its
-    winning overrides, records the trial count, and reproduces the winning trial's loss."""
+    """Real bert-micro trials (the same with two worker processes); the sweep that takes the winners
+    trains each configuration with its winning overrides, records the trial count, and reproduces
+    the winning trial's loss."""
     overrides = [f"data.corpus={corpus}", "train.threads=1", "train.eval_every=0.5", "train.checkpoint_every=0.5"]
     raw = {"name": "rt", "models": ["bert-micro"], "budgets": ["10 steps"], "seeds": [0],
            "configurations": ["baseline", "layer-dropping", "selective-backprop"], "overrides": overrides}
@@ -172,6 +173,8 @@ def test_winners_round_trip_into_a_sweep(corpus, tmp_path):
         trial_losses = [json.loads(p.read_text())["final_val_loss"]
                         for p in (tmp_path / "tune" / "trials" / label).glob("t*/summary.json")]
         assert len(trial_losses) == 2 and w["best_val_loss"] == min(trial_losses)
+    # two configurations at once, each in its own process: the same trials and winners
+    assert run_tune(tuned_rows, tmp_path / "jobs", "10 steps", 2, seed=0, space=space, log=quiet, jobs=2) == winners
 
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({**raw, "tuned": "tune/winners.yaml"}))
     tuned = load_spec(tmp_path / "sweep.yaml")          # `tuned:` is relative to the spec file
