@@ -79,9 +79,13 @@ def values(overrides: list[str]) -> dict:
 
 
 def test_proposals_are_seeded_every_configuration_gets_the_same_trials_and_the_best_wins(tmp_path, monkeypatch):
-    monkeypatch.setattr("lmbudget.runs.train", FakeTrainer())
+    trainer = FakeTrainer()
+    monkeypatch.setattr("lmbudget.runs.train", trainer)
     spec = spec_of(["layer-dropping", "baseline+sophia"])
     a = run_tune(spec, tmp_path / "a", "10 steps", 3, seed=0, log=quiet)
+    # round by round: trial n of every configuration before trial n + 1 of any
+    assert [k for k, _ in trainer.calls] == [f"{label}/t{n:03d}" for n in range(3)
+                                             for label in ("layer-dropping+adamw", "baseline+sophia")]
     b = run_tune(spec, tmp_path / "b", "10 steps", 3, seed=0, log=quiet)
     c = run_tune(spec_of(["layer-dropping"]), tmp_path / "c", "10 steps", 3, seed=1, log=quiet)
     proposals = trial_overrides(tmp_path / "a")
@@ -122,7 +126,8 @@ def test_killed_tune_resumes_without_rerunning_finished_trials_to_the_same_winne
         run_tune(spec, tmp_path / "cut", "10 steps", 12, seed=3, log=quiet)
     killed = "layer-dropping+adamw/t010"
     assert len(cut.finished) == 10 and killed not in cut.finished
-    assert not (tmp_path / "cut" / "winners.yaml").exists() and not (tmp_path / "cut" / ".sweep.lock").exists()
+    assert not (tmp_path / "cut" / ".sweep.lock").exists()  # the winners so far: 10 rounds
+    assert yaml.safe_load((tmp_path / "cut" / "winners.yaml").read_text())["layer-dropping+adamw"]["trials"] == 10
     study = optuna.load_study(study_name="layer-dropping+adamw", storage=f"sqlite:///{tmp_path / 'cut' / STORAGE}")
     study.ask()  # a kill between a trial's creation and its proposal
 
@@ -154,8 +159,9 @@ def test_failed_and_diverged_trials_count_with_the_worst_score(tmp_path, monkeyp
 
 
 def test_winners_round_trip_into_a_sweep(corpus, tmp_path):
-    """Real bert-micro trials; the sweep that takes the winners trains each configuration with its
-    winning overrides, records the trial count, and reproduces the winning trial's loss."""
+    """Real bert-micro trials (the same with two worker processes); the sweep that takes the winners
+    trains each configuration with its winning overrides, records the trial count, and reproduces
+    the winning trial's loss."""
     overrides = [f"data.corpus={corpus}", "train.threads=1", "train.eval_every=0.5", "train.checkpoint_every=0.5"]
     raw = {"name": "rt", "models": ["bert-micro"], "budgets": ["10 steps"], "seeds": [0],
            "configurations": ["baseline", "layer-dropping", "selective-backprop"], "overrides": overrides}
@@ -167,6 +173,8 @@ def test_winners_round_trip_into_a_sweep(corpus, tmp_path):
         trial_losses = [json.loads(p.read_text())["final_val_loss"]
                         for p in (tmp_path / "tune" / "trials" / label).glob("t*/summary.json")]
         assert len(trial_losses) == 2 and w["best_val_loss"] == min(trial_losses)
+    # two configurations at once, each in its own process: the same trials and winners
+    assert run_tune(tuned_rows, tmp_path / "jobs", "10 steps", 2, seed=0, space=space, log=quiet, jobs=2) == winners
 
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({**raw, "tuned": "tune/winners.yaml"}))
     tuned = load_spec(tmp_path / "sweep.yaml")          # `tuned:` is relative to the spec file

@@ -116,7 +116,7 @@ def cmd_tune(a) -> None:
     space = load_space(a.space)
     winners = run_tune(spec, out, a.budget, a.trials, seed, space=space, sampler=a.sampler, progress=not a.quiet,
                        device=a.device, labels=[c.label for c in full.configurations],
-                       space_name=a.space or "the built-in space")
+                       space_name=a.space or "the built-in space", jobs=a.jobs)
     print(winners_table({c.label: winners[c.label] for c in spec.configurations}))
     print(f"winners: {out / WINNERS} (use it with `lmbudget sweep {a.spec} --tuned {out / WINNERS}`)")
 
@@ -135,6 +135,8 @@ def register_tune(subparsers) -> None:
     s.add_argument("--sampler", default="tpe", choices=["tpe", "random"],
                    help="Optuna sampler (tpe: random for its first 10 trials, then TPE)")
     s.add_argument("--out", default=None, help="output folder (default results/tune-NAME)")
+    s.add_argument("--jobs", type=int, default=1,
+                   help="configurations tuned at once, each in its own process (the result is the same for any value)")
     s.add_argument("--algorithms", default=None, help="keep only these algorithms or configuration labels")
     s.add_argument("--optimizers", default=None, help="keep only configurations with these optimizers")
     s.add_argument("--models", default=None, help="the spec's model to tune (a tune takes one)")

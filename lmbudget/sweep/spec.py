@@ -130,7 +130,8 @@ class SweepSpec:
 # ----------------------------------------------------------------------------- reading
 
 def builtin_specs() -> dict[str, Path]:
-    return {p.stem: p for p in sorted(BUILTIN_DIR.glob("*.yaml"))}
+    """The spec files; ``*.tuned.yaml`` beside them are `lmbudget tune` winners files, not specs."""
+    return {p.stem: p for p in sorted(BUILTIN_DIR.glob("*.yaml")) if not p.name.endswith(".tuned.yaml")}
 
 
 def load_spec(name_or_path: str | Path) -> SweepSpec:

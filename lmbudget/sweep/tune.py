@@ -12,7 +12,9 @@ Layout of OUT::
     trials/<label>/t000/ ...        one ordinary run directory per trial (trial.json: its overrides)
     winners.yaml                    label -> {overrides, trials, best_val_loss, budget, seed, ...}
 
-Restartable at any point: trials are proposed in order and each is a run directory trained with
+Trials run round by round (trial n of every configuration before trial n + 1 of any), so a tune
+stopped early is still equal. Restartable at any point: trials are proposed in order and each is a
+run directory trained with
 ``resume=True``; a trial a kill left running in the study is finished with the parameters it was
 given (its run directory resumes from its last checkpoint), finished trials are never re-run. The
 sampler is re-seeded per trial from (seed, trial index), so a proposal depends only on the finished
@@ -389,16 +391,19 @@ def winner(p: Plan, finished: list, budget: str, seed: int, sampler: str) -> dic
 
 def run_tune(spec: SweepSpec, out: Path, budget: str, trials: int, seed: int, space: dict | None = None,
              sampler: str = "tpe", log=print, progress: bool = False, device: str | None = None,
-             labels: list[str] | None = None, space_name: str = "") -> dict:
+             labels: list[str] | None = None, space_name: str = "", jobs: int = 1) -> dict:
     """Tune every configuration of ``spec`` with ``trials`` trials; returns (and writes) the winners.
     ``labels``: the configuration labels the space may name (default: the spec's); ``space_name``:
-    where the space came from, for messages."""
+    where the space came from, for messages; ``jobs``: configurations tuned at once, each in its own
+    process (its trials stay in order, so the result does not depend on ``jobs``)."""
     import optuna
     from lmbudget.clock import parse_budget
     from lmbudget.lock import DirLock
 
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise TuneError(f"--trials must be a positive integer (trials per configuration), got {trials!r}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise TuneError(f"--jobs must be a positive integer (configurations tuned at once), got {jobs!r}")
     if sampler not in SAMPLERS:
         raise TuneError(f"unknown sampler '{sampler}'; choose one of {', '.join(SAMPLERS)}")
     parse_budget(budget)
@@ -414,15 +419,59 @@ def run_tune(spec: SweepSpec, out: Path, budget: str, trials: int, seed: int, sp
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with DirLock(out, "tuning"):
         atomic_write_text(out / SETTINGS, yaml.safe_dump(merged, sort_keys=False))
-        storage = optuna.storages.RDBStorage(f"sqlite:///{(out / STORAGE).resolve()}")
         winners = read_winners_file(out / WINNERS) if (out / WINNERS).exists() else {}
-        for i, p in enumerate(plans, 1):
-            log(f"[{i}/{len(plans)}] {p.label}: {trials} trials of {budget} "
-                f"({', '.join(f'{q.key} {q.as_dict()}' for q in p.params)})")
-            finished = tune_configuration(p, storage, trials, seed, sampler, out, log, progress, device)
-            winners[p.label] = winner(p, finished, budget, seed, sampler)
-            atomic_write_text(out / WINNERS, yaml.safe_dump(winners, sort_keys=False))
+        for p in plans:
+            log(f"{p.label}: {', '.join(f'{q.key} {q.as_dict()}' for q in p.params)}")
+        storage = open_storage(out)  # creates the schema once, before any worker opens it
+        pool = None
+        if jobs > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+            pool = ProcessPoolExecutor(min(jobs, len(plans)), mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_worker_init)
+        try:
+            # Round by round (trial n of every configuration, then n + 1): a tune stopped early leaves
+            # every configuration with the same number of trials, give or take the one in progress.
+            for n in range(1, trials + 1):
+                log(f"round {n}/{trials}")
+                if pool is None:
+                    results = [tune_configuration(p, storage, n, seed, sampler, out, log, progress, device)
+                               for p in plans]
+                else:
+                    results = list(pool.map(_tune_in_worker, [(p, n, seed, sampler, out, device) for p in plans]))
+                for p, finished in zip(plans, results):
+                    winners[p.label] = winner(p, finished, budget, seed, sampler)
+                atomic_write_text(out / WINNERS, yaml.safe_dump(winners, sort_keys=False))
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
     return winners
+
+
+def open_storage(out: Path):
+    import optuna
+    # Several worker processes may write at once: wait for SQLite's lock rather than fail.
+    return optuna.storages.RDBStorage(f"sqlite:///{(Path(out) / STORAGE).resolve()}",
+                                      engine_kwargs={"connect_args": {"timeout": 600}})
+
+
+def _worker_init() -> None:
+    """A worker process dies with the tune that started it (Linux: PR_SET_PDEATHSIG), so a killed
+    tune leaves no trial training behind that its restart would train a second time."""
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        import ctypes
+        import signal
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def _tune_in_worker(args) -> list:
+    p, n, seed, sampler, out, device = args
+    return tune_configuration(p, open_storage(out), n, seed, sampler, out, lambda msg: print(msg, flush=True),
+                              False, device)
 
 
 def read_winners_file(path: Path) -> dict:
