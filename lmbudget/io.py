@@ -46,3 +46,12 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def read_yaml(path: Path, error: type[Exception], what: str = ""):
+    """A YAML file's contents; a parse error is ``error`` in one line (``what`` names the file's role)."""
+    import yaml
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as e:
+        raise error(f"{what + ' ' if what else ''}{path} is not valid YAML: {str(e).splitlines()[0]}") from None

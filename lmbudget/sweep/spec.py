@@ -32,9 +32,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from lmbudget.config import ConfigError
+from lmbudget.io import read_yaml
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "specs"
 KEYS = ("name", "description", "models", "model", "reference", "budgets", "seeds", "optimizer", "configurations",
@@ -141,10 +140,7 @@ def load_spec(name_or_path: str | Path) -> SweepSpec:
         path = Path(name_or_path)
         if not path.is_file():
             raise SweepError(f"unknown sweep '{name_or_path}': not a file, nor one of {', '.join(builtin_specs())}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise SweepError(f"{path} is not valid YAML: {e}") from None
+    raw = read_yaml(path, SweepError)
     return parse_spec(raw or {}, default_name=path.stem, base_dir=path.parent)
 
 
@@ -264,10 +260,7 @@ def apply_tuned(spec: SweepSpec, path: str | Path) -> SweepSpec:
     path = Path(path)
     if not path.is_file():
         raise SweepError(f"tuned file {path} does not exist: run `lmbudget tune` first, or fix the `tuned:` path")
-    try:
-        winners = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise SweepError(f"tuned file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    winners = read_yaml(path, SweepError, "tuned file") or {}
     if not isinstance(winners, dict) or not winners:
         raise SweepError(f"tuned file {path} must map configuration labels to {{overrides: [...], trials: N}}")
     labels = [c.label for c in spec.configurations]

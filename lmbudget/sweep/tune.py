@@ -49,7 +49,7 @@ from pathlib import Path
 import yaml
 
 from lmbudget.config import parse_override
-from lmbudget.io import atomic_write_json, atomic_write_text
+from lmbudget.io import atomic_write_json, atomic_write_text, read_yaml
 from lmbudget.sweep.spec import Configuration, RunSpec, SweepError, SweepSpec
 
 DEFAULT_SPACE = {
@@ -80,11 +80,7 @@ def load_space(path: str | Path | None) -> dict:
     path = Path(path)
     if not path.is_file():
         raise TuneError(f"search space file {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise TuneError(f"search space {path} is not valid YAML: {str(e).splitlines()[0]}") from None
-    return parse_space(raw, str(path))
+    return parse_space(read_yaml(path, TuneError, "search space"), str(path))
 
 
 def parse_space(raw, where: str) -> dict:
