@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from lmbudget.lock import read_holder
 from lmbudget.results import report as R

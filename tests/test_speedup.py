@@ -3,7 +3,6 @@ its bootstrap interval, the unigram-plateau and equal-tuning checks, downstream 
 sweep's baseline-only budgets."""
 import argparse
 import json
-import math
 import sqlite3
 
 import pytest

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lmbudget.lock import DirLock
 from lmbudget.results import report as R
 from lmbudget.results.store import Store
 from lmbudget.sweep.runner import run_sweep, sweep_status

@@ -87,7 +87,7 @@ def test_proposals_are_seeded_every_configuration_gets_the_same_trials_and_the_b
     assert [k for k, _ in trainer.calls] == [f"{label}/t{n:03d}" for n in range(3)
                                              for label in ("layer-dropping+adamw", "baseline+sophia")]
     b = run_tune(spec, tmp_path / "b", "10 steps", 3, seed=0, log=quiet)
-    c = run_tune(spec_of(["layer-dropping"]), tmp_path / "c", "10 steps", 3, seed=1, log=quiet)
+    run_tune(spec_of(["layer-dropping"]), tmp_path / "c", "10 steps", 3, seed=1, log=quiet)
     proposals = trial_overrides(tmp_path / "a")
     assert proposals == trial_overrides(tmp_path / "b") and a == b          # same space + seed: same proposals
     other = trial_overrides(tmp_path / "c")                                 # another seed: other proposals
