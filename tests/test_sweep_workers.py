@@ -81,7 +81,8 @@ def test_two_workers_train_each_run_once_and_report_like_one(corpus, tmp_path, m
                            str(tmp_path / "two"), "--workers", "2", "--quiet", "--no-report"],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    started = re.findall(r"\[worker (\d)\] \[\d/4\] (\S+): (training|resuming)", proc.stdout)
+    # (whole lines: "X: training loss ended at ..., above its start (status: diverged)" is not a start)
+    started = re.findall(r"^\[worker (\d)\] \[\d/4\] (\S+): (training|resuming)$", proc.stdout, flags=re.M)
     names = sorted(p.name for p in (tmp_path / "one" / "runs").iterdir())
     assert sorted(name for _, name, _ in started) == names        # every run started exactly once
     assert {how for *_, how in started} == {"training"}
