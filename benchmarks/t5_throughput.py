@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from lmbudget.config import ModelConfig
+from lmbudget.families.t5 import T5Config
 from lmbudget.data.span_corruption import compute_t5_lengths, span_corrupt
 from lmbudget.models.t5 import T5Model
 from throughput import make_step  # benchmarks/: the same step for both benchmarks
@@ -24,7 +24,7 @@ from throughput import make_step  # benchmarks/: the same step for both benchmar
 PAD, EOS = 0, 1
 
 
-def hf_t5(cfg: ModelConfig):
+def hf_t5(cfg: T5Config):
     from transformers import T5Config, T5ForConditionalGeneration
     hf_cfg = T5Config(vocab_size=cfg.vocab_size, d_model=cfg.hidden, d_kv=cfg.hidden // cfg.heads, d_ff=cfg.ffn,
                       num_layers=cfg.n_layers, num_heads=cfg.heads, relative_attention_num_buckets=cfg.rel_buckets,
@@ -53,7 +53,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    cfg = ModelConfig(arch="t5", n_layers=args.layers, hidden=args.hidden, heads=args.heads, ffn=args.ffn,
+    cfg = T5Config(n_layers=args.layers, hidden=args.hidden, heads=args.heads, ffn=args.ffn,
                       vocab_size=args.vocab)
     raw, target = compute_t5_lengths(args.input_length, 0.15, 3.0)
     gen = torch.Generator().manual_seed(0)

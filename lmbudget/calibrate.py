@@ -16,13 +16,11 @@ import time
 import torch
 
 from lmbudget.clock import CostTable, saved_dir
-from lmbudget.config import RunConfig
-from lmbudget.data.mlm import mask_tokens
-from lmbudget.models import build_model
-from lmbudget.optim import OPTIMIZERS, build_optimizer, optimizer_defaults
-from lmbudget.train import autocast
-
-SYNTHETIC_SPECIAL = {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}
+from lmbudget.config import RunConfig, set_value
+from lmbudget.context import autocast
+from lmbudget.families import family
+from lmbudget.optim import optimizer_defaults, optimizer_plugin
+from lmbudget.registry import OPTIMIZERS
 
 
 def layer_counts(n_layers: int) -> list[int]:
@@ -63,7 +61,9 @@ def system_info(cfg: RunConfig, device: torch.device) -> dict:
 
 
 def calibrate(cfg: RunConfig, repeats: int = 11, warmup: int = 3, log=print, device: str | None = None,
-              name: str | None = None) -> CostTable:
+              name: str | None = None, optimizers: list[str] = ()) -> CostTable:
+    """The table for ``cfg``'s model on this machine: every layer count, and the step of every built-in
+    optimizer plus ``optimizers`` (references of others, e.g. from your package)."""
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     if cfg.train.threads:
@@ -71,22 +71,18 @@ def calibrate(cfg: RunConfig, repeats: int = 11, warmup: int = 3, log=print, dev
     if cfg.model.vocab_size == 0:
         cfg.model.vocab_size = cfg.data.vocab_size
     torch.manual_seed(0)
-    model = build_model(cfg.model, SYNTHETIC_SPECIAL).to(dev)
+    fam = family(cfg.model.family)
+    special = fam.synthetic_special(cfg.model.vocab_size)
+    model = fam.build(cfg.model, special).to(dev)
     if cfg.train.compile:
         for layer in model.layers:
             layer.compile()
     b, t = cfg.train.micro_batch, cfg.data.seq_len
     gen = torch.Generator().manual_seed(0)
-    tokens = torch.randint(len(SYNTHETIC_SPECIAL), cfg.model.vocab_size, (b, t), generator=gen)
+    tokens = torch.randint(max(special.values()) + 1, cfg.model.vocab_size, (b, t), generator=gen)
 
-    def batch():
-        if cfg.model.arch == "t5":
-            from lmbudget.data.span_corruption import span_corrupt_batch
-            special = dict(SYNTHETIC_SPECIAL, eos=1, sentinel_0=cfg.model.vocab_size - 1)
-            inputs = span_corrupt_batch(tokens, cfg.data, special, gen)
-        else:
-            ids, labels = mask_tokens(tokens, SYNTHETIC_SPECIAL, cfg.model.vocab_size, cfg.data.mlm_probability, gen)
-            inputs = {"input_ids": ids, "labels": labels}
+    def batch():  # masked anew each time, as the loop does
+        inputs = fam.make_inputs(tokens, cfg.data, special, cfg.model.vocab_size, gen)
         return {k: v.to(dev) for k, v in inputs.items()}
 
     def layer_fns(n: int) -> dict:
@@ -103,16 +99,19 @@ def calibrate(cfg: RunConfig, repeats: int = 11, warmup: int = 3, log=print, dev
         return {("fwd_bwd", str(n)): fwd_bwd, ("fwd", str(n)): fwd}
 
     def step_fn(opt_name: str):
-        ocfg = type(cfg.optim)(**{**cfg.optim.__dict__, **optimizer_defaults(opt_name, cfg.model.arch), "name": opt_name})
-        optimizer = build_optimizer(model, ocfg)
+        holder = RunConfig()
+        set_value(holder, "optim", "name", opt_name)
+        for key, value in optimizer_defaults(opt_name, cfg.model.family).items():
+            set_value(holder, "optim", key, value)
+        plugin = optimizer_plugin(holder.optim)
+        optimizer = plugin.build(model)
 
         def step():  # on the gradients of one real backward pass, left in place
-            if ocfg.clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), ocfg.clip)
-            if hasattr(optimizer, "set_batch_tokens"):
-                optimizer.set_batch_tokens(b * t)
+            if holder.optim.clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), holder.optim.clip)
+            plugin.before_step(optimizer, b * t)
             optimizer.step()
-        return step
+        return plugin.cost_key, step
 
     fns = {}
     for n in layer_counts(cfg.model.n_layers):
@@ -121,14 +120,15 @@ def calibrate(cfg: RunConfig, repeats: int = 11, warmup: int = 3, log=print, dev
     model.zero_grad()
     with autocast(cfg.train.precision, dev):
         model(batch()).backward()
-    results.update(timed_interleaved({("step", o): step_fn(o) for o in OPTIMIZERS}, repeats, warmup, sync))
+    steps = dict(step_fn(o) for o in dict.fromkeys([*OPTIMIZERS.builtins, *optimizers]))
+    results.update(timed_interleaved({("step", k): fn for k, fn in steps.items()}, repeats, warmup, sync))
     costs: dict = {"fwd_bwd": {}, "fwd": {}, "step": {}}
     spread: dict = {"fwd_bwd": {}, "fwd": {}, "step": {}}
     for (kind, key), (med, spr) in results.items():
         costs[kind][key], spread[kind][key] = med, spr
     for n in layer_counts(cfg.model.n_layers):
         log(f"  {n:2d} layers: fwd+bwd {costs['fwd_bwd'][str(n)] * 1e3:8.2f} ms   fwd {costs['fwd'][str(n)] * 1e3:8.2f} ms")
-    for o in OPTIMIZERS:
+    for o in steps:
         log(f"  step {o:6s} {costs['step'][o] * 1e3:8.2f} ms")
     table = CostTable(name=name or f"{cfg.model_name}@{socket.gethostname()}", signature=model.signature(),
                       seq_len=t, micro_batch=b, costs=costs, spread=spread, system=system_info(cfg, dev),

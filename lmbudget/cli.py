@@ -14,12 +14,13 @@ def user_errors() -> tuple[type, ...]:
     from lmbudget.data import CorpusError
     from lmbudget.lock import LockError
     from lmbudget.runs import RunDirError
-    from lmbudget.train import RunError
+    from lmbudget.context import RunError
     return ConfigError, ClockError, CorpusError, RunDirError, CheckpointError, RunError, LockError
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="bert-tiny", help="preset: bert-micro, bert-tiny, bert-c5, t5-micro, t5-tiny, t5-base")
+    p.add_argument("--model", default="bert-tiny", help="a preset (`lmbudget algorithms` lists them): bert-micro, "
+                   "bert-demo, bert-tiny, bert-c5, t5-micro, t5-tiny, t5-base, or one of an installed model family")
     p.add_argument("--reference", default=None, help="built-in reference name or cost-table file")
     p.add_argument("overrides", nargs="*", help="section.key=value, e.g. optim.lr=5e-4 data.seq_len=64")
 
@@ -88,21 +89,42 @@ def cmd_references(a) -> None:
 
 
 def cmd_algorithms(a) -> None:
+    """Every plug-in of every kind (built-ins, then installed entry points), with where it comes from."""
     import dataclasses
 
-    from lmbudget.algorithms import ALGORITHMS
-    from lmbudget.optim import OPTIMIZERS, optimizer_defaults
+    from lmbudget.config import ConfigError
+    from lmbudget.optim import optimizer_defaults
+    from lmbudget.presets import all_presets
+    from lmbudget.registry import ALGORITHMS, FAMILIES, OPTIMIZERS, SCHEDULES
 
-    print("algorithms (combine with any optimizer; set parameters with algorithm.KEY=VALUE):")
-    for name, cls in ALGORITHMS.items():
-        defaults = dataclasses.asdict(cls.Config(**cls.defaults("bert")))
-        print(f"  {name:20s} {cls.summary_line}")
-        if defaults:
-            print(f"  {'':20s} defaults: {', '.join(f'{k}={v}' for k, v in defaults.items())}")
-    print("optimizers (--optimizer NAME; paper defaults for BERT shown):")
-    for name in OPTIMIZERS:
-        d = optimizer_defaults(name, "bert")
-        print(f"  {name:20s} {', '.join(f'{k}={v}' for k, v in d.items() if k != 'name')}")
+    def origin(registry, name) -> str:
+        p = registry.provenance(name)
+        return "built-in" if p["builtin"] else f"{p.get('package', '?')} {p.get('version', '')} ({p['target']})".strip()
+
+    sections = (("algorithms (--algorithm NAME; parameters algorithm.KEY=VALUE)", ALGORITHMS),
+                ("optimizers (--optimizer NAME; parameters optim.KEY=VALUE)", OPTIMIZERS),
+                ("model families (their presets: --model PRESET)", FAMILIES),
+                ("schedules (optim.schedule=NAME)", SCHEDULES))
+    presets = all_presets()
+    for title, registry in sections:
+        print(f"{title}:")
+        for name in registry.names():
+            try:
+                obj = registry.resolve(name)
+            except ConfigError as e:
+                print(f"  {name:20s} BROKEN: {e}")
+                continue
+            line = getattr(obj, "summary_line", "") or getattr(obj, "objective", "") or (obj.__doc__ or "").strip().split("\n")[0]
+            print(f"  {name:20s} {line}  [{origin(registry, name)}]")
+            config = getattr(obj, "Config", None)
+            if registry is FAMILIES:
+                print(f"  {'':20s} presets: {', '.join(p for p, (f, _) in presets.items() if f == name)}")
+            elif registry is OPTIMIZERS:
+                d = {k: v for k, v in optimizer_defaults(name, "bert").items() if k != "name"}
+                print(f"  {'':20s} on BERT: {', '.join(f'{k}={v}' for k, v in d.items())}")
+            elif config is not None and dataclasses.fields(config):
+                d = dataclasses.asdict(config())
+                print(f"  {'':20s} defaults: {', '.join(f'{k}={v}' for k, v in d.items())}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,8 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("train", help="pre-train under an RST budget")
     add_run_options(s)
-    s.add_argument("--algorithm", default="baseline")
-    s.add_argument("--optimizer", default=None, choices=["adamw", "lion", "sophia"])
+    s.add_argument("--algorithm", default="baseline",
+                   help="a name (`lmbudget algorithms`), an installed entry point, or package.module:Name")
+    s.add_argument("--optimizer", default=None, help="as --algorithm (default: the preset's, adamw)")
     s.add_argument("--budget", default=None, help="e.g. 90s, 3min, 6h, or '200 steps'")
     s.add_argument("--seed", type=int, default=None)
     s.add_argument("--run-dir", default=None)
@@ -135,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("algorithms", help="list the algorithms and optimizers with their defaults")
+    s = sub.add_parser("algorithms", help="list algorithms, optimizers, model families and schedules, with their origin")
     s.set_defaults(func=cmd_algorithms)
 
     s = sub.add_parser("references", help="list built-in and saved reference systems")

@@ -11,25 +11,23 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_origin
 
-
-class ConfigError(ValueError):
-    """A configuration problem the user can fix; the message names the fix."""
+from lmbudget.errors import ConfigError
 
 
 @dataclass
 class ModelConfig:
-    arch: Literal["bert", "t5"] = "bert"
+    """What every model family shares; a family adds its own keys by subclassing (``Family.Config``)."""
+    family: str = "bert"       # a model family: built-in name, entry point or package.module:Name
     n_layers: int = 4          # BERT: encoder layers; T5: layers per stack
     hidden: int = 256
     heads: int = 4
-    ffn: int = 1024            # width of the gated input projection (2 halves of ffn/2 for BERT)
+    ffn: int = 1024            # width of the feed-forward input projection
     vocab_size: int = 0        # 0: taken from the tokenizer at run time
     max_seq_len: int = 128
     norm_eps: float = 1e-12
-    rel_buckets: int = 32      # T5 relative-position buckets
-    rel_max_distance: int = 128
-    head_transform: bool = True  # BERT MLM head: Linear-GELU-LayerNorm before the decoder; False: plain
-                                 # (tied) linear decoder, cramming's skip_head_transform (bert-c5)
+
+    def check(self) -> None:
+        """The family's own relations between keys (ranges are in RULES)."""
 
 
 @dataclass
@@ -52,21 +50,16 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    name: Literal["adamw", "lion", "sophia"] = "adamw"
-    lr: float = 1e-3
-    beta1: float = 0.9
-    beta2: float = 0.98
-    eps: float = 1e-12
-    weight_decay: float = 0.01
+    """What the loop needs of every optimizer; an optimizer plug-in adds its own keys by subclassing
+    (``Plugin.Config``), so ``optim.KEY`` is checked against the chosen optimizer's keys."""
+    name: str = "adamw"         # an optimizer: built-in name, entry point or package.module:Name
+    lr: float = 1e-3            # peak learning rate, scaled by the schedule
+    weight_decay: float = 0.01  # on matrices only (lmbudget.optim.param_groups)
     clip: float = 0.5           # max global gradient norm; 0 disables
-    rms_scaled: bool = False    # multiply each step by max(1e-3, RMS(param)) (AdamWScale)
-    schedule: Literal["triangle", "t5-cosine", "constant"] = "triangle"
-    rho: float = 0.01           # Sophia
-    hessian_every: int = 10     # Sophia: k
-    hessian_batch_fraction: float = 0.5  # Sophia: share of a batch used for the Hessian pass
-    hessian_clip: bool = False  # Sophia: clip the Hessian pass's gradients at optim.clip (the paper's T5 code)
-    sophia_bs: int = 0          # Sophia: the bs of rho*bs*h; 0: the input tokens of a global batch
-    free_hessian: bool = False  # Sophia: leave Hessian passes uncharged (paper ablation)
+    schedule: str = "triangle"  # LR factor over the budget: built-in name, entry point or package.module:function
+
+    def check(self) -> None:
+        """The optimizer's own ranges and relations; raise ConfigError naming the key."""
 
 
 @dataclass
@@ -92,9 +85,9 @@ class TrainConfig:
 class RunConfig:
     model_name: str = "bert-tiny"
     algorithm: str = "baseline"
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig = field(default_factory=lambda: plugin_config_class("model", "bert")())
     data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
+    optim: OptimConfig = field(default_factory=lambda: plugin_config_class("optim", "adamw")())
     train: TrainConfig = field(default_factory=TrainConfig)
     # Algorithm parameters are validated by the algorithm's own config class.
     algo: dict = field(default_factory=dict)
@@ -110,8 +103,14 @@ class RunConfig:
                 raise ConfigError(f"unknown config section '{key}'")
             current = getattr(cfg, key)
             if dataclasses.is_dataclass(current):
+                value = dict(value)
+                if key == "model" and "arch" in value:  # run directories written before model families
+                    value.setdefault("family", value.pop("arch"))
+                selector = SELECTORS.get(key)
+                if selector in value:  # first: it decides which keys the section has
+                    set_value(cfg, key, selector, value.pop(selector))
                 for sub, v in value.items():
-                    set_field(current, sub, v, prefix=key)
+                    set_field(getattr(cfg, key), sub, v, prefix=key)
             else:
                 setattr(cfg, key, value)
         return cfg.validate()
@@ -119,12 +118,9 @@ class RunConfig:
     def validate(self) -> "RunConfig":
         """Check every number's range and the relations between keys; raise one ConfigError naming the
         first bad key and what is allowed. Called whenever a config is made, before anything starts."""
+        from lmbudget.registry import SCHEDULES
         for section in SECTIONS:
-            obj = getattr(self, section)
-            for key, (ok, allowed) in RULES.get(section, {}).items():
-                value = getattr(obj, key)
-                if not ok(value):
-                    raise ConfigError(f"{section}.{key}={value!r} is not allowed: it must be {allowed}")
+            check_ranges(getattr(self, section), section, RULES.get(section, {}))
         m, t = self.model, self.train
         if m.hidden % m.heads:
             raise ConfigError(f"model.hidden={m.hidden} must be a multiple of model.heads={m.heads} "
@@ -140,12 +136,17 @@ class RunConfig:
             parse_budget(t.budget)
         except ClockError as e:
             raise ConfigError(f"train.budget: {e}") from None
+        SCHEDULES.resolve(self.optim.schedule)
+        self.model.check()
+        self.optim.check()
         from lmbudget.algorithms import build_algorithm
-        build_algorithm(self.algorithm, self.algo, m.arch)  # the algorithm's own ranges (its Config and check())
+        build_algorithm(self.algorithm, self.algo, m.family)  # the algorithm's own ranges (its Config and check())
         return self
 
 
 SECTIONS = ("model", "data", "optim", "train")
+# The key that chooses a section's plug-in, and so which further keys the section has.
+SELECTORS = {"model": "family", "optim": "name"}
 
 
 def _positive(v) -> bool:
@@ -168,8 +169,7 @@ def _unit_right_closed(v) -> bool:
 RULES: dict[str, dict[str, tuple]] = {
     "model": {"n_layers": (_at_least(1), ">= 1"), "hidden": (_at_least(1), ">= 1"), "heads": (_at_least(1), ">= 1"),
               "ffn": (_at_least(1), ">= 1"), "vocab_size": (_at_least(0), ">= 0 (0: the tokenizer's)"),
-              "max_seq_len": (_at_least(1), ">= 1"), "norm_eps": (_positive, "> 0"),
-              "rel_buckets": (_at_least(1), ">= 1"), "rel_max_distance": (_at_least(1), ">= 1")},
+              "max_seq_len": (_at_least(1), ">= 1"), "norm_eps": (_positive, "> 0")},
     "data": {"vocab_size": (_at_least(16), ">= 16"), "seq_len": (_at_least(2), ">= 2"),
              "validation_fraction": (_open_unit, "a fraction in (0, 1)"),
              "holdout_fraction": (lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
@@ -177,17 +177,22 @@ RULES: dict[str, dict[str, tuple]] = {
              "mlm_probability": (_open_unit, "a fraction in (0, 1)"),
              "noise_density": (_open_unit, "a fraction in (0, 1)"),
              "mean_span_length": (_at_least(1), ">= 1")},
-    "optim": {"lr": (_positive, "> 0"), "beta1": (lambda v: 0 <= v < 1, "in [0, 1)"),
-              "beta2": (lambda v: 0 <= v < 1, "in [0, 1)"), "eps": (_at_least(0), ">= 0"),
-              "weight_decay": (_at_least(0), ">= 0"), "clip": (_at_least(0), ">= 0 (0 disables clipping)"),
-              "rho": (_positive, "> 0"), "hessian_every": (_at_least(1), ">= 1"),
-              "hessian_batch_fraction": (_unit_right_closed, "a fraction in (0, 1]")},
+    "optim": {"lr": (_positive, "> 0"), "weight_decay": (_at_least(0), ">= 0"),
+              "clip": (_at_least(0), ">= 0 (0 disables clipping)")},
     "train": {"seed": (_at_least(0), ">= 0"), "micro_batch": (_at_least(1), ">= 1"), "batch": (_at_least(1), ">= 1"),
               "eval_every": (_positive, "> 0 (a fraction of the budget; above 1: only at the end)"),
               "eval_batches": (_at_least(1), ">= 1"),
               "checkpoint_every": (_positive, "> 0 (a fraction of the budget; above 1: only at the end)"),
               "log_every": (_at_least(1), ">= 1"), "threads": (_at_least(0), ">= 0 (0: leave as is)")},
 }
+
+
+def check_ranges(obj: Any, prefix: str, rules: dict) -> None:
+    """Raise ConfigError for the first key of ``obj`` outside its range in ``rules`` ({key: (ok, allowed)})."""
+    for key, (ok, allowed) in rules.items():
+        value = getattr(obj, key)
+        if not ok(value):
+            raise ConfigError(f"{prefix}.{key}={value!r} is not allowed: it must be {allowed}")
 
 
 def coerce(value: Any, tp: Any, name: str) -> Any:
@@ -229,8 +234,33 @@ def set_field(obj: Any, key: str, value: Any, prefix: str) -> None:
     hints = typing.get_type_hints(type(obj))
     names = [f.name for f in dataclasses.fields(obj)]
     if key not in names:
-        raise ConfigError(f"unknown config key '{prefix}.{key}'; allowed: {', '.join(prefix + '.' + n for n in names)}")
+        owner = f" of {prefix} {getattr(obj, SELECTORS[prefix])!r}" if prefix in SELECTORS else ""
+        raise ConfigError(f"unknown config key '{prefix}.{key}'{owner}; allowed: {', '.join(prefix + '.' + n for n in names)}")
     setattr(obj, key, coerce(value, hints[key], f"{prefix}.{key}"))
+
+
+def plugin_config_class(section: str, ref: str) -> type:
+    """The config dataclass of the plug-in ``ref`` chooses for ``section`` (model family or optimizer)."""
+    from lmbudget.registry import FAMILIES, OPTIMIZERS
+    registry, base = (FAMILIES, ModelConfig) if section == "model" else (OPTIMIZERS, OptimConfig)
+    config_class = getattr(registry.resolve(ref), "Config", None)
+    if not (isinstance(config_class, type) and issubclass(config_class, base) and dataclasses.is_dataclass(config_class)):
+        raise ConfigError(f"{registry.kind} '{ref}' has no Config dataclass subclassing lmbudget.config."
+                          f"{base.__name__}: give it one (its keys become {section}.KEY)")
+    return config_class
+
+
+def set_value(cfg: "RunConfig", section: str, key: str, value: Any) -> None:
+    """Set ``section.key``. Choosing another plug-in (``model.family``, ``optim.name``) replaces the section
+    by that plug-in's config class, keeping the values of the keys every plug-in shares."""
+    obj = getattr(cfg, section)
+    if key != SELECTORS.get(section):
+        set_field(obj, key, value, prefix=section)
+        return
+    config_class = plugin_config_class(section, str(value))
+    base = ModelConfig if section == "model" else OptimConfig
+    shared = {f.name: getattr(obj, f.name) for f in dataclasses.fields(base)}
+    setattr(cfg, section, config_class(**dict(shared, **{key: str(value)})))
 
 
 def parse_override(text: str) -> tuple[str, str, str]:
@@ -244,13 +274,15 @@ def parse_override(text: str) -> tuple[str, str, str]:
 
 
 def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
-    """Apply ``section.key=value`` strings. ``algorithm.*`` keys are kept for the algorithm to validate."""
-    for text in overrides:
-        section, key, value = parse_override(text)
+    """Apply ``section.key=value`` strings (plug-in choices first: they decide which keys exist).
+    ``algorithm.*`` keys are kept for the algorithm to validate."""
+    parsed = [parse_override(text) + (text,) for text in overrides]
+    parsed.sort(key=lambda p: p[1] != SELECTORS.get(p[0]))
+    for section, key, value, text in parsed:
         if section == "algorithm":
             cfg.algo[key] = value
         elif section in SECTIONS:
-            set_field(getattr(cfg, section), key, value, prefix=section)
+            set_value(cfg, section, key, value)
         else:
             raise ConfigError(f"unknown config section '{section}' in '{text}'; allowed: {', '.join(SECTIONS + ('algorithm',))}")
     return cfg

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from lmbudget.config import RunConfig, apply_overrides, set_field
+from lmbudget.config import RunConfig, apply_overrides, set_value
 from lmbudget.io import atomic_write_text, read_json
 from lmbudget.presets import lr_scale, preset_config
 
@@ -24,9 +24,9 @@ def make_config(model: str, algorithm: str = "baseline", optimizer: str | None =
     cfg = preset_config(model)
     cfg.algorithm = algorithm
     name = optimizer or cfg.optim.name
-    for key, value in optimizer_defaults(name, cfg.model.arch).items():
-        set_field(cfg.optim, key, value * lr_scale(model) if key == "lr" else value, prefix="optim")
-    set_field(cfg.optim, "name", name, prefix="optim")
+    set_value(cfg, "optim", "name", name)
+    for key, value in optimizer_defaults(name, cfg.model.family).items():
+        set_value(cfg, "optim", key, value * lr_scale(model) if key == "lr" else value)
     if budget is not None:
         cfg.train.budget = budget
     if seed is not None:
@@ -36,7 +36,7 @@ def make_config(model: str, algorithm: str = "baseline", optimizer: str | None =
     apply_overrides(cfg, list(overrides))
     # Resolve the algorithm's parameters now, so config.yaml records every default it used.
     import dataclasses
-    cfg.algo = dataclasses.asdict(build_algorithm(cfg.algorithm, cfg.algo, cfg.model.arch).cfg)
+    cfg.algo = dataclasses.asdict(build_algorithm(cfg.algorithm, cfg.algo, cfg.model.family).cfg)
     return cfg.validate()  # a bad number (or budget) fails before anything is written
 
 
@@ -135,7 +135,8 @@ def _train(cfg: RunConfig, run_dir: Path, world, resume: bool, overwrite: bool, 
                               f"resume with the same options or use a new --run-dir")
         cfg = saved
     run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(cfg, run_dir, log=log if world.is_main else (lambda *_: None), progress=progress, device=device)
+    trainer = Trainer(cfg, run_dir, log=log if world.is_main else (lambda *_: None), progress=progress, device=device,
+                      auxiliary=train)
     if world.is_main:
         save_config(cfg, run_dir)  # after model.vocab_size is resolved from the tokenizer
     return trainer.run(resume=resume)

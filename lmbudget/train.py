@@ -1,50 +1,36 @@
-"""The one training loop: budgeted on the reference-system clock, with algorithm hooks.
+"""The one training loop: budgeted on the reference-system clock, with plug-in hooks.
 
-Everything a run does is here once: data draws, microbatch accumulation, clipping, the
-optimizer step (with Sophia's Hessian pass), the budget-fraction LR schedule, validation at
-fixed RST intervals, checkpoints, and the summary. Algorithms act only through the hooks of
-``lmbudget.algorithms.base`` (see its pseudocode), and every unit of work goes through
-``Clock.charge`` before it is done.
+Everything a run does is here once: microbatch accumulation, clipping, the optimizer step, the
+budget-fraction LR schedule, validation at fixed RST intervals, checkpoints, and the summary.
+Plug-ins act only through their hooks (algorithms: ``lmbudget.algorithms.base``; optimizers:
+``lmbudget.optim.base``) and the services of ``lmbudget.context``, and every unit of work goes
+through ``Clock.charge`` before it is done. The model comes from its family (``lmbudget.families``).
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from pathlib import Path
-from typing import Sequence
 
-import numpy as np
 import torch
 
 from lmbudget import checkpoint
-from lmbudget.algorithms import Algorithm, Batch, build_algorithm
+from lmbudget.algorithms import Algorithm, build_algorithm
 from lmbudget.clock import BudgetExhausted, Clock, CostTable, default_reference, load_reference, parse_budget
 from lmbudget.config import RunConfig
+from lmbudget.context import EVAL_MASK_SEED, RunContext, RunError, autocast, cost_key
 from lmbudget.data import prepare_data
 from lmbudget.data.loader import BatchStream
-from lmbudget.data.mlm import mask_tokens
 from lmbudget.data.unigram import unigram_entropy
 from lmbudget.distributed import gather_full, gradient_sync, init_world, parallelize, shard_like, shard_optimizer_state
+from lmbudget.families import family
 from lmbudget.io import atomic_write_json
-from lmbudget.models import build_model
-from lmbudget.optim import build_optimizer
+from lmbudget.optim import optimizer_plugin
+from lmbudget.registry import SCHEDULES
 from lmbudget.runlog import MetricsLog, loss_rise
-from lmbudget.schedules import lr_factor
 from lmbudget.tracking import make_tracker
 
-EVAL_MASK_SEED = 1234  # validation masks are fixed so every evaluation (and every run) sees the same targets
-
-
-class RunError(RuntimeError):
-    """A run cannot start or continue; the message names the fix."""
-
-
-def autocast(precision: str, device: torch.device):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
+__all__ = ["EVAL_MASK_SEED", "RunError", "Trainer", "autocast", "cost_key", "cpu_lacks_bf16", "initial_model"]
 
 
 def cpu_lacks_bf16() -> bool:
@@ -57,24 +43,29 @@ def cpu_lacks_bf16() -> bool:
     return "avx512_bf16" not in flags and "amx_bf16" not in flags
 
 
-def cost_key(model: torch.nn.Module, active: Sequence[int] | None) -> float:
-    """Active layers per stack: what the cost table is keyed by."""
-    n = len(model.layers) if active is None else len(active)
-    return n / len(model.stacks)
+def plugin_provenance(cfg: RunConfig) -> dict:
+    """Where the run's algorithm, optimizer, model family and schedule come from (package and version)."""
+    from lmbudget.registry import ALGORITHMS, FAMILIES, OPTIMIZERS
+    return {"algorithm": ALGORITHMS.provenance(cfg.algorithm), "optimizer": OPTIMIZERS.provenance(cfg.optim.name),
+            "model": FAMILIES.provenance(cfg.model.family), "schedule": SCHEDULES.provenance(cfg.optim.schedule)}
 
 
 def initial_model(cfg: RunConfig, special: dict) -> torch.nn.Module:
     """The run's model before its first step (seeded by ``train.seed``)."""
     torch.manual_seed(cfg.train.seed)
-    return build_model(cfg.model, special)
+    return family(cfg.model.family).build(cfg.model, special)
 
 
-class Trainer:
-    """Owns model, optimizer, data stream, clock and algorithm for one run directory."""
+class Trainer(RunContext):
+    """Owns model, optimizer, data stream, clock and plug-ins for one run directory.
+
+    ``auxiliary``: how to train another run directory (``lmbudget.runs.train``), for
+    ``RunContext.train_auxiliary``."""
 
     def __init__(self, cfg: RunConfig, run_dir: Path, table: CostTable | None = None, log=print,
-                 device: str | None = None, progress: bool = True):
-        self.cfg, self.run_dir, self.print = cfg, Path(run_dir), log
+                 device: str | None = None, progress: bool = True, auxiliary=None):
+        self.cfg, self.run_dir, self.print, self.auxiliary = cfg, Path(run_dir), log, auxiliary
+        self.family = family(cfg.model.family)
         self.world = init_world()
         cuda = torch.cuda.is_available()
         self.device = torch.device(device or (f"cuda:{self.world.local_rank}" if cuda else "cpu"))
@@ -97,11 +88,13 @@ class Trainer:
         self.table = table or self.resolve_reference()
         self.table.check_matches(self.model.signature(), cfg.data.seq_len)
         self.clock = Clock(self.table, self.budget)
-        self.algorithm = build_algorithm(cfg.algorithm, cfg.algo, cfg.model.arch)
+        self.algorithm = build_algorithm(cfg.algorithm, cfg.algo, cfg.model.family)
+        self.optim = optimizer_plugin(cfg.optim)
+        self.schedule = SCHEDULES.resolve(cfg.optim.schedule)
         self.train_split = self.data.split("train")
         self.stream = BatchStream(len(self.train_split), t.micro_batch, seed=t.seed)
         self.mask_generator = torch.Generator().manual_seed(t.seed + 1)
-        self.hessian_generator = torch.Generator().manual_seed(t.seed + 2)
+        self.optimizer_generator = torch.Generator().manual_seed(t.seed + 2)  # the optimizer's stream
         self.generator = torch.Generator().manual_seed(t.seed + 3)  # the algorithm's stream
         self.batch_size, self.micro_batch = t.batch // self.world.size, t.micro_batch  # per rank
         self.wall = 0.0            # training wall time, evaluation and checkpoints excluded
@@ -118,64 +111,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.precision == "fp16")
         skips_layers = type(self.algorithm).active_layers is not Algorithm.active_layers
         self.trained_model = parallelize(self.model, self.world, t.parallel, self.device, skips_layers)
-        self.optimizer = build_optimizer(self.model, cfg.optim)  # after FSDP has replaced the parameters
-
-    # ------------------------------------------------------------------ context for algorithms
-    @property
-    def config(self) -> RunConfig:
-        return self.cfg
-
-    @property
-    def generators(self) -> dict[str, torch.Generator]:
-        """Every random stream of the run, checkpointed together."""
-        return {"mask": self.mask_generator, "hessian": self.hessian_generator, "algorithm": self.generator}
-
-    def draw(self, n: int) -> Batch:
-        """This rank's share of the next global draw of ``n`` x world examples (masked identically on
-        every rank, so N ranks see exactly what one process would)."""
-        if n % self.micro_batch:
-            raise ValueError(f"draw({n}) must be a multiple of micro_batch={self.micro_batch}")
-        index = np.concatenate([self.stream.next() for _ in range(n * self.world.size // self.micro_batch)])
-        tokens = torch.from_numpy(self.train_split.tokens[index].astype(np.int64))
-        inputs = self.make_inputs(tokens, self.mask_generator)
-        ids = torch.from_numpy(self.train_split.example_ids[index])
-        batch = Batch(inputs["input_ids"], inputs["labels"], ids)
-        return batch.select(torch.arange(n) + self.world.rank * n) if self.world.active else batch
-
-    def all_true(self, flag: bool) -> bool:
-        return self.world.all_true(flag)
-
-    def make_inputs(self, tokens: torch.Tensor, generator: torch.Generator) -> dict:
-        d = self.cfg.data
-        if self.cfg.model.arch == "t5":
-            from lmbudget.data.span_corruption import span_corrupt_batch
-            return span_corrupt_batch(tokens, d, self.data.special, generator)
-        input_ids, labels = mask_tokens(tokens, self.data.special, self.data.vocab_size, d.mlm_probability, generator)
-        return {"input_ids": input_ids, "labels": labels}
-
-    def to_device(self, batch: Batch) -> dict:
-        return {k: v.to(self.device, non_blocking=True) for k, v in batch.model_inputs().items()}
-
-    def example_losses(self, batch: Batch, active=None, tag: str = "selection", free: bool = False,
-                       model: torch.nn.Module | None = None) -> torch.Tensor:
-        model = model or self.model
-        losses = []
-        key = cost_key(model, active)
-        with torch.no_grad(), autocast(self.cfg.train.precision, self.device):
-            for micro in batch.split(self.micro_batch):
-                self.clock.charge("fwd", key, examples=len(micro), tag=tag, free=free)
-                losses.append(model(self.to_device(micro), active=active, per_example=True).float().cpu())
-        return torch.cat(losses)
-
-    def charge_external(self, rst_s: float, tag: str) -> None:
-        self.clock.charge_seconds(rst_s, tag)
-
-    def reset_optimizer_state(self, params) -> None:
-        for p in params:
-            self.optimizer.state.pop(p, None)
-
-    def log(self, message: str) -> None:
-        self.print(message)
+        self.optimizer = self.optim.build(self.model)  # after FSDP has replaced the parameters
 
     # ------------------------------------------------------------------ the loop
     def run(self, resume: bool = False) -> dict:
@@ -234,9 +170,8 @@ class Trainer:
         cfg, clock, alg = self.cfg, self.clock, self.algorithm
         fraction = clock.fraction
         alg.on_progress(self, fraction)
-        lr = cfg.optim.lr * lr_factor(cfg.optim.schedule, fraction)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = cfg.optim.lr * self.schedule(fraction)
         batch = alg.select_batch(self, self.batch_size)
         micros = batch.split(self.micro_batch)
         actives = [alg.active_layers(self, fraction) for _ in micros]
@@ -253,51 +188,19 @@ class Trainer:
                 self.scaler.scale(loss * len(micro) / len(batch)).backward()
             total += loss.item() * len(micro) / len(batch)
         total = self.world.mean(total)
-        clock.charge("step", cfg.optim.name)
+        clock.charge("step", self.optim.cost_key)
         self.scaler.unscale_(self.optimizer)
         if cfg.optim.clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.clip)
-        if hasattr(self.optimizer, "set_batch_tokens"):
-            self.optimizer.set_batch_tokens(self.sophia_bs(batch))
+            self.clip_gradients(cfg.optim.clip)
+        self.optim.before_step(self.optimizer, batch.input_ids.numel() * self.world.size)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        if getattr(self.optimizer, "needs_hessian", False) and (clock.steps + 1) % cfg.optim.hessian_every == 0:
-            self.hessian_update()
+        self.optim.after_step(self.optimizer, self)
         clock.step_done()
         self.tokens += len(batch) * self.world.size * cfg.data.seq_len
         alg.after_step(self, total)
         return total
-
-    def sophia_bs(self, batch: Batch) -> int:
-        """Sophia's bs: ``optim.sophia_bs``, or the input tokens of the *global* batch (the gradient is the
-        mean over all ranks, so N ranks use the bs one process would)."""
-        return self.cfg.optim.sophia_bs or batch.input_ids.numel() * self.world.size
-
-    def hessian_update(self) -> None:
-        """Sophia's Gauss-Newton-Bartlett pass on a fresh share of a batch, charged as forward+backward."""
-        n = max(self.micro_batch, int(self.batch_size * self.cfg.optim.hessian_batch_fraction) // self.micro_batch * self.micro_batch)
-        batch = self.draw(n)
-        # Labels are sampled with one generator per microbatch of the global draw, seeded from the run's
-        # Hessian stream: every rank samples what one process would for the same examples.
-        base = int(torch.randint(0, 2 ** 62, (1,), generator=self.hessian_generator))
-        first = self.world.rank * (n // self.micro_batch) if self.world.active else 0
-        for j, micro in enumerate(batch.split(self.micro_batch)):
-            self.clock.charge("fwd_bwd", cost_key(self.model, None), examples=len(micro), tag="hessian",
-                              free=self.cfg.optim.free_hessian)
-            generator = torch.Generator().manual_seed(base + first + j)
-            with autocast(self.cfg.train.precision, self.device):
-                loss = self.model.hessian_loss(self.to_device(micro), generator)
-            (loss * len(micro) / len(batch)).backward()
-        if isinstance(self.trained_model, torch.nn.parallel.DistributedDataParallel):  # outside its forward: by hand
-            for p in self.model.parameters():
-                if p.grad is not None:
-                    torch.distributed.all_reduce(p.grad)
-                    p.grad /= self.world.size
-        if self.cfg.optim.hessian_clip and self.cfg.optim.clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.clip)
-        self.optimizer.update_hessian()
-        self.optimizer.zero_grad(set_to_none=True)
 
     def after_step(self, loss: float) -> None:
         t = self.cfg.train
@@ -343,12 +246,13 @@ class Trainer:
         self.model.eval()
         active = self.algorithm.eval_layers(self)
         total, count = 0.0, 0
-        for inputs in self.validation_inputs(split):
-            inputs = {k: v.to(self.device) for k, v in inputs.items()}
-            with autocast(self.cfg.train.precision, self.device):
-                losses = self.model(inputs, active=active, per_example=True)
-            total += losses.float().sum().item()
-            count += len(losses)
+        with self.optim.evaluation(self.optimizer):
+            for inputs in self.validation_inputs(split):
+                inputs = {k: v.to(self.device) for k, v in inputs.items()}
+                with autocast(self.cfg.train.precision, self.device):
+                    losses = self.model(inputs, active=active, per_example=True)
+                total += losses.float().sum().item()
+                count += len(losses)
         self.model.train(was_training)
         return total / count
 
@@ -417,7 +321,9 @@ class Trainer:
             "device": str(self.device), "clock_rule": "each unit of work is charged its reference-system cost "
             "(cost table per microbatch, scaled by examples / table micro_batch) before it runs",
         }
+        summary["plugins"] = plugin_provenance(self.cfg)
         summary.update(self.algorithm.summary())
+        summary.update(self.optim.summary())
         summary["world_size"] = self.world.size
         summary["parallel"] = self.cfg.train.parallel if self.world.active else "none"
         if self.world.is_main:

@@ -4,16 +4,18 @@ import math
 import pytest
 import torch
 
-from lmbudget.algorithms import ALGORITHMS, Batch, build_algorithm
+from lmbudget.algorithms import Batch, build_algorithm
 from lmbudget.algorithms.layer_dropping import drop_probabilities, drop_rate
 from lmbudget.algorithms.rho_loss import top_k_reducible
 from lmbudget.algorithms.selective_backprop import percentiles
-from lmbudget.config import ConfigError, ModelConfig
+from lmbudget.config import ConfigError
+from lmbudget.families.bert import BertConfig
+from lmbudget.registry import ALGORITHMS
 from lmbudget.models.bert import BertMLM
 
 
 def tiny_bert(n_layers=8):
-    return BertMLM(ModelConfig(n_layers=n_layers, hidden=16, heads=2, ffn=32, vocab_size=50, max_seq_len=8))
+    return BertMLM(BertConfig(n_layers=n_layers, hidden=16, heads=2, ffn=32, vocab_size=50, max_seq_len=8))
 
 
 class StandIn:
@@ -48,8 +50,8 @@ class StandIn:
 
 
 def test_registry_names_and_descriptions():
-    assert list(ALGORITHMS) == ["baseline", "layer-stacking", "layer-dropping", "selective-backprop", "rho-loss"]
-    assert all(cls.summary_line for cls in ALGORITHMS.values())
+    assert ALGORITHMS.names() == ["baseline", "layer-stacking", "layer-dropping", "selective-backprop", "rho-loss"]
+    assert all(ALGORITHMS.resolve(name).summary_line for name in ALGORITHMS.names())
     with pytest.raises(ConfigError, match="unknown algorithm 'foo'; choose one of baseline"):
         build_algorithm("foo", {}, "bert")
     with pytest.raises(ConfigError, match="unknown config key 'algorithm.bogus'"):

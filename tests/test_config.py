@@ -11,7 +11,7 @@ def test_overrides_are_typed():
 
 
 @pytest.mark.parametrize("override,message", [
-    ("optim.lrr=1", "unknown config key 'optim.lrr'; allowed: optim.name, optim.lr"),
+    ("optim.lrr=1", "unknown config key 'optim.lrr' of optim 'adamw'; allowed: optim.name, optim.lr"),
     ("foo.bar=1", "unknown config section 'foo'"),
     ("optim.lr=fast", "optim.lr='fast' must be a number"),
     ("data.seq_len=6.5", "data.seq_len='6.5' must be an integer"),

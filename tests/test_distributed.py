@@ -10,8 +10,7 @@ import pytest
 from safetensors.torch import load_file
 
 from lmbudget import checkpoint
-from lmbudget.algorithms import ALGORITHMS
-from lmbudget.optim import OPTIMIZERS
+from lmbudget.registry import ALGORITHMS, OPTIMIZERS
 from lmbudget.runs import make_config, train
 
 WORKER = str(Path(__file__).with_name("ddp_worker.py"))
@@ -38,7 +37,7 @@ def test_two_ranks_equal_one_process_and_every_algorithm_finishes(corpus, tmp_pa
              "stack-sophia-fsdp-resumed": ["layer-stacking", "sophia", "12 steps", "fsdp", 8]}
     for parallel in ("ddp", "fsdp"):
         specs.update({f"{a}-{o}-{parallel}": [a, o, "0.4s", parallel] for a, o in
-                      [(a, "adamw") for a in ALGORITHMS] + [("baseline", o) for o in OPTIMIZERS if o != "adamw"]})
+                      [(a, "adamw") for a in ALGORITHMS.names()] + [("baseline", o) for o in OPTIMIZERS.names() if o != "adamw"]})
     results = torchrun(corpus, tmp_path / "ddp", specs)
 
     # one process, same global batch (16) and seed

@@ -270,11 +270,11 @@ def test_valloss_per_source_fixed_masks_and_extra_corpus(run_dir, tmp_path):
 
 # ------------------------------------------------------------------------------------------ T5
 def test_greedy_decoding_matches_teacher_forcing_and_ignores_padding():
-    from lmbudget.config import ModelConfig
+    from lmbudget.families.t5 import T5Config
     from lmbudget.evaluate.seq2seq import greedy_decode
     from lmbudget.models.t5 import T5Model
     torch.manual_seed(0)
-    model = T5Model(ModelConfig(arch="t5", n_layers=2, hidden=32, heads=4, ffn=48, vocab_size=50, rel_buckets=8,
+    model = T5Model(T5Config(n_layers=2, hidden=32, heads=4, ffn=48, vocab_size=50, rel_buckets=8,
                                 rel_max_distance=16), pad_id=0).eval()
     ids = torch.randint(2, 50, (3, 9))
     mask = torch.ones_like(ids)
@@ -314,7 +314,8 @@ def test_cli_parses_and_formats():
 
 def test_seq2seq_harness_learns_and_scores_labels_as_text():
     """The T5 fine-tuning loop and decoding end to end: a tiny T5 memorises 8 headlines."""
-    from lmbudget.config import DataConfig, ModelConfig
+    from lmbudget.config import DataConfig
+    from lmbudget.families.t5 import T5Config
     from lmbudget.data import bbc_articles
     from lmbudget.data.tokenizer import special_ids, train
     from lmbudget.evaluate.seq2seq import Encoder, GenSplit, Seq2SeqProtocol, Seq2SeqTask, finetune, score
@@ -328,7 +329,7 @@ def test_seq2seq_harness_learns_and_scores_labels_as_text():
                        {"copy": ("train", "train")})
     protocol = Seq2SeqProtocol(lr=1e-2, epochs=15, batch_size=4, source_length=64, target_length=16)
     torch.manual_seed(0)
-    model = T5Model(ModelConfig(arch="t5", n_layers=2, hidden=64, heads=4, ffn=128, vocab_size=tok.get_vocab_size(),
+    model = T5Model(T5Config(n_layers=2, hidden=64, heads=4, ffn=128, vocab_size=tok.get_vocab_size(),
                                 rel_buckets=8, rel_max_distance=32), special["pad"])
     results, per_epoch = finetune(model, task, Encoder(tok, protocol, special), protocol, 0, "cpu", progress=False)
     curve = [scores["train"]["rouge_l"] for scores in per_epoch]

@@ -35,11 +35,11 @@ def test_explicit_bf16_attention_matches_sdpa_values_and_gradients(masked):
 
 def test_bert_head_transform_option_and_the_presets_that_use_it():
     """model.head_transform=false is cramming's skip_head_transform: logits = final hidden @ tied embedding."""
-    from lmbudget.config import ModelConfig
+    from lmbudget.families.bert import BertConfig
     from lmbudget.models.bert import BertMLM
     from lmbudget.presets import model_config
 
-    cfg = ModelConfig(arch="bert", n_layers=2, hidden=32, heads=2, ffn=64, vocab_size=50, max_seq_len=16)
+    cfg = BertConfig(n_layers=2, hidden=32, heads=2, ffn=64, vocab_size=50, max_seq_len=16)
     gen = torch.Generator().manual_seed(0)
     input_ids = torch.randint(5, 50, (3, 16), generator=gen)
     labels = torch.full((3, 16), -100)
@@ -47,7 +47,7 @@ def test_bert_head_transform_option_and_the_presets_that_use_it():
     batch = {"input_ids": input_ids, "labels": labels}
 
     torch.manual_seed(0)
-    plain = BertMLM(ModelConfig(**{**cfg.__dict__, "head_transform": False}))
+    plain = BertMLM(BertConfig(**{**cfg.__dict__, "head_transform": False}))
     names = {n for n, _ in plain.named_parameters()}
     assert not any(n.startswith(("head.", "head_norm.")) for n in names)
     logits, targets, _ = plain.masked_logits(batch)

@@ -10,8 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from lmbudget.config import ConfigError, OptimConfig
-from lmbudget.optim import (OPTIMIZERS, AdamWScale, Lion, SophiaG, build_optimizer,
+from lmbudget.config import ConfigError
+from lmbudget.registry import OPTIMIZERS
+from lmbudget.optim import (AdamWScale, Lion, SophiaG, SophiaPlugin, build_optimizer,
                             optimizer_defaults, param_groups)
 
 D = torch.float64
@@ -179,8 +180,9 @@ def test_param_groups_exclude_norms_and_biases_from_decay():
                                            model.lin.bias, model.head.bias])
 
 
-def cfg_for(name: str, arch: str = "bert", **kw) -> OptimConfig:
-    return dataclasses.replace(OptimConfig(), **{**optimizer_defaults(name, arch), **kw})
+def cfg_for(name: str, family: str = "bert", **kw):
+    """The optimizer's own Config with the family's settings (as make_config builds it)."""
+    return OPTIMIZERS.resolve(name).Config(**{**optimizer_defaults(name, family), **kw})
 
 
 def test_build_optimizer_picks_the_class():
@@ -189,21 +191,22 @@ def test_build_optimizer_picks_the_class():
     assert type(build_optimizer(model, cfg_for("adamw", "t5"))) is AdamWScale
     assert type(build_optimizer(model, cfg_for("lion", "t5"))) is Lion
     sophia = build_optimizer(model, cfg_for("sophia"))
-    assert type(sophia) is SophiaG and sophia.needs_hessian
+    assert type(sophia) is SophiaG
     assert sophia.param_groups[0]["rho"] == 0.01 and sophia.param_groups[1]["weight_decay"] == 0.0
-    assert not getattr(build_optimizer(model, cfg_for("adamw")), "needs_hessian", False)
 
 
 def test_optimizer_defaults_are_the_papers():
     bert_adamw = optimizer_defaults("adamw", "bert")
     assert bert_adamw == dict(name="adamw", lr=1e-3, beta1=0.9, beta2=0.98, eps=1e-12,
                               weight_decay=0.01, clip=0.5, rms_scaled=False)
+    # An optimizer the family has no paper settings for starts from its own defaults and the family's clip.
+    assert optimizer_defaults("lion", "t5")["clip"] == 1.0
     lion = optimizer_defaults("lion", "bert")
     assert (lion["lr"], lion["weight_decay"], lion["beta1"], lion["beta2"]) == (7e-4, 0.1, 0.9, 0.99)
     sophia = optimizer_defaults("sophia", "bert")
     assert (sophia["lr"], sophia["weight_decay"], sophia["rho"], sophia["beta1"], sophia["beta2"],
             sophia["hessian_every"]) == (4e-4, 0.015, 0.01, 0.965, 0.99, 10)
-    t5 = {n: optimizer_defaults(n, "t5") for n in OPTIMIZERS}
+    t5 = {n: optimizer_defaults(n, "t5") for n in OPTIMIZERS.names()}
     assert [t5[n]["lr"] for n in ("adamw", "lion", "sophia")] == [2e-2, 7.5e-4, 1e-3]
     assert all(d["rms_scaled"] and d["weight_decay"] == 0 and d["clip"] == 1.0 for d in t5.values())
     assert t5["sophia"]["rho"] == 1e-2
@@ -212,11 +215,11 @@ def test_optimizer_defaults_are_the_papers():
     # a global batch (128 x 1536 = 196608 for bert-c5: sophia_bs=0) from half a batch, unclipped.
     assert (t5["sophia"]["sophia_bs"], t5["sophia"]["hessian_batch_fraction"], t5["sophia"]["hessian_clip"]) == (5120, 1.0, True)
     assert (sophia["sophia_bs"], sophia["hessian_batch_fraction"], sophia["hessian_clip"]) == (0, 0.5, False)
-    assert all(optimizer_defaults(n, "bert")["clip"] == 0.5 for n in OPTIMIZERS)
-    # Every key is an OptimConfig field, and callers get a copy they may mutate.
-    for arch in ("bert", "t5"):
-        for n in OPTIMIZERS:
-            dataclasses.replace(OptimConfig(), **optimizer_defaults(n, arch))
+    assert all(optimizer_defaults(n, "bert")["clip"] == 0.5 for n in OPTIMIZERS.names())
+    # Every key is a field of the optimizer's own Config, and callers get a copy they may mutate.
+    for family in ("bert", "t5"):
+        for n in OPTIMIZERS.names():
+            cfg_for(n, family)
     optimizer_defaults("lion", "bert")["lr"] = 1.0
     assert optimizer_defaults("lion", "bert")["lr"] == 7e-4
     with pytest.raises(ConfigError):
@@ -237,12 +240,12 @@ def train(model, opt, steps, seed, hessian_every=2):
         y = torch.randint(0, 11, (4, 5), generator=gen)
         for g in opt.param_groups:
             g["lr"] = 1e-2 / (1 + i + seed)
-        if getattr(opt, "needs_hessian", False):
+        if isinstance(opt, SophiaG):
             opt.set_batch_tokens(x.numel())
         nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten()).backward()
         opt.step()
         opt.zero_grad()
-        if getattr(opt, "needs_hessian", False) and i % hessian_every == 0:
+        if isinstance(opt, SophiaG) and i % hessian_every == 0:
             logits = model(x)
             sampled = torch.distributions.Categorical(logits=logits.detach()).sample()
             nn.functional.cross_entropy(logits.flatten(0, 1), sampled.flatten()).backward()
@@ -294,7 +297,7 @@ def test_state_pop_reinitialises_one_parameter(name, arch):
     for m, o in ((model, opt), (twin, twin_opt)):
         for n, p in m.named_parameters():
             p.grad = grads[n].clone()
-        if getattr(o, "needs_hessian", False):
+        if isinstance(o, SophiaG):
             o.set_batch_tokens(20)
         o.step()
 
@@ -370,4 +373,4 @@ def test_loop_gives_sophia_its_bs_and_clips_the_hessian_pass_as_configured(model
 
 def test_negative_sophia_bs_is_a_config_error():
     with pytest.raises(ConfigError, match="optim.sophia_bs"):
-        build_optimizer(nn.Linear(2, 2), dataclasses.replace(OptimConfig(), name="sophia", sophia_bs=-1))
+        build_optimizer(nn.Linear(2, 2), SophiaPlugin.Config(sophia_bs=-1))

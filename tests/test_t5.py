@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmbudget.config import ModelConfig
+from lmbudget.families.t5 import T5Config
 from lmbudget.data.span_corruption import compute_t5_lengths, random_spans_noise_mask, span_corrupt
 from lmbudget.models.t5 import T5Model
 
@@ -70,7 +70,7 @@ def test_noise_density_and_span_length():
 # ---------------------------------------------------------------- model
 
 def tiny_cfg(**kw):
-    return ModelConfig(**{**dict(arch="t5", n_layers=N, hidden=32, heads=4, ffn=48, vocab_size=VOCAB,
+    return T5Config(**{**dict(n_layers=N, hidden=32, heads=4, ffn=48, vocab_size=VOCAB,
                                  rel_buckets=8, rel_max_distance=16), **kw})
 
 

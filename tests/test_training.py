@@ -12,10 +12,9 @@ import pytest
 from safetensors.torch import load_file
 
 from lmbudget import checkpoint
-from lmbudget.algorithms import ALGORITHMS
 from lmbudget.checkpoint import CheckpointError
 from lmbudget.clock import ClockError, load_reference
-from lmbudget.optim import OPTIMIZERS
+from lmbudget.registry import ALGORITHMS, OPTIMIZERS
 from lmbudget.runs import RunDirError, make_config, train
 from lmbudget.runlog import MetricsLog
 from lmbudget.train import Trainer
@@ -66,7 +65,7 @@ def run_interrupted(cfg, run_dir, at_step, monkeypatch):
     assert not (run_dir / "summary.json").exists()
 
 
-CONFIGS = [(a, "adamw") for a in ALGORITHMS] + [("baseline", o) for o in OPTIMIZERS if o != "adamw"]
+CONFIGS = [(a, "adamw") for a in ALGORITHMS.names()] + [("baseline", o) for o in OPTIMIZERS.names() if o != "adamw"]
 
 
 @pytest.mark.parametrize("model", ["bert-micro", "t5-micro"])

@@ -1,26 +1,17 @@
-"""Registry of training algorithms: a new one is one module plus one line here."""
+"""Training algorithms (``base.py`` is the contract; one module per algorithm). A new one is one
+module plus a line in ``lmbudget.registry.ALGORITHMS``, or an ``lmbudget.algorithms`` entry point
+of its own package, or simply ``--algorithm package.module:Name``."""
 from __future__ import annotations
 
 from lmbudget.algorithms.base import Algorithm, Batch, Context
-from lmbudget.algorithms.layer_dropping import LayerDropping
-from lmbudget.algorithms.layer_stacking import LayerStacking
-from lmbudget.algorithms.rho_loss import RhoLoss
-from lmbudget.algorithms.selective_backprop import SelectiveBackprop
-from lmbudget.config import ConfigError
-
-ALGORITHMS: dict[str, type[Algorithm]] = {cls.name: cls for cls in (
-    Algorithm,          # "baseline": every hook at its default
-    LayerStacking,
-    LayerDropping,
-    SelectiveBackprop,
-    RhoLoss,
-)}
 
 
-def build_algorithm(name: str, params: dict, arch: str) -> Algorithm:
-    if name not in ALGORITHMS:
-        raise ConfigError(f"unknown algorithm '{name}'; choose one of {', '.join(ALGORITHMS)}")
-    return ALGORITHMS[name](params, arch)
+def build_algorithm(ref: str, params: dict, family_name: str) -> Algorithm:
+    """The algorithm ``ref`` names, configured by ``params`` over the family's defaults for it."""
+    from lmbudget.families import family
+    from lmbudget.registry import ALGORITHMS
+    cls = ALGORITHMS.resolve(ref)
+    return cls(params, family(family_name).algorithm_defaults.get(cls.name, {}))
 
 
-__all__ = ["ALGORITHMS", "Algorithm", "Batch", "Context", "build_algorithm"]
+__all__ = ["Algorithm", "Batch", "Context", "build_algorithm"]

@@ -24,7 +24,8 @@ from typing import Any, ClassVar, Protocol, Sequence
 
 import torch
 
-from lmbudget.config import ConfigError, build_dataclass
+from lmbudget.config import build_dataclass
+from lmbudget.errors import ConfigError
 
 
 @dataclass
@@ -73,6 +74,10 @@ class Context(Protocol):
     def charge_external(self, rst_s: float, tag: str) -> None:
         """Charge RST of auxiliary work measured elsewhere (e.g. training an irreducible-loss model)."""
 
+    def train_auxiliary(self, cfg: Any, run_dir: Any) -> tuple[dict, torch.nn.Module]:
+        """Train (or reuse, if finished) another run, e.g. an irreducible-loss model: its summary (with its
+        ``rst_s``, which ``charge_external`` may charge) and its final model on this run's device."""
+
     def all_true(self, flag: bool) -> bool:
         """Whether ``flag`` holds on every data-parallel rank (just ``flag`` in one process). Loops whose
         length depends on local data must use it so that every rank does, and is charged, the same work."""
@@ -94,15 +99,11 @@ class Algorithm:
     class Config:
         pass
 
-    def __init__(self, params: dict, arch: str = "bert"):
-        self.cfg = build_dataclass(self.Config, dict(self.defaults(arch), **params), prefix="algorithm")
-        self.arch = arch
+    def __init__(self, params: dict, family_defaults: dict | None = None):
+        """``params``: the user's ``algorithm.KEY`` values, over ``family_defaults`` (the model family's
+        settings for this algorithm, e.g. the paper's T5 variant), over ``Config``'s defaults."""
+        self.cfg = build_dataclass(self.Config, dict(family_defaults or {}, **params), prefix="algorithm")
         self.check()
-
-    @classmethod
-    def defaults(cls, arch: str) -> dict:
-        """Per-architecture defaults (the paper's BERT and T5 settings differ for some methods)."""
-        return {}
 
     def check(self) -> None:
         """Validate the configuration; raise ConfigError naming the key and the allowed values."""

@@ -38,10 +38,6 @@ class LayerDropping(Algorithm):
         gamma_factor: float = 100.0    # gamma = gamma_factor / budget
         resample: str = "microbatch"   # "microbatch" (BERT) or "step" (T5)
 
-    @classmethod
-    def defaults(cls, arch: str) -> dict:
-        return {"gamma_factor": 20.0, "resample": "step"} if arch == "t5" else {}
-
     def check(self) -> None:
         if not 0 <= self.cfg.theta <= 1:
             raise ConfigError(f"algorithm.theta={self.cfg.theta} must be in [0, 1]")

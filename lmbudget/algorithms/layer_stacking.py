@@ -23,10 +23,6 @@ class LayerStacking(Algorithm):
         fractions: str = "0.125,0.3"   # budget fractions at which the depth doubles
         reset_optimizer: str = "all"   # "all": fresh optimizer state at each stacking (paper, BERT); "new": only copied layers
 
-    @classmethod
-    def defaults(cls, arch: str) -> dict:
-        return {"reset_optimizer": "new"} if arch == "t5" else {}
-
     def check(self) -> None:
         self.fractions = parse_float_list(self.cfg.fractions, "fractions")
         check_fraction_list(self.fractions, "fractions")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from lmbudget.algorithms.base import Algorithm, Batch, Context
-from lmbudget.config import ConfigError
+from lmbudget.errors import ConfigError
 
 
 def top_k_reducible(current: torch.Tensor, irreducible: torch.Tensor, k: int) -> torch.Tensor:
@@ -62,11 +62,7 @@ class RhoLoss(Algorithm):
         return il
 
     def ensure_il_model(self, ctx: Context):
-        from lmbudget.io import lmbudget_home, read_json
-        from lmbudget.models import build_model
-        from lmbudget.runs import train
-        from safetensors.torch import load_model
-        from lmbudget import checkpoint
+        from lmbudget.io import lmbudget_home
 
         il_cfg = self.il_config(ctx.config)
         if self.cfg.il_run_dir:
@@ -75,14 +71,9 @@ class RhoLoss(Algorithm):
             key = hashlib.sha256(json.dumps(il_cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
             run_dir = lmbudget_home() / "il-models" / key
         ctx.log(f"rho-loss: irreducible-loss model in {run_dir} ({il_cfg.train.budget} RST on the holdout split)")
-        summary = train(il_cfg, run_dir, resume=True, log=ctx.log, progress=False)
-        if summary["status"] != "completed":
-            raise ConfigError(f"the irreducible-loss model in {run_dir} did not complete (status {summary['status']})")
-        model = build_model(il_cfg.model, ctx.data.special).to(next(ctx.model.parameters()).device)
-        load_model(model, str(checkpoint.latest(run_dir) / "model.safetensors"))
-        model.eval()
+        summary, model = ctx.train_auxiliary(il_cfg, run_dir)
         self.il_dir = str(run_dir)
-        self.il_train_rst = float(read_json(f"{run_dir}/summary.json")["rst_s"])
+        self.il_train_rst = float(summary["rst_s"])
         return model
 
     def on_start(self, ctx: Context) -> None:

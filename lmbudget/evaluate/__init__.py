@@ -181,20 +181,19 @@ def _evaluate(run_dir, suite, seeds, tasks, data_dir, corpora, protocol, max_tra
                 "tasks": {name: {"main_metric": "loss", "metrics": {"loss": spread([v["loss"]])}, "rows": v["rows"]}
                           for name, v in losses.items()}, "skipped": {}}
         body["average"], body["baselines"] = losses["all"]["loss"], {}
-    elif suite == "probe":  # BERT and T5 alike: encoder features
+    elif suite == "probe":  # every family: encoder features
         from lmbudget.evaluate.probe import probe_suite
         body = probe_suite(run, seeds, tasks, protocol, max_train, max_eval, device, progress, log)
-    elif run.arch == "bert":
-        if suite == "sni":
-            raise EvalError("--suite sni fine-tunes an encoder-decoder: evaluate a T5 run, or use offline/glue/superglue")
-        body = classification_suite(run, suite, seeds, tasks, data_dir, protocol, max_train, max_eval, device, progress, log)
-    else:
-        if suite in ("glue", "superglue"):
-            raise EvalError(f"--suite {suite} uses the BERT classification harness: evaluate a BERT run, "
-                            "or use --suite sni/offline for T5")
-        from lmbudget.evaluate.seq2seq import seq2seq_suite
-        body = seq2seq_suite(run, suite, seeds, tasks, data_dir, protocol, max_train, max_eval, device, progress, log)
-    result = {"suite": suite, "run_dir": str(run_dir), "model": run.cfg.model_name, "arch": run.arch,
+    else:  # fine-tuning: the family says which harness runs the suite
+        harnesses = run.family.suites
+        if suite not in harnesses:
+            raise EvalError(f"--suite {suite} is not available for a {run.family.name} run (its suites: "
+                            f"{', '.join(['valloss', 'probe', *harnesses])})")
+        import importlib
+        module, _, function = harnesses[suite].partition(":")
+        harness = getattr(importlib.import_module(module), function)
+        body = harness(run, suite, seeds, tasks, data_dir, protocol, max_train, max_eval, device, progress, log)
+    result = {"suite": suite, "run_dir": str(run_dir), "model": run.cfg.model_name, "arch": run.family.name,
               "checkpoint": run.checkpoint.name, "run_status": run.status, **body,
               "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "wall_s": round(time.time() - start, 1)}
@@ -207,51 +206,3 @@ def _evaluate(run_dir, suite, seeds, tasks, data_dir, corpora, protocol, max_tra
     if not merge_summary(run_dir, suite, result):
         log(f"note: {run_dir} has no summary.json yet (unfinished run); results are only in {results_path(run_dir, suite)}")
     return result
-
-
-# ------------------------------------------------------------------------------ BERT classification suites
-def classification_suite(run: PretrainedRun, suite: str, seeds, requested, data_dir, overrides: dict,
-                         max_train: int, max_eval: int, device, progress: bool, log) -> dict:
-    from tqdm.auto import tqdm
-
-    from lmbudget.evaluate import tasks as T
-    from lmbudget.evaluate.baselines import baselines
-    from lmbudget.evaluate.finetune import GLUE_PROTOCOL, OFFLINE_PROTOCOL, SUPERGLUE_PROTOCOL, run_task
-
-    skipped: dict[str, str] = {}
-    if suite == "offline":
-        protocol = OFFLINE_PROTOCOL.with_overrides(**overrides)
-        loaded = {}
-        for name in choose(requested, list(T.OFFLINE), suite):
-            task = T.OFFLINE[name]()
-            if task is None:
-                skipped[name] = f"its data is not installed ({T.OFFLINE_HINTS[name]})"
-            else:
-                loaded[name] = T.cap_task(task, max_train, max_eval)
-    else:
-        protocol = (GLUE_PROTOCOL if suite == "glue" else SUPERGLUE_PROTOCOL).with_overrides(**overrides)
-        names = choose(requested, list(T.HUB_SUITES[suite]), suite)
-        # All data first: a missing task fails before any fine-tuning time is spent.
-        loaded = {name: T.load_hub_task(suite, name, data_dir, max_train, max_eval) for name in names}
-        if suite == "superglue":
-            skipped.update({k: f"left out: {v}" for k, v in T.SUPERGLUE_LEFT_OUT.items()})
-    results = {}
-    for name, task in tqdm(loaded.items(), desc=f"{suite} tasks", unit="task", disable=not progress):
-        started = time.time()
-        log(f"{suite}/{name}: {len(task.train)} train examples, evaluation on "
-            f"{', '.join(f'{k} ({len(v)})' for k, v in task.evals.items())}, seeds {seeds}")
-        per_entry = run_task(lambda: run.model(device), task, run.data.tokenizer, protocol, seeds,
-                             run.data.special["pad"], device, run.cfg.model.max_seq_len, progress)
-        base = baselines(task)
-        for entry, per_seed in per_entry.items():
-            select, report = task.report[entry]
-            sizes = {"train": len(task.train), **{k: len(v) for k, v in task.evals.items() if k in (select, report)}}
-            results[entry] = task_entry(task.main, task.metrics, per_seed, base[entry], sizes, task.note,
-                                        round(time.time() - started, 1))
-            r = results[entry]
-            log(f"  {entry}: {task.main} {r['metrics'][task.main]['mean']:.1f} +- {r['metrics'][task.main]['std']:.1f} "
-                f"(majority {base[entry]['majority'][task.main]:.1f}, tf-idf+lr {base[entry]['tfidf_lr'][task.main]:.1f})")
-    average, base_avg = suite_averages(results)
-    return {"seeds": seeds, "protocol": protocol.to_dict(), "average": average, "baselines": base_avg,
-            "tasks": results, "skipped": skipped}
-

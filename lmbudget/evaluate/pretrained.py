@@ -26,13 +26,14 @@ class PretrainedRun:
     status: str             # the run's summary status, or "unfinished"
 
     @property
-    def arch(self) -> str:
-        return self.cfg.model.arch
+    def family(self):
+        """The run's model family (lmbudget.families)."""
+        from lmbudget.families import family
+        return family(self.cfg.model.family)
 
     def model(self, device: torch.device | str = "cpu") -> torch.nn.Module:
         """A fresh copy of the pre-trained model with the checkpoint's weights (each fine-tuning seed gets its own)."""
-        from lmbudget.models import build_model
-        model = build_model(self.cfg.model, self.data.special)
+        model = self.family.build(self.cfg.model, self.data.special)
         load_model(model, str(self.checkpoint / "model.safetensors"))
         return model.to(device)
 

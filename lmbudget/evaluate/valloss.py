@@ -24,13 +24,7 @@ CHUNK = 64
 
 def corrupt(run: PretrainedRun, tokens: torch.Tensor, generator: torch.Generator) -> dict:
     """The training objective's inputs for raw rows, exactly as ``Trainer.make_inputs`` builds them."""
-    d = run.cfg.data
-    if run.arch == "t5":
-        from lmbudget.data.span_corruption import span_corrupt_batch
-        return span_corrupt_batch(tokens, d, run.data.special, generator)
-    from lmbudget.data.mlm import mask_tokens
-    input_ids, labels = mask_tokens(tokens, run.data.special, run.data.vocab_size, d.mlm_probability, generator)
-    return {"input_ids": input_ids, "labels": labels}
+    return run.family.make_inputs(tokens, run.cfg.data, run.data.special, run.data.vocab_size, generator)
 
 
 @torch.no_grad()

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from lmbudget.errors import ConfigError
+
 # nanoT5's AdamWScale floor: a freshly zero-initialised tensor (RMS 0) still moves.
 RMS_FLOOR = 1e-3
 
@@ -63,3 +65,11 @@ class GroupwiseOptimizer(torch.optim.Optimizer):
             if params:
                 self.update_group(group, params, grads, states)
         return loss
+
+
+def check_betas(cfg) -> None:
+    for key in ("beta1", "beta2"):
+        if not 0 <= getattr(cfg, key) < 1:
+            raise ConfigError(f"optim.{key}={getattr(cfg, key)!r} is not allowed: it must be in [0, 1)")
+    if getattr(cfg, "eps", 0) < 0:
+        raise ConfigError(f"optim.eps={cfg.eps!r} is not allowed: it must be >= 0")

@@ -16,7 +16,10 @@ import math
 
 import torch
 
-from ._common import GroupwiseOptimizer, rms_scales
+from dataclasses import dataclass
+
+from .base import OptimizerPlugin, param_groups
+from ._common import GroupwiseOptimizer, rms_scales, check_betas
 
 
 def _fresh_state(p: torch.Tensor) -> dict:
@@ -28,7 +31,6 @@ def _fresh_state(p: torch.Tensor) -> dict:
 
 class AdamWScale(GroupwiseOptimizer):
     fresh_state = staticmethod(_fresh_state)
-    needs_hessian = False
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-6, weight_decay: float = 0.0):
@@ -36,20 +38,6 @@ class AdamWScale(GroupwiseOptimizer):
             raise ValueError(f"invalid AdamWScale settings: lr={lr}, betas={betas}, eps={eps}, "
                              f"weight_decay={weight_decay}")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
-
-    @classmethod
-    def from_config(cls, params, cfg) -> torch.optim.Optimizer:
-        """``cfg.name == 'adamw'``: AdamWScale if ``cfg.rms_scaled``, else torch's AdamW.
-
-        Plain AdamW is torch's own fused kernel (7x faster than its multi-tensor path for
-        bert-tiny on the 2-core CPU: 1.8 ms vs 13.5 ms a step), or the multi-tensor path
-        where this torch or device has no fused kernel; its state dict and lazy state
-        init behave the same way.
-        """
-        betas = (cfg.beta1, cfg.beta2)
-        if not cfg.rms_scaled:
-            return fused_adamw(list(params), lr=cfg.lr, betas=betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
-        return cls(params, lr=cfg.lr, betas=betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
 
     def update_group(self, group: dict, params: list, grads: list, states: list[dict]) -> None:
         lr, wd, eps, (b1, b2) = group["lr"], group["weight_decay"], group["eps"], group["betas"]
@@ -85,3 +73,29 @@ def fused_adamw(params: list, **settings) -> torch.optim.AdamW:
         return torch.optim.AdamW(params, fused=True, **settings)
     except (RuntimeError, ValueError):  # no fused kernel for this device / torch version
         return torch.optim.AdamW(params, foreach=True, **settings)
+
+
+class AdamWPlugin(OptimizerPlugin):
+    name = "adamw"
+    summary_line = "AdamW (torch's fused kernel), or RMS-scaled AdamWScale (nanoT5) with optim.rms_scaled"
+
+    @dataclass
+    class Config(OptimizerPlugin.Config):
+        name: str = "adamw"
+        beta1: float = 0.9
+        beta2: float = 0.98
+        eps: float = 1e-12
+        rms_scaled: bool = False    # multiply each step by max(1e-3, RMS(param)) (AdamWScale)
+
+        def check(self) -> None:
+            check_betas(self)
+
+    def build(self, model) -> torch.optim.Optimizer:
+        """AdamWScale if ``rms_scaled``, else torch's AdamW: its fused kernel (7x faster than its
+        multi-tensor path for bert-tiny on the 2-core CPU: 1.8 ms vs 13.5 ms a step), or the
+        multi-tensor path where this torch or device has no fused kernel."""
+        c = self.cfg
+        groups, betas = param_groups(model, c.weight_decay), (c.beta1, c.beta2)
+        if not c.rms_scaled:
+            return fused_adamw(groups, lr=c.lr, betas=betas, eps=c.eps, weight_decay=c.weight_decay)
+        return AdamWScale(groups, lr=c.lr, betas=betas, eps=c.eps, weight_decay=c.weight_decay)

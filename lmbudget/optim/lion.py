@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import torch
 
-from ._common import GroupwiseOptimizer, rms_scales
+from dataclasses import dataclass
+
+from .base import OptimizerPlugin, param_groups
+from ._common import GroupwiseOptimizer, check_betas, rms_scales
 
 
 class Lion(GroupwiseOptimizer):
     fresh_state = staticmethod(lambda p: {"exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format)})
-    needs_hessian = False
 
     def __init__(self, params, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.99),
                  weight_decay: float = 0.0, rms_scaled: bool = False):
@@ -21,11 +23,6 @@ class Lion(GroupwiseOptimizer):
             raise ValueError(f"invalid Lion settings: lr={lr}, betas={betas}, weight_decay={weight_decay}")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay,
                                       rms_scaled=rms_scaled))
-
-    @classmethod
-    def from_config(cls, params, cfg) -> "Lion":
-        return cls(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
-                   weight_decay=cfg.weight_decay, rms_scaled=cfg.rms_scaled)
 
     def update_group(self, group: dict, params: list, grads: list, states: list[dict]) -> None:
         m = [s["exp_avg"] for s in states]
@@ -47,3 +44,23 @@ class Lion(GroupwiseOptimizer):
         # Momentum is updated after the step with its own (slower) beta2.
         torch._foreach_mul_(m, b2)
         torch._foreach_add_(m, grads, alpha=1 - b2)
+
+
+class LionPlugin(OptimizerPlugin):
+    name = "lion"
+    summary_line = "Lion (Chen et al. 2023): the sign of an interpolated momentum"
+
+    @dataclass
+    class Config(OptimizerPlugin.Config):
+        name: str = "lion"
+        beta1: float = 0.9
+        beta2: float = 0.99
+        rms_scaled: bool = False
+
+        def check(self) -> None:
+            check_betas(self)
+
+    def build(self, model) -> Lion:
+        c = self.cfg
+        return Lion(param_groups(model, c.weight_decay), lr=c.lr, betas=(c.beta1, c.beta2),
+                    weight_decay=c.weight_decay, rms_scaled=c.rms_scaled)

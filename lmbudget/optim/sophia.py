@@ -9,16 +9,21 @@ with bs the token count the loop passes (``set_batch_tokens``: ``optim.sophia_bs
 tokens of the global batch) and s = max(1e-3, RMS(p)) when
 rms_scaled, else 1. The clamp bounds every coordinate's step by lr*s.
 
-The training loop owns the Hessian pass, every ``cfg.hessian_every`` steps: a forward
-on a batch whose labels are *sampled from the model's vocabulary logits*, a backward,
+The plug-in (:class:`SophiaPlugin`) requests the Hessian pass every ``hessian_every`` steps through
+the loop's context, which charges it as forward+backward: a forward on a fresh share of a batch
+whose labels are *sampled from the model's vocabulary logits* (``model.hessian_loss``), a backward,
 then ``update_hessian()`` (which reads the params' ``.grad``), then zero the grads.
 """
 from __future__ import annotations
 
 import torch
 
-from ..config import ConfigError
-from ._common import GroupwiseOptimizer, grads_of, rms_scales
+from dataclasses import dataclass
+
+from lmbudget.errors import ConfigError
+
+from ._common import GroupwiseOptimizer, check_betas, grads_of, rms_scales
+from .base import OptimizerPlugin, param_groups
 
 
 def _fresh_state(p: torch.Tensor) -> dict:
@@ -28,7 +33,6 @@ def _fresh_state(p: torch.Tensor) -> dict:
 
 class SophiaG(GroupwiseOptimizer):
     fresh_state = staticmethod(_fresh_state)
-    needs_hessian = True  # the loop asks this to decide whether to run Hessian passes
 
     def __init__(self, params, lr: float = 1e-4, betas: tuple[float, float] = (0.965, 0.99),
                  rho: float = 0.04, weight_decay: float = 0.0, rms_scaled: bool = False):
@@ -39,13 +43,6 @@ class SophiaG(GroupwiseOptimizer):
         # would scale the clipping threshold wrongly without any sign.
         super().__init__(params, dict(lr=lr, betas=tuple(betas), rho=rho, weight_decay=weight_decay,
                                       rms_scaled=rms_scaled, bs=None))
-
-    @classmethod
-    def from_config(cls, params, cfg) -> "SophiaG":
-        if cfg.sophia_bs < 0:
-            raise ConfigError(f"optim.sophia_bs={cfg.sophia_bs} must be >= 0 (0: the input tokens of a global batch)")
-        return cls(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), rho=cfg.rho,
-                   weight_decay=cfg.weight_decay, rms_scaled=cfg.rms_scaled)
 
     def set_batch_tokens(self, n: int) -> None:
         """Tokens in the batch of the coming step (the ``bs`` of the update rule)."""
@@ -91,3 +88,63 @@ class SophiaG(GroupwiseOptimizer):
         if wd != 0:
             torch._foreach_mul_(params, 1 - lr * wd)
         torch._foreach_add_(params, ratio, alpha=-lr)
+
+
+class SophiaPlugin(OptimizerPlugin):
+    name = "sophia"
+    summary_line = "SophiaG (Liu et al. 2023): clipped Newton-like steps with a Gauss-Newton-Bartlett Hessian"
+
+    @dataclass
+    class Config(OptimizerPlugin.Config):
+        name: str = "sophia"
+        beta1: float = 0.965
+        beta2: float = 0.99
+        rho: float = 0.01
+        rms_scaled: bool = False
+        hessian_every: int = 10              # k: a Hessian pass every k steps
+        hessian_batch_fraction: float = 0.5  # share of a batch used for the Hessian pass
+        hessian_clip: bool = False  # clip the Hessian pass's gradients at optim.clip (the paper's T5 code)
+        sophia_bs: int = 0          # the bs of rho*bs*h; 0: the input tokens of a global batch
+        free_hessian: bool = False  # leave Hessian passes uncharged (paper ablation)
+
+        def check(self) -> None:
+            check_betas(self)
+            if self.rho <= 0:
+                raise ConfigError(f"optim.rho={self.rho!r} is not allowed: it must be > 0")
+            if self.hessian_every < 1:
+                raise ConfigError(f"optim.hessian_every={self.hessian_every!r} is not allowed: it must be >= 1")
+            if not 0 < self.hessian_batch_fraction <= 1:
+                raise ConfigError(f"optim.hessian_batch_fraction={self.hessian_batch_fraction!r} is not allowed: "
+                                  f"it must be a fraction in (0, 1]")
+            if self.sophia_bs < 0:
+                raise ConfigError(f"optim.sophia_bs={self.sophia_bs} must be >= 0 (0: the input tokens of a global batch)")
+
+    def build(self, model) -> SophiaG:
+        c = self.cfg
+        c.check()
+        return SophiaG(param_groups(model, c.weight_decay), lr=c.lr, betas=(c.beta1, c.beta2), rho=c.rho,
+                       weight_decay=c.weight_decay, rms_scaled=c.rms_scaled)
+
+    def before_step(self, optimizer: SophiaG, batch_tokens: int) -> None:
+        # bs counts the *global* batch (the gradient is the mean over all ranks, so N ranks use the bs
+        # one process would).
+        optimizer.set_batch_tokens(self.cfg.sophia_bs or batch_tokens)
+
+    def after_step(self, optimizer: SophiaG, ctx) -> None:
+        """The Gauss-Newton-Bartlett pass on a fresh share of a batch every ``hessian_every`` steps."""
+        c = self.cfg
+        if (ctx.steps + 1) % c.hessian_every:
+            return
+        n = max(ctx.micro_batch, int(ctx.batch_size * c.hessian_batch_fraction) // ctx.micro_batch * ctx.micro_batch)
+        # Labels are sampled with one generator per microbatch of the global draw, seeded from the
+        # optimizer's stream: every rank samples what one process would for the same examples.
+        base = int(torch.randint(0, 2 ** 62, (1,), generator=ctx.optimizer_generator))
+
+        def loss(model, inputs, global_index):
+            return model.hessian_loss(inputs, torch.Generator().manual_seed(base + global_index))
+
+        ctx.backward_passes(ctx.draw(n), loss, tag="hessian", free=c.free_hessian)
+        if c.hessian_clip and c.clip > 0:
+            ctx.clip_gradients(c.clip)
+        optimizer.update_hessian()
+        optimizer.zero_grad(set_to_none=True)

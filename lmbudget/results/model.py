@@ -97,14 +97,11 @@ def suite_lower_is_better(suite: str) -> bool:
     return "loss" in suite
 
 
-ALGORITHM_ORDER = ("baseline", "layer-stacking", "layer-dropping", "selective-backprop", "rho-loss")
-OPTIMIZER_ORDER = ("adamw", "lion", "sophia")
-
-
 def config_order(runs: list[Run]) -> list[str]:
     """The paper's order: the baseline, the other algorithms with AdamW, then the baseline with the
-    other optimizers; names the paper does not have come after, alphabetically. (A fixed list
-    rather than the registries: the report need not import torch.)"""
+    other optimizers (the registries' built-in order; reading it imports no plug-in); names the paper
+    does not have come after, alphabetically."""
+    from lmbudget.registry import ALGORITHMS, OPTIMIZERS
     seen = {r.config: (r.algorithm, r.optimizer) for r in runs}
     base = baseline_label(runs)
 
@@ -113,7 +110,7 @@ def config_order(runs: list[Run]) -> list[str]:
 
     def key(label):
         a, o = seen[label]
-        return (label != base, o != BASELINE[1], rank(a, ALGORITHM_ORDER), rank(o, OPTIMIZER_ORDER), label)
+        return (label != base, o != BASELINE[1], rank(a, list(ALGORITHMS.builtins)), rank(o, list(OPTIMIZERS.builtins)), label)
     return sorted(seen, key=key)
 
 

@@ -168,15 +168,19 @@ def _overrides(value, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _check_name(kind: str, name: str, known) -> None:
-    if name not in known:
-        raise SweepError(f"unknown {kind} '{name}' in the sweep spec; choose one of {', '.join(known)}")
+def _check_name(registry, ref: str) -> str:
+    """``ref`` resolved (a bad one is a SweepError); returns its short name for labels: the reference
+    itself, or for ``package.module:Name`` the class's ``name``."""
+    try:
+        cls = registry.resolve(ref)
+    except ConfigError as e:
+        raise SweepError(f"in the sweep spec: {e}") from None
+    return str(getattr(cls, "name", ref)) if ":" in ref else ref
 
 
 def parse_spec(raw: dict, default_name: str = "sweep", base_dir: Path | None = None) -> SweepSpec:
-    from lmbudget.algorithms import ALGORITHMS
     from lmbudget.clock import parse_budget
-    from lmbudget.optim import OPTIMIZERS
+    from lmbudget.registry import ALGORITHMS, OPTIMIZERS
 
     if not isinstance(raw, dict):
         raise SweepError("a sweep spec must be a YAML mapping (name:, models:, configurations:, budgets:, ...)")
@@ -187,12 +191,12 @@ def parse_spec(raw: dict, default_name: str = "sweep", base_dir: Path | None = N
     if not models:
         raise SweepError("the sweep spec names no model: add `models: [bert-tiny]`")
     default_opt = str(raw.get("optimizer", "adamw"))
-    _check_name("optimizer", default_opt, OPTIMIZERS)
+    _check_name(OPTIMIZERS, default_opt)
     per_algorithm = raw.get("algorithm_overrides") or {}
     if not isinstance(per_algorithm, dict):
         raise SweepError("algorithm_overrides must map an algorithm name to its overrides")
     for name in per_algorithm:
-        _check_name("algorithm", name, ALGORITHMS)
+        _check_name(ALGORITHMS, name)
 
     def configuration(item) -> Configuration:
         if isinstance(item, str):
@@ -204,9 +208,7 @@ def parse_spec(raw: dict, default_name: str = "sweep", base_dir: Path | None = N
         if bad:
             raise SweepError(f"unknown configuration key '{bad[0]}'; allowed: {', '.join(CONFIG_KEYS)}")
         algorithm, optimizer = str(item["algorithm"]), str(item.get("optimizer") or default_opt)
-        _check_name("algorithm", algorithm, ALGORITHMS)
-        _check_name("optimizer", optimizer, OPTIMIZERS)
-        label = str(item.get("label") or f"{algorithm}+{optimizer}")
+        label = str(item.get("label") or f"{_check_name(ALGORITHMS, algorithm)}+{_check_name(OPTIMIZERS, optimizer)}")
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", label) or "__" in label:
             raise SweepError(f"configuration label '{label}' must be letters, digits and . _ + - (no '__')")
         overrides = _overrides(per_algorithm.get(algorithm), f"algorithm_overrides.{algorithm}")

@@ -131,14 +131,13 @@ def check_distribution(dist, where: str) -> dict:
 
 
 def check_selectors(space: dict, labels: list[str], where: str) -> None:
-    from lmbudget.algorithms import ALGORITHMS
-    from lmbudget.optim import OPTIMIZERS
-    known = ["all", *ALGORITHMS, *OPTIMIZERS, *labels]
+    from lmbudget.registry import ALGORITHMS, OPTIMIZERS
+    known = ["all", *ALGORITHMS.names(), *OPTIMIZERS.names(), *labels]
     for selector in space:
-        if selector not in known:
+        if selector not in known and ":" not in selector:  # package.module:Name is checked when resolved
             raise TuneError(f"search space {where}: unknown selector '{selector}'; use all, an algorithm "
-                            f"({', '.join(ALGORITHMS)}), an optimizer ({', '.join(OPTIMIZERS)}) or a configuration "
-                            f"label ({', '.join(labels)})")
+                            f"({', '.join(ALGORITHMS.names())}), an optimizer ({', '.join(OPTIMIZERS.names())}) "
+                            f"or a configuration label ({', '.join(labels)})")
 
 
 def configuration_space(space: dict, c: Configuration) -> dict:

@@ -1,0 +1,51 @@
+"""The model-family contract: everything that differs between BERT, T5 and a new architecture.
+
+The training loop, calibration, validation loss and evaluation ask the family (never the
+architecture's name) for: the model, the objective's inputs from raw token rows, the paper
+settings of the optimizers and algorithms on this family, and which fine-tuning harness its
+evaluation suites use. A new family is one module here (or in your own package, registered by
+the ``lmbudget.models`` entry point) plus its presets; nothing else changes.
+
+The model a family builds is an ``nn.Module`` with::
+
+    layers: nn.ModuleList         # every block, in the order algorithms index them
+    stacks: list[list[int]]       # the blocks of each stack (one for an encoder, two for T5)
+    signature() -> dict           # what its cost table is keyed by ("arch", "n_layers", "hidden", ...)
+    forward(batch, active=None, per_example=False)   # mean loss, or per-example (B,) without reduction
+    encode(input_ids, active=None, attention_mask=None) -> (B, T, H)   # final hidden states (probes)
+    hessian_loss(batch, generator, active=None)      # optional: Sophia's sampled-label loss
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from lmbudget.config import ModelConfig
+
+
+class ModelFamily:
+    name: ClassVar[str]
+    Config: ClassVar[type[ModelConfig]] = ModelConfig
+    objective: ClassVar[str] = ""                      # one line for listings
+    # Named presets: {"model": {...}, "data": {...}, "optim": {...}, "train": {...}, "lr_scale": x}.
+    presets: ClassVar[dict[str, dict]] = {}
+    # The paper's settings per optimizer name on this family (OptimConfig keys), and per algorithm name.
+    optimizer_defaults: ClassVar[dict[str, dict]] = {}
+    algorithm_defaults: ClassVar[dict[str, dict]] = {}
+    # Evaluation suite -> "module:function" running it on a PretrainedRun (see lmbudget.evaluate).
+    suites: ClassVar[dict[str, str]] = {}
+
+    def build(self, cfg: ModelConfig, special: dict) -> nn.Module:
+        raise NotImplementedError
+
+    def make_inputs(self, tokens: torch.Tensor, data_cfg, special: dict, vocab_size: int,
+                    generator: torch.Generator) -> dict:
+        """The objective's model inputs (``input_ids``, ``labels``, ...) from raw token rows (B, T);
+        deterministic given ``generator``."""
+        raise NotImplementedError
+
+    def synthetic_special(self, vocab_size: int) -> dict:
+        """Special token ids for calibration's synthetic batches (no tokenizer there)."""
+        return {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}

@@ -1,0 +1,78 @@
+"""The optimizer plug-in contract: what the loop asks of an optimizer, and what it may ask back.
+
+The loop, per step (``lmbudget.train.Trainer.train_step``)::
+
+    for group in optimizer.param_groups: group["lr"] = cfg.lr * schedule(fraction)
+    ... forward/backward of the batch (charged) ...
+    clip at cfg.clip; clock.charge("step", plugin.cost_key)
+    plugin.before_step(optimizer, global_batch_tokens)
+    optimizer.step(); optimizer.zero_grad()
+    plugin.after_step(optimizer, ctx)          # extra work, e.g. Sophia's Hessian pass, through ctx
+    ...
+    with plugin.evaluation(optimizer): validation, checkpoint weights for evaluation
+
+Extra forward/backward work goes through ``ctx.backward_passes`` (charged as ``fwd_bwd`` at the
+cost table's price, or recorded as free) and randomness through ``ctx.optimizer_generator``
+(checkpointed with the run). The step itself is charged ``step[cost_key]`` from the cost table;
+an optimizer the reference never measured is charged by the transfer rule of ``lmbudget.clock``.
+The optimizer's own state must be in ``optimizer.state_dict()`` (checkpointed and resumed).
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from lmbudget.config import OptimConfig
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two groups: weight decay on matrices (ndim >= 2, embeddings included), none on
+    vectors and scalars (norm weights, biases), which decay would only pull to zero."""
+    decay, no_decay = [], []
+    for p in model.parameters():  # parameters() already drops tied duplicates
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+class OptimizerPlugin:
+    """Base class. ``Config`` declares the optimizer's keys (``optim.KEY``); ``build`` makes a
+    ``torch.optim.Optimizer``; the hooks default to nothing."""
+
+    name: ClassVar[str]
+    summary_line: ClassVar[str] = ""
+
+    @dataclass
+    class Config(OptimConfig):
+        pass
+
+    def __init__(self, cfg: OptimConfig):
+        self.cfg = cfg
+
+    @property
+    def cost_key(self) -> str:
+        """The cost table's ``step`` entry this optimizer is charged (by default its name)."""
+        return self.name
+
+    def build(self, model: nn.Module) -> torch.optim.Optimizer:
+        raise NotImplementedError
+
+    def before_step(self, optimizer: torch.optim.Optimizer, batch_tokens: int) -> None:
+        """Just before ``optimizer.step()``, with the input tokens of the global batch."""
+
+    def after_step(self, optimizer: torch.optim.Optimizer, ctx: Any) -> None:
+        """After the step (gradients zeroed). Extra passes go through ``ctx`` so the clock charges them."""
+
+    def evaluation(self, optimizer: torch.optim.Optimizer):
+        """Context manager around validation (e.g. to swap in averaged weights)."""
+        return contextlib.nullcontext()
+
+    def summary(self) -> dict:
+        """Extra fields for summary.json."""
+        return {}
