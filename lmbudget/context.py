@@ -29,6 +29,16 @@ def autocast(precision: str, device: torch.device):
     return torch.autocast(device.type, dtype=dtype)
 
 
+def cpu_lacks_bf16() -> bool:
+    """True on a Linux CPU without AVX512-BF16 or AMX, where torch emulates bf16 (a 4 x 128 encoder's step
+    measured 14.5x slower than in fp32 on an AVX2 EPYC); False where it cannot tell."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" not in flags and "amx_bf16" not in flags
+
+
 def cost_key(model: torch.nn.Module, active: Sequence[int] | None) -> float:
     """Active layers per stack: what the cost table is keyed by."""
     n = len(model.layers) if active is None else len(active)

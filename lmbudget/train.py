@@ -18,36 +18,21 @@ from lmbudget import checkpoint
 from lmbudget.algorithms import Algorithm, build_algorithm
 from lmbudget.clock import BudgetExhausted, Clock, CostTable, default_reference, load_reference, parse_budget
 from lmbudget.config import RunConfig
-from lmbudget.context import EVAL_MASK_SEED, RunContext, RunError, autocast, cost_key
+from lmbudget.context import EVAL_MASK_SEED, RunContext, RunError, autocast, cost_key, cpu_lacks_bf16
 from lmbudget.data import prepare_data
 from lmbudget.data.loader import BatchStream
 from lmbudget.data.unigram import unigram_entropy
-from lmbudget.distributed import gather_full, gradient_sync, init_world, parallelize, shard_like, shard_optimizer_state
+from lmbudget.distributed import gradient_sync, init_world, parallelize
 from lmbudget.families import family
 from lmbudget.io import atomic_write_json
 from lmbudget.optim import optimizer_plugin
+from lmbudget.persistence import Persistence
 from lmbudget.registry import SCHEDULES
 from lmbudget.runlog import MetricsLog, loss_rise
+from lmbudget.summary import run_summary
 from lmbudget.tracking import make_tracker
 
 __all__ = ["EVAL_MASK_SEED", "RunError", "Trainer", "autocast", "cost_key", "cpu_lacks_bf16", "initial_model"]
-
-
-def cpu_lacks_bf16() -> bool:
-    """True on a Linux CPU without AVX512-BF16 or AMX, where torch emulates bf16 (a 4 x 128 encoder's step
-    measured 14.5x slower than in fp32 on an AVX2 EPYC); False where it cannot tell."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" not in flags and "amx_bf16" not in flags
-
-
-def plugin_provenance(cfg: RunConfig) -> dict:
-    """Where the run's algorithm, optimizer, model family and schedule come from (package and version)."""
-    from lmbudget.registry import ALGORITHMS, FAMILIES, OPTIMIZERS
-    return {"algorithm": ALGORITHMS.provenance(cfg.algorithm), "optimizer": OPTIMIZERS.provenance(cfg.optim.name),
-            "model": FAMILIES.provenance(cfg.model.family), "schedule": SCHEDULES.provenance(cfg.optim.schedule)}
 
 
 def initial_model(cfg: RunConfig, special: dict) -> torch.nn.Module:
@@ -56,7 +41,7 @@ def initial_model(cfg: RunConfig, special: dict) -> torch.nn.Module:
     return family(cfg.model.family).build(cfg.model, special)
 
 
-class Trainer(RunContext):
+class Trainer(RunContext, Persistence):
     """Owns model, optimizer, data stream, clock and plug-ins for one run directory.
 
     ``auxiliary``: how to train another run directory (``lmbudget.runs.train``), for
@@ -261,71 +246,8 @@ class Trainer(RunContext):
         return unigram_entropy(self.make_inputs, self.train_split.tokens, self.validation_inputs(),
                                self.cfg.model.vocab_size)
 
-    # ------------------------------------------------------------------ persistence
-    def save_checkpoint(self) -> None:
-        # Whole tensors on every layout (gathering is a collective under FSDP: every rank takes part).
-        model_state, optimizer_state = gather_full(self.model.state_dict()), gather_full(self.optimizer.state_dict())
-        if not self.world.is_main:
-            return
-        state = {
-            "clock": self.clock.state_dict(), "stream_position": self.stream.position,
-            "wall": self.wall, "tokens": self.tokens, "next_eval": self.next_eval,
-            "next_checkpoint": self.next_checkpoint, "last_val_loss": self.last_val_loss,
-            "metrics_lines": self.metrics.lines,
-        }
-        keep = None
-        if self.cfg.train.keep_checkpoints:
-            keep = {"rst_s": self.clock.used, "fraction": self.clock.fraction,
-                    "last_val_loss": self.last_val_loss}  # measured at this step when eval_every divides checkpoint_every
-        checkpoint.save(self.run_dir, model_state, optimizer_state, state, self.generators, self.algorithm.state_dict(),
-                        keep=keep)
-
-    def keep_initial_weights(self) -> None:
-        """Step 0 among the kept checkpoints: what pre-training starts from, for evaluations to compare with."""
-        val_loss = self.evaluate()
-        model_state = gather_full(self.model.state_dict())
-        if self.world.is_main:
-            checkpoint.keep_weights(self.run_dir, 0, {"rst_s": 0.0, "fraction": 0.0, "last_val_loss": val_loss},
-                                    model_state=model_state)
-
-    def restore(self) -> None:
-        state, algo_state = checkpoint.load(self.run_dir, self.load_model_state, self.load_optimizer_state,
-                                            self.generators)
-        self.clock.load_state_dict(state["clock"])
-        self.stream = BatchStream(len(self.train_split), self.micro_batch, seed=self.cfg.train.seed,
-                                  position=state["stream_position"])
-        self.wall, self.tokens = state["wall"], state["tokens"]
-        self.next_eval, self.next_checkpoint = state["next_eval"], state["next_checkpoint"]
-        self.last_val_loss = state["last_val_loss"]
-        self.metrics.truncate(state["metrics_lines"])
-        self.algorithm.load_state_dict(algo_state)
-
-    def load_model_state(self, full: dict) -> None:
-        current = self.model.state_dict()
-        self.model.load_state_dict({k: shard_like(v, current.get(k, v)) for k, v in full.items()})
-
-    def load_optimizer_state(self, full: dict) -> None:
-        self.optimizer.load_state_dict(shard_optimizer_state(full, self.optimizer))
-
     def write_summary(self, status: str) -> dict:
-        summary = {
-            "status": status, "model": self.cfg.model_name, "algorithm": self.cfg.algorithm,
-            "optimizer": self.cfg.optim.name, "seed": self.cfg.train.seed, "reference": self.table.name,
-            "budget": str(self.budget), "budget_kind": self.budget.kind,
-            "budget_rst_s": self.budget.value if self.budget.kind == "rst" else None,
-            "rst_s": self.clock.used, "wall_s": self.wall, "steps": self.clock.steps, "tokens": self.tokens,
-            "tokens_per_s": self.tokens / self.wall if self.wall else 0.0,
-            "final_val_loss": self.last_val_loss, "unigram_entropy": self.unigram_entropy(),
-            "rst_breakdown": self.clock.ledger,
-            "train_loss_start_end": list(self.loss_start_end) if self.loss_start_end else None,
-            "device": str(self.device), "clock_rule": "each unit of work is charged its reference-system cost "
-            "(cost table per microbatch, scaled by examples / table micro_batch) before it runs",
-        }
-        summary["plugins"] = plugin_provenance(self.cfg)
-        summary.update(self.algorithm.summary())
-        summary.update(self.optim.summary())
-        summary["world_size"] = self.world.size
-        summary["parallel"] = self.cfg.train.parallel if self.world.active else "none"
+        summary = run_summary(self, status)
         if self.world.is_main:
             atomic_write_json(self.run_dir / "summary.json", summary)
         self.world.barrier()

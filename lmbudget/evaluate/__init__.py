@@ -67,7 +67,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmbudget.evaluate.pretrained import EvalError, PretrainedRun, default_device, load_run
+from lmbudget.evaluate.pretrained import EvalError, default_device, load_run
 from lmbudget.evaluate.tasks import EvalDataError
 from lmbudget.io import atomic_write_json, read_json
 

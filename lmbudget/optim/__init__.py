@@ -13,7 +13,6 @@ Loop contract:
 from __future__ import annotations
 
 from lmbudget.config import OptimConfig
-from lmbudget.errors import ConfigError
 
 from .adamw import AdamWPlugin, AdamWScale
 from .base import OptimizerPlugin, param_groups

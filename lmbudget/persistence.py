@@ -1,0 +1,61 @@
+"""Checkpointing a run: what the loop saves and restores so a resumed run equals an uninterrupted one.
+
+Everything that decides the rest of a run is saved together: weights, optimizer state, the clock
+and its ledger, the data stream's position, every random generator, the algorithm's state, the
+schedule of evaluations and checkpoints, and how many metric lines were written (a resumed run
+truncates the lines written after the checkpoint). ``lmbudget.checkpoint`` does the file format.
+"""
+from __future__ import annotations
+
+from lmbudget import checkpoint
+from lmbudget.data.loader import BatchStream
+from lmbudget.distributed import gather_full, shard_like, shard_optimizer_state
+
+
+class Persistence:
+    """The checkpoint half of :class:`lmbudget.train.Trainer` (which sets the attributes used here)."""
+
+    def save_checkpoint(self) -> None:
+        # Whole tensors on every layout (gathering is a collective under FSDP: every rank takes part).
+        model_state, optimizer_state = gather_full(self.model.state_dict()), gather_full(self.optimizer.state_dict())
+        if not self.world.is_main:
+            return
+        state = {
+            "clock": self.clock.state_dict(), "stream_position": self.stream.position,
+            "wall": self.wall, "tokens": self.tokens, "next_eval": self.next_eval,
+            "next_checkpoint": self.next_checkpoint, "last_val_loss": self.last_val_loss,
+            "metrics_lines": self.metrics.lines,
+        }
+        keep = None
+        if self.cfg.train.keep_checkpoints:
+            keep = {"rst_s": self.clock.used, "fraction": self.clock.fraction,
+                    "last_val_loss": self.last_val_loss}  # measured at this step when eval_every divides checkpoint_every
+        checkpoint.save(self.run_dir, model_state, optimizer_state, state, self.generators, self.algorithm.state_dict(),
+                        keep=keep)
+
+    def keep_initial_weights(self) -> None:
+        """Step 0 among the kept checkpoints: what pre-training starts from, for evaluations to compare with."""
+        val_loss = self.evaluate()
+        model_state = gather_full(self.model.state_dict())
+        if self.world.is_main:
+            checkpoint.keep_weights(self.run_dir, 0, {"rst_s": 0.0, "fraction": 0.0, "last_val_loss": val_loss},
+                                    model_state=model_state)
+
+    def restore(self) -> None:
+        state, algo_state = checkpoint.load(self.run_dir, self.load_model_state, self.load_optimizer_state,
+                                            self.generators)
+        self.clock.load_state_dict(state["clock"])
+        self.stream = BatchStream(len(self.train_split), self.micro_batch, seed=self.cfg.train.seed,
+                                  position=state["stream_position"])
+        self.wall, self.tokens = state["wall"], state["tokens"]
+        self.next_eval, self.next_checkpoint = state["next_eval"], state["next_checkpoint"]
+        self.last_val_loss = state["last_val_loss"]
+        self.metrics.truncate(state["metrics_lines"])
+        self.algorithm.load_state_dict(algo_state)
+
+    def load_model_state(self, full: dict) -> None:
+        current = self.model.state_dict()
+        self.model.load_state_dict({k: shard_like(v, current.get(k, v)) for k, v in full.items()})
+
+    def load_optimizer_state(self, full: dict) -> None:
+        self.optimizer.load_state_dict(shard_optimizer_state(full, self.optimizer))
