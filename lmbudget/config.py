@@ -118,7 +118,7 @@ class RunConfig:
     def validate(self) -> "RunConfig":
         """Check every number's range and the relations between keys; raise one ConfigError naming the
         first bad key and what is allowed. Called whenever a config is made, before anything starts."""
-        from lmbudget.registry import SCHEDULES
+        from lmbudget.registry import SCHEDULES, build_algorithm
         for section in SECTIONS:
             check_ranges(getattr(self, section), section, RULES.get(section, {}))
         m, t = self.model, self.train
@@ -139,7 +139,6 @@ class RunConfig:
         SCHEDULES.resolve(self.optim.schedule)
         self.model.check()
         self.optim.check()
-        from lmbudget.algorithms import build_algorithm
         build_algorithm(self.algorithm, self.algo, m.family)  # the algorithm's own ranges (its Config and check())
         return self
 

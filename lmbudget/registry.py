@@ -135,4 +135,11 @@ SCHEDULES = Registry(
      "constant": "lmbudget.schedules:constant"},
     callable, "a schedule (a function of the budget fraction returning the LR factor)")
 
+def build_algorithm(ref: str, params: dict, family_name: str):
+    """The algorithm ``ref`` names, configured by ``params`` over its model family's settings for it
+    (``Family.algorithm_defaults``, e.g. the paper's T5 variant) over its Config's defaults."""
+    cls = ALGORITHMS.resolve(ref)
+    return cls(params, FAMILIES.resolve(family_name).algorithm_defaults.get(cls.name, {}))
+
+
 KINDS = {"algorithm": ALGORITHMS, "optimizer": OPTIMIZERS, "model": FAMILIES, "schedule": SCHEDULES}

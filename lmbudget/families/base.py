@@ -46,6 +46,10 @@ class ModelFamily:
         deterministic given ``generator``."""
         raise NotImplementedError
 
+    def export(self, model: nn.Module, cfg: ModelConfig, tokenizer, out_dir) -> None:
+        """Write the model where other tools read it (e.g. a ``transformers`` folder for lm-eval); optional."""
+        raise NotImplementedError(f"the {self.name} family has no export")
+
     def synthetic_special(self, vocab_size: int) -> dict:
         """Special token ids for calibration's synthetic batches (no tokenizer there)."""
         return {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}

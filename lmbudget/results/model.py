@@ -178,3 +178,30 @@ class Section:
         if seed in targets:
             return targets[seed]
         return mean_std(list(targets.values()))[0] if targets else None
+
+
+CATEGORIES = {  # rst_breakdown tags -> what the breakdown plot and table call them
+    "train": "forward+backward and optimizer steps",
+    "selection": "selection forward passes",
+    "hessian": "Hessian passes",
+    "il_extraction": "IL model",
+    "il_training": "IL model",
+}
+
+
+def breakdown_means(section: Section, config: str, budget: str) -> dict[str, tuple[float, float]]:
+    """Mean over completed seeds of charged and uncharged RST per category."""
+    runs = [r for r in section.cell_runs(config, budget) if r.completed]
+    out: dict[str, list[float]] = {}
+    for r in runs:
+        for tag, (charged, free) in r.breakdown.items():
+            cat = CATEGORIES.get(tag, tag)
+            acc = out.setdefault(cat, [0.0, 0.0])
+            acc[0] += charged / len(runs)
+            acc[1] += free / len(runs)
+    return {k: (v[0], v[1]) for k, v in sorted(out.items(), key=lambda kv: category_rank(kv[0]))}
+
+
+def category_rank(cat: str) -> tuple[int, str]:
+    order = list(dict.fromkeys(CATEGORIES.values()))
+    return (order.index(cat) if cat in order else len(order), cat)

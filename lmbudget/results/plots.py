@@ -9,8 +9,7 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from lmbudget.results.model import Section  # noqa: E402
-from lmbudget.results.report import breakdown_means, category_rank  # noqa: E402
+from lmbudget.results.model import Section, breakdown_means, category_rank  # noqa: E402
 from lmbudget.results.stats import mean_std  # noqa: E402
 
 COLORS = plt.get_cmap("tab10").colors

@@ -19,7 +19,7 @@ from lmbudget.clock import format_seconds
 from lmbudget.io import atomic_write_text
 from lmbudget.results import speedup as SP
 from lmbudget.results import verdict as V
-from lmbudget.results.model import BASELINE, Cell, Metric, Run, Section, load_runs  # noqa: F401 (the data model)
+from lmbudget.results.model import BASELINE, Cell, Metric, Run, Section, breakdown_means, category_rank, load_runs  # noqa: F401 (the data model)
 from lmbudget.results.stats import Difference, time_to_target
 from lmbudget.results.store import Store
 
@@ -46,15 +46,6 @@ LEGEND = """\
 - In the loss plots, the training loss of batch-selection methods (selective backprop, RHO-loss)
   is measured on the examples they selected, which are harder by design: compare validation loss.
 """
-
-CATEGORIES = {  # rst_breakdown tags -> what the breakdown plot and table call them
-    "train": "forward+backward and optimizer steps",
-    "selection": "selection forward passes",
-    "hessian": "Hessian passes",
-    "il_extraction": "IL model",
-    "il_training": "IL model",
-}
-
 
 def decimals(values) -> int:
     biggest = max((abs(v) for v in values if v is not None), default=0.0)
@@ -157,24 +148,6 @@ def win_loss_table(section: Section) -> str:
              str(w["sig_worse"]), str(w["untested"])] for w in win_loss(section)]
     return md_table(["configuration", "comparisons", "better", "worse", "significantly better",
                      "significantly worse", "untested (1 seed)"], rows)
-
-
-def breakdown_means(section: Section, config: str, budget: str) -> dict[str, tuple[float, float]]:
-    """Mean over completed seeds of charged and uncharged RST per category."""
-    runs = [r for r in section.cell_runs(config, budget) if r.completed]
-    out: dict[str, list[float]] = {}
-    for r in runs:
-        for tag, (charged, free) in r.breakdown.items():
-            cat = CATEGORIES.get(tag, tag)
-            acc = out.setdefault(cat, [0.0, 0.0])
-            acc[0] += charged / len(runs)
-            acc[1] += free / len(runs)
-    return {k: (v[0], v[1]) for k, v in sorted(out.items(), key=lambda kv: category_rank(kv[0]))}
-
-
-def category_rank(cat: str) -> tuple[int, str]:
-    order = list(dict.fromkeys(CATEGORIES.values()))
-    return (order.index(cat) if cat in order else len(order), cat)
 
 
 def breakdown_table(section: Section, budget: str) -> str:
