@@ -22,12 +22,19 @@ from __future__ import annotations
 import importlib
 import importlib.metadata as metadata
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable
 
 from lmbudget.errors import ConfigError
 
 
 _RESOLVED: dict[tuple[str, str], object] = {}
+
+
+@lru_cache(maxsize=1)
+def _distributions() -> dict[str, list[str]]:
+    """Top-level module -> distributions shipping it (a scan of every installed package: once per process)."""
+    return metadata.packages_distributions()
 
 
 @dataclass(frozen=True)
@@ -85,7 +92,7 @@ class Registry:
         """Where ``ref`` comes from: its target, the distribution that ships it, and its version."""
         target = self.target(str(ref))
         top = target.partition(":")[0].split(".")[0]
-        dists = metadata.packages_distributions().get(top, [])
+        dists = _distributions().get(top, [])
         out = {"ref": str(ref), "target": target, "builtin": str(ref) in self.builtins}
         if dists:
             out["package"] = dists[0]

@@ -168,9 +168,14 @@ def _overrides(value, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _check_name(registry, ref: str) -> str:
-    """``ref`` resolved (a bad one is a SweepError); returns its short name for labels: the reference
-    itself, or for ``package.module:Name`` the class's ``name``."""
+def _check_name(kind: str, name: str, known) -> None:
+    if name not in known:
+        raise SweepError(f"unknown {kind} '{name}' in the sweep spec; choose one of {', '.join(known)}")
+
+
+def _short_name(registry, ref: str) -> str:
+    """``ref`` resolved (a bad one is a SweepError); its name for labels: the reference itself, or for
+    ``package.module:Name`` the class's ``name``."""
     try:
         cls = registry.resolve(ref)
     except ConfigError as e:
@@ -191,12 +196,12 @@ def parse_spec(raw: dict, default_name: str = "sweep", base_dir: Path | None = N
     if not models:
         raise SweepError("the sweep spec names no model: add `models: [bert-tiny]`")
     default_opt = str(raw.get("optimizer", "adamw"))
-    _check_name(OPTIMIZERS, default_opt)
+    _short_name(OPTIMIZERS, default_opt)
     per_algorithm = raw.get("algorithm_overrides") or {}
     if not isinstance(per_algorithm, dict):
         raise SweepError("algorithm_overrides must map an algorithm name to its overrides")
     for name in per_algorithm:
-        _check_name(ALGORITHMS, name)
+        _short_name(ALGORITHMS, name)
 
     def configuration(item) -> Configuration:
         if isinstance(item, str):
@@ -208,7 +213,7 @@ def parse_spec(raw: dict, default_name: str = "sweep", base_dir: Path | None = N
         if bad:
             raise SweepError(f"unknown configuration key '{bad[0]}'; allowed: {', '.join(CONFIG_KEYS)}")
         algorithm, optimizer = str(item["algorithm"]), str(item.get("optimizer") or default_opt)
-        label = str(item.get("label") or f"{_check_name(ALGORITHMS, algorithm)}+{_check_name(OPTIMIZERS, optimizer)}")
+        label = str(item.get("label") or f"{_short_name(ALGORITHMS, algorithm)}+{_short_name(OPTIMIZERS, optimizer)}")
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", label) or "__" in label:
             raise SweepError(f"configuration label '{label}' must be letters, digits and . _ + - (no '__')")
         overrides = _overrides(per_algorithm.get(algorithm), f"algorithm_overrides.{algorithm}")
@@ -322,7 +327,8 @@ def narrow(spec: SweepSpec, models=None, budgets=None, seeds=None, algorithms=No
     """The command line's narrowing of a spec. Budgets, baseline budgets and seeds replace the spec's
     (any values); models, algorithms and optimizers select among the spec's (an unknown name is an
     error); without the baseline row, there are no baseline-only budgets.
-    ``algorithms`` may name an algorithm (every row using it) or a row label (``baseline+lion``)."""
+    ``algorithms`` may name an algorithm (every row using it), a row label (``baseline+lion``), or an
+    algorithm the spec lacks (``my_trick:WarmupDepth``: added as a row with the baseline's optimizer)."""
     from lmbudget.clock import parse_budget
     spec = dataclasses.replace(spec)
     if models is not None:
@@ -341,10 +347,20 @@ def narrow(spec: SweepSpec, models=None, budgets=None, seeds=None, algorithms=No
         spec.seeds = parse_seeds(seeds)
     rows = spec.configurations
     if algorithms is not None:
+        from lmbudget.registry import ALGORITHMS, OPTIMIZERS
         known = list(dict.fromkeys([c.algorithm for c in rows] + [c.label for c in rows]))
+        optimizer = (spec.baseline() or rows[0]).optimizer
+        added = []
         for a in algorithms:
-            _check_name("algorithm or configuration", a, known)
-        rows = [c for c in rows if c.algorithm in algorithms or c.label in algorithms]
+            if a not in known:
+                try:
+                    label = f"{_short_name(ALGORITHMS, a)}+{_short_name(OPTIMIZERS, optimizer)}"
+                except SweepError:
+                    raise SweepError(f"unknown algorithm or configuration '{a}': neither one of the spec's "
+                                     f"({', '.join(known)}) nor an algorithm (`lmbudget algorithms`, or "
+                                     f"package.module:Name)") from None
+                added.append(Configuration(a, optimizer, label))
+        rows = [c for c in rows if c.algorithm in algorithms or c.label in algorithms] + added
     if optimizers is not None:
         for o in optimizers:
             _check_name("optimizer", o, list(dict.fromkeys(c.optimizer for c in rows)))
