@@ -90,6 +90,7 @@ class Trainer(RunContext):
         self.clock = Clock(self.table, self.budget)
         self.algorithm = build_algorithm(cfg.algorithm, cfg.algo, cfg.model.family)
         self.optim = optimizer_plugin(cfg.optim)
+        self.clock.require_step(self.optim.cost_key, cfg.model_name, cfg.optim.name, log)  # before any work
         self.schedule = SCHEDULES.resolve(cfg.optim.schedule)
         self.train_split = self.data.split("train")
         self.stream = BatchStream(len(self.train_split), t.micro_batch, seed=t.seed)
@@ -322,6 +323,7 @@ class Trainer(RunContext):
             "(cost table per microbatch, scaled by examples / table micro_batch) before it runs",
         }
         summary["plugins"] = plugin_provenance(self.cfg)
+        summary["cost_transfers"] = self.clock.transfers
         summary.update(self.algorithm.summary())
         summary.update(self.optim.summary())
         summary["world_size"] = self.world.size
