@@ -3,7 +3,9 @@
 Each entry is timed the way the training loop does the work (masking a microbatch, forward,
 backward; forward only; clipping + optimizer step), after warm-up, as the median of repeated
 timings with the relative inter-quartile spread beside it. A table that is not positive,
-monotone in active layers, and tight is refused (``CostTable.save`` validates).
+monotone in active layers, and tight is refused (``CostTable.save`` validates). The steps of
+optimizers that other references do not list (``--optimizers``) are timed in the same round-robin
+as AdamW's, so that ``clock.transfer_step`` can charge them by a ratio measured side by side.
 """
 from __future__ import annotations
 

@@ -47,7 +47,8 @@ def cmd_calibrate(a) -> None:
 
     cfg = make_config(a.model, overrides=a.overrides)
     print(f"calibrating {a.model} (micro-batch {cfg.train.micro_batch} x {cfg.data.seq_len} tokens, {cfg.train.precision})")
-    table = calibrate(cfg, repeats=a.repeats, name=a.name)
+    optimizers = [o.strip() for o in (a.optimizers or "").split(",") if o.strip()]
+    table = calibrate(cfg, repeats=a.repeats, name=a.name, optimizers=optimizers)
     if a.output:
         table.save(a.output)
         print(f"saved {a.output}")
@@ -143,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--repeats", type=int, default=21)
     s.add_argument("--name", default=None, help="table name (default MODEL@HOST)")
     s.add_argument("--output", default=None, help="write the table here instead of the saved references")
+    s.add_argument("--optimizers", default=None, metavar="REF[,REF...]",
+                   help="also time these optimizers' steps (names, entry points or package.module:Name) beside "
+                        "AdamW's, so that a reference lacking them charges them by ratio to its AdamW step")
     s.set_defaults(func=cmd_calibrate)
 
     s = sub.add_parser("train", help="pre-train under an RST budget")

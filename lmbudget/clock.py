@@ -8,7 +8,9 @@ Units and how they are keyed:
 - ``fwd_bwd[n]``: forward + backward of one microbatch with ``n`` active layers
   (per stack, for encoder-decoder models; may be fractional: see ``lookup``);
 - ``fwd[n]``: forward only (no grad) of one microbatch with ``n`` active layers;
-- ``step[name]``: one optimizer step of optimizer ``name`` (clipping included).
+- ``step[name]``: one optimizer step of optimizer ``name`` (clipping included). An entry of 0 means
+  "included in the fwd_bwd figures" (the paper's tables) and is allowed only where it was not
+  measured; a calibrated step always takes time.
 
 A pass over ``k`` sequences costs ``k / micro_batch`` of the microbatch entry, so a
 run may use any microbatch size and is charged the same RST for the same work.
@@ -16,9 +18,17 @@ Counts between two measured entries are interpolated linearly; counts outside th
 measured range are an error. Training charges each unit *before* doing it and
 stops when the next unit would pass the budget, so a run never exceeds its budget
 and stops within one unit of it. Wall time is recorded beside RST, never used.
+
+Work the table does not list (``transfer_step``): an optimizer step missing from the reference is
+charged the reference's AdamW step times the ratio of the two steps timed side by side on this
+machine by ``lmbudget calibrate --optimizers`` (on a table that folds AdamW's step into its
+``fwd_bwd`` figures, the step's extra time over AdamW relative to the full model's forward+backward).
+No entry and no such measurement is an error before the run starts, never a free step. Any other
+kind of work must be expressed in these units (a pass through the context, or external RST).
 """
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
@@ -29,6 +39,7 @@ from pathlib import Path
 from lmbudget.io import atomic_write_text, lmbudget_home
 
 LAYER_KINDS = ("fwd_bwd", "fwd")
+TRANSFER_ANCHOR = "adamw"  # the optimizer every reference lists: unlisted steps are charged relative to it
 MAX_SPREAD = 0.4  # refuse calibrations whose timings vary more than this (relative IQR; quiet 2-core VMs show up to ~0.3)
 BUILTIN_DIR = Path(__file__).parent / "references"
 
@@ -125,6 +136,8 @@ class CostTable:
         for name, v in self.costs.get("step", {}).items():
             if not (v >= 0 and math.isfinite(v)):
                 out.append(f"step[{name}] = {v} is not a non-negative time")
+            elif v == 0 and name in self.spread.get("step", {}):  # 0 = "folded into fwd_bwd", never a timing
+                out.append(f"step[{name}] = 0 was measured (it has a spread), but a timed step takes time; recalibrate")
         for kind, entries in self.spread.items():
             for k, s in entries.items():
                 if s > MAX_SPREAD:
@@ -229,6 +242,67 @@ def default_reference(model_name: str, signature: dict, seq_len: int, preset_ref
                      f"run `lmbudget calibrate --model {model_name}` or pass --reference NAME_OR_FILE")
 
 
+# ----------------------------------------------------------------------------- work the table does not list
+
+def calibration_date(table: CostTable) -> datetime.datetime:
+    """When ``table`` was measured (``system.date``); the distant past for a table that does not say."""
+    try:
+        date = datetime.datetime.fromisoformat(str(table.system.get("date", "")))
+    except ValueError:
+        return datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
+    return date if date.tzinfo else date.replace(tzinfo=datetime.timezone.utc)
+
+
+def local_step_measurements(reference: CostTable, key: str) -> list[CostTable]:
+    """This machine's calibrations (the saved tables) of the reference's model and sequence length that
+    timed both ``step[key]`` and the anchor's step in one run, newest first (by ``system.date``)."""
+    found = []
+    for path in saved_tables().values():
+        try:
+            local = CostTable.load(path).validate()
+        except ClockError:  # an unreadable or untrustworthy file is no measurement
+            continue
+        steps = local.costs["step"]
+        if (local.signature == reference.signature and local.seq_len == reference.seq_len
+                and steps.get(str(key), 0) > 0 and steps.get(TRANSFER_ANCHOR, 0) > 0):
+            found.append(local)
+    return sorted(found, key=lambda t: (calibration_date(t), t.name), reverse=True)
+
+
+def transfer_step(reference: CostTable, key: str, model: str, optimizer: str) -> dict:
+    """How to charge ``step[key]`` (optimizer ``optimizer``, a reference for calibrate) on ``reference``,
+    which does not list it: its cost is an entry of the reference times a ratio measured side by side on
+    this machine, by the newest local calibration (``local_step_measurements``):
+
+    - ``reference.step[adamw] x local.step[key] / local.step[adamw]`` where the reference times AdamW's step;
+    - where it lists AdamW's step as 0 (folded into its ``fwd_bwd`` figures, as the paper's tables do, whose
+      other step entries are extra time over AdamW): ``reference.fwd_bwd[L] x max(0, local.step[key] -
+      local.step[adamw]) / local.fwd_bwd[L]`` at the full model's L layers, the local pass scaled to the
+      reference's microbatch. A step cheaper than AdamW is charged as AdamW there: the fold cannot be undone.
+
+    Returns the record the summary keeps (``cost_transfers``); raises ClockError naming the fix."""
+    fix = f"`lmbudget calibrate --model {model} --optimizers {optimizer}`"
+    anchor = reference.costs["step"].get(TRANSFER_ANCHOR)
+    if anchor is None:
+        raise ClockError(f"cost table '{reference.name}' has no step cost for optimizer '{optimizer}' nor for "
+                         f"{TRANSFER_ANCHOR} to transfer one from: run {fix} and pass that table as --reference")
+    locals_ = local_step_measurements(reference, key)
+    if not locals_:
+        raise ClockError(f"cost table '{reference.name}' has no step cost for optimizer '{optimizer}' and this machine "
+                         f"has no calibration timing it beside {TRANSFER_ANCHOR} for this model: run {fix}")
+    local = locals_[0]
+    step, local_anchor = local.costs["step"][str(key)], local.costs["step"][TRANSFER_ANCHOR]
+    if anchor > 0:
+        source, ratio = f"step[{TRANSFER_ANCHOR}]", step / local_anchor
+    else:
+        n = reference.layer_range("fwd_bwd")[1]
+        source, anchor = f"fwd_bwd[{n:g}]", reference.lookup("fwd_bwd", n)
+        local_pass = local.lookup("fwd_bwd", n) * reference.micro_batch / local.micro_batch
+        ratio = max(0.0, step - local_anchor) / local_pass
+    return {"from": source, "reference": reference.name, "ratio": ratio, "measured_by": local.name,
+            "measured_at": local.system.get("date"), "rst_s_per_step": anchor * ratio}
+
+
 # ----------------------------------------------------------------------------- the clock
 
 class Clock:
@@ -240,9 +314,21 @@ class Clock:
         self.used = 0.0           # RST seconds charged
         self.steps = 0            # optimizer steps completed
         self.ledger: dict[str, dict[str, float]] = {}  # tag -> {"rst_s": ..., "units": ...}
+        self.transfers: dict[str, dict] = {}  # "step[KEY]" -> how its cost came to be (``transfer_step``)
+
+    def require_step(self, key: str, model: str, optimizer: str, log=None) -> None:
+        """Before the run: give optimizer step ``key`` a cost, the table's entry or else a transferred one
+        (``transfer_step``); raises ClockError, naming the fix, where there is neither."""
+        if str(key) in self.table.costs["step"] or f"step[{key}]" in self.transfers:
+            return
+        record = self.transfers[f"step[{key}]"] = transfer_step(self.table, key, model, optimizer)
+        if log:
+            log(f"step[{key}] is not in {record['reference']}: charged {record['rst_s_per_step']:.6g} RST s = "
+                f"{record['from']} x {record['ratio']:.4g}, the ratio measured by {record['measured_by']}")
 
     def cost(self, kind: str, key, examples: int | None = None) -> float:
-        per_unit = self.table.lookup(kind, key)
+        transfer = self.transfers.get(f"{kind}[{key}]")
+        per_unit = transfer["rst_s_per_step"] if transfer else self.table.lookup(kind, key)
         return per_unit if examples is None else per_unit * examples / self.table.micro_batch
 
     def charge(self, kind: str, key, examples: int | None = None, tag: str = "train", free: bool = False) -> float:
@@ -279,8 +365,10 @@ class Clock:
         return self.budget.kind == "steps" and self.steps >= self.budget.value
 
     def state_dict(self) -> dict:
-        return {"used": self.used, "steps": self.steps, "ledger": self.ledger}
+        return {"used": self.used, "steps": self.steps, "ledger": self.ledger, "transfers": self.transfers}
 
     def load_state_dict(self, state: dict) -> None:
         self.used, self.steps = float(state["used"]), int(state["steps"])
         self.ledger = {k: dict(v) for k, v in state["ledger"].items()}
+        # A resumed run keeps the transferred costs it started with, even if a newer calibration was saved since.
+        self.transfers.update({k: dict(v) for k, v in state.get("transfers", {}).items()})

@@ -29,6 +29,7 @@ def run_summary(trainer, status: str) -> dict:
         "train_loss_start_end": list(t.loss_start_end) if t.loss_start_end else None,
         "device": str(t.device), "clock_rule": CLOCK_RULE,
         "plugins": plugin_provenance(cfg),
+        "cost_transfers": clock.transfers,  # step costs the reference lacks, transferred (lmbudget.clock)
     }
     summary.update(t.algorithm.summary())
     summary.update(t.optim.summary())

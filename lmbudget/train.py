@@ -75,6 +75,7 @@ class Trainer(RunContext, Persistence):
         self.clock = Clock(self.table, self.budget)
         self.algorithm = build_algorithm(cfg.algorithm, cfg.algo, cfg.model.family)
         self.optim = optimizer_plugin(cfg.optim)
+        self.clock.require_step(self.optim.cost_key, cfg.model_name, cfg.optim.name, log)  # before any work
         self.schedule = SCHEDULES.resolve(cfg.optim.schedule)
         self.train_split = self.data.split("train")
         self.stream = BatchStream(len(self.train_split), t.micro_batch, seed=t.seed)
