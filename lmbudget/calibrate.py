@@ -84,7 +84,7 @@ def calibrate(cfg: RunConfig, repeats: int = 11, warmup: int = 3, log=print, dev
     tokens = torch.randint(max(special.values()) + 1, cfg.model.vocab_size, (b, t), generator=gen)
 
     def batch():  # masked anew each time, as the loop does
-        inputs = fam.make_inputs(tokens, cfg.data, special, cfg.model.vocab_size, gen)
+        inputs = fam.make_inputs(tokens, cfg, special, cfg.model.vocab_size, gen)
         return {k: v.to(dev) for k, v in inputs.items()}
 
     def layer_fns(n: int) -> dict:

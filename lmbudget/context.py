@@ -66,7 +66,7 @@ class RunContext:
     # ------------------------------------------------------------------ data (free: loading)
     def make_inputs(self, tokens: torch.Tensor, generator: torch.Generator) -> dict:
         """The family's objective on raw token rows."""
-        return self.family.make_inputs(tokens, self.cfg.data, self.data.special, self.data.vocab_size, generator)
+        return self.family.make_inputs(tokens, self.cfg, self.data.special, self.data.vocab_size, generator)
 
     def draw(self, n: int) -> Batch:
         """This rank's share of the next global draw of ``n`` x world examples (masked identically on

@@ -24,7 +24,7 @@ CHUNK = 64
 
 def corrupt(run: PretrainedRun, tokens: torch.Tensor, generator: torch.Generator) -> dict:
     """The training objective's inputs for raw rows, exactly as ``Trainer.make_inputs`` builds them."""
-    return run.family.make_inputs(tokens, run.cfg.data, run.data.special, run.data.vocab_size, generator)
+    return run.family.make_inputs(tokens, run.cfg, run.data.special, run.data.vocab_size, generator)
 
 
 @torch.no_grad()

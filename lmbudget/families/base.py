@@ -40,10 +40,11 @@ class ModelFamily:
     def build(self, cfg: ModelConfig, special: dict) -> nn.Module:
         raise NotImplementedError
 
-    def make_inputs(self, tokens: torch.Tensor, data_cfg, special: dict, vocab_size: int,
+    def make_inputs(self, tokens: torch.Tensor, cfg, special: dict, vocab_size: int,
                     generator: torch.Generator) -> dict:
-        """The objective's model inputs (``input_ids``, ``labels``, ...) from raw token rows (B, T);
-        deterministic given ``generator``."""
+        """The objective's model inputs (``input_ids``, ``labels``, ...) from raw token rows (B, T), with
+        ``cfg`` the run's RunConfig (the objective's settings: ``cfg.data``, the family's own ``cfg.model``
+        keys); deterministic given ``generator``."""
         raise NotImplementedError
 
     def export(self, model: nn.Module, cfg: ModelConfig, tokenizer, out_dir) -> None:

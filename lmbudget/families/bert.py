@@ -74,8 +74,8 @@ class BertFamily(ModelFamily):
         from lmbudget.models.bert import BertMLM
         return BertMLM(cfg)
 
-    def make_inputs(self, tokens: torch.Tensor, data_cfg, special: dict, vocab_size: int,
+    def make_inputs(self, tokens: torch.Tensor, cfg, special: dict, vocab_size: int,
                     generator: torch.Generator) -> dict:
         from lmbudget.data.mlm import mask_tokens
-        input_ids, labels = mask_tokens(tokens, special, vocab_size, data_cfg.mlm_probability, generator)
+        input_ids, labels = mask_tokens(tokens, special, vocab_size, cfg.data.mlm_probability, generator)
         return {"input_ids": input_ids, "labels": labels}

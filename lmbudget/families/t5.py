@@ -74,10 +74,10 @@ class T5Family(ModelFamily):
         from lmbudget.models.t5 import T5Model
         return T5Model(cfg, pad_id=special["pad"])
 
-    def make_inputs(self, tokens: torch.Tensor, data_cfg, special: dict, vocab_size: int,
+    def make_inputs(self, tokens: torch.Tensor, cfg, special: dict, vocab_size: int,
                     generator: torch.Generator) -> dict:
         from lmbudget.data.span_corruption import span_corrupt_batch
-        return span_corrupt_batch(tokens, data_cfg, special, generator)
+        return span_corrupt_batch(tokens, cfg.data, special, generator)
 
     def synthetic_special(self, vocab_size: int) -> dict:
         return dict(super().synthetic_special(vocab_size), eos=1, sentinel_0=vocab_size - 1)
