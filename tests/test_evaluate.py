@@ -1,6 +1,6 @@
 """Evaluation: metrics against hand computations, the offline tasks' splits, the fine-tuning harness
 (learns a real task, and scores at chance on shuffled labels), GLUE from local files and its missing-data
-error, fixed-mask validation loss, greedy T5 decoding, and the eval JSON / summary.json shapes."""
+error, fixed-mask validation loss, T5 greedy generation, and the eval JSON / summary.json shapes."""
 import json
 from pathlib import Path
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from lmbudget.evaluate import EvalDataError, evaluate, merge_summary, results_path
+from lmbudget.evaluate import EvalDataError, EvalError, evaluate, merge_summary, results_path
 from lmbudget.evaluate import metrics as M
 from lmbudget.evaluate import tasks as T
-from lmbudget.evaluate.finetune import Protocol, encode, run_task
+from lmbudget.evaluate.finetune import Protocol, run_task
 from lmbudget.evaluate.pretrained import load_run
 from lmbudget.io import read_json
 
@@ -91,7 +91,7 @@ def test_offline_splits_are_disjoint_and_deterministic(name):
 
 def test_bbc_tasks_use_only_reserved_articles_without_duplicates():
     from lmbudget.data import bbc_articles
-    from lmbudget.evaluate.seq2seq import bbc_headline
+    from lmbudget.evaluate.seq2seq_tasks import bbc_headline
 
     def norm(text):
         return " ".join(text.lower().split())
@@ -114,10 +114,10 @@ def test_masked_encoding_ignores_padding(run_dir):
     ids = torch.randint(5, 100, (2, 12))
     full = torch.ones_like(ids, dtype=torch.bool)
     with torch.no_grad():
-        assert torch.equal(encode(model, ids, full), model.encode(ids))
+        assert torch.equal(model.encode(ids, attention_mask=full), model.encode(ids))
         mask = full.clone()
         mask[0, 8:] = False
-        padded = encode(model, ids.masked_fill(~mask, 0), mask)[0, :8]
+        padded = model.encode(ids.masked_fill(~mask, 0), attention_mask=mask)[0, :8]
         torch.testing.assert_close(padded, model.encode(ids[:1, :8])[0], rtol=1e-5, atol=1e-5)
 
 
@@ -160,6 +160,7 @@ def test_test_split_scored_once_at_the_selected_epoch_equals_scoring_it_every_ep
 
 
 def test_offline_json_shape_and_summary_merge(run_dir):
+    before = read_json(run_dir / "summary.json")
     result = evaluate(run_dir, "offline", seeds=[0, 1], tasks=["bbc-topic"], protocol=FAST, max_train=120,
                       max_eval=60, progress=False, log=lambda *_: None)
     saved = read_json(results_path(run_dir, "offline"))
@@ -174,7 +175,7 @@ def test_offline_json_shape_and_summary_merge(run_dir):
     assert saved["average"] == pytest.approx(m["mean"]) and saved["seeds"] == [0, 1]
     assert saved["protocol"]["lr"] == 1e-3 and saved["protocol"]["batch_size"] == 16
     summary = read_json(run_dir / "summary.json")
-    assert summary["status"] == "completed"  # the run's own fields survive
+    assert {k: summary[k] for k in before if k != "eval"} == {k: v for k, v in before.items() if k != "eval"}  # kept
     assert summary["eval"]["offline"] == {"average": saved["average"], "tasks": {"bbc-topic": m["mean"]}}
     # another suite is merged beside it, not over it
     merge_summary(run_dir, "glue", {"average": 50.0, "tasks": {"sst2": {"main_metric": "accuracy",
@@ -219,7 +220,7 @@ def test_glue_from_local_files(run_dir, tmp_path):
     assert result["average"] == pytest.approx(np.mean([t["metrics"][t["main_metric"]]["mean"] for t in tasks.values()]))
     assert read_json(run_dir / "summary.json")["eval"]["glue"]["tasks"].keys() == tasks.keys()
     # pairs are encoded as [CLS] a [SEP] b [SEP]
-    from lmbudget.evaluate.finetune import tokenize
+    from lmbudget.evaluate.encoding import tokenize
     data = load_run(run_dir).data
     ids = tokenize(data.tokenizer, T.load_hub_task("glue", "mrpc", tmp_path).train, 128)[0]
     assert ids[0] == data.special["cls"] and list(ids).count(data.special["sep"]) == 2
@@ -269,24 +270,29 @@ def test_valloss_per_source_fixed_masks_and_extra_corpus(run_dir, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ T5
-def test_greedy_decoding_matches_teacher_forcing_and_ignores_padding():
+def test_generate_is_argmax_of_teacher_forcing_ignores_padding_and_stops_at_eos():
     from lmbudget.families.t5 import T5Config
-    from lmbudget.evaluate.seq2seq import greedy_decode
     from lmbudget.models.t5 import T5Model
     torch.manual_seed(0)
     model = T5Model(T5Config(n_layers=2, hidden=32, heads=4, ffn=48, vocab_size=50, rel_buckets=8,
-                                rel_max_distance=16), pad_id=0).eval()
+                             rel_max_distance=16), pad_id=0).eval()
     ids = torch.randint(2, 50, (3, 9))
     mask = torch.ones_like(ids)
     ids[0, 6:], mask[0, 6:] = 0, 0
-    outputs = greedy_decode(model, ids, mask, 6, eos_id=1)
+    outputs = model.generate(ids, mask, max_new_tokens=6, eos_id=1)
+    assert all(len(out) == 6 for out in outputs)  # a random model never picks eos 1 here
     for row, out in enumerate(outputs):
         n = int(mask[row].sum())
-        alone = greedy_decode(model, ids[row:row + 1, :n], mask[row:row + 1, :n], 6, eos_id=1)[0]
+        alone = model.generate(ids[row:row + 1, :n], mask[row:row + 1, :n], max_new_tokens=6, eos_id=1)[0]
         assert out == alone  # padding does not change the output
         with torch.no_grad():
             logits, _, _ = model.target_logits({"input_ids": ids[row:row + 1, :n], "labels": torch.tensor([out + [1]])})
         assert logits.argmax(-1).tolist()[:len(out)] == out  # each token is the argmax given the previous ones
+    # With a generated token as eos, each row stops before its first occurrence; the other rows go on unchanged.
+    eos = outputs[1][2]
+    stopped = model.generate(ids, mask, max_new_tokens=6, eos_id=eos)
+    assert stopped == [out[:out.index(eos)] if eos in out else out for out in outputs]
+    assert len(stopped[1]) < 6
 
 
 # ------------------------------------------------------------------------------------------ CLI
@@ -318,7 +324,8 @@ def test_seq2seq_harness_learns_and_scores_labels_as_text():
     from lmbudget.families.t5 import T5Config
     from lmbudget.data import bbc_articles
     from lmbudget.data.tokenizer import special_ids, train
-    from lmbudget.evaluate.seq2seq import Encoder, GenSplit, Seq2SeqProtocol, Seq2SeqTask, finetune, score
+    from lmbudget.evaluate.seq2seq import Encoder, Seq2SeqProtocol, finetune, score
+    from lmbudget.evaluate.seq2seq_tasks import GenSplit, Seq2SeqTask
     from lmbudget.models.t5 import T5Model
     torch.set_num_threads(1)
     articles = bbc_articles()[:100]
@@ -392,12 +399,12 @@ def test_t5_suites_from_a_run(t5_run_dir, tmp_path):
     assert sni["tasks"]["sni"]["best_epoch"] == [1]
     loss = evaluate(t5_run_dir, "valloss", **quiet)
     assert loss["average"] == loss["tasks"]["all"]["metrics"]["loss"]["mean"] > 0
-    with pytest.raises(Exception, match="--suite glue is not available for a t5 run"):
+    with pytest.raises(EvalError, match="glue is not available for a t5 run"):
         evaluate(t5_run_dir, "glue", **quiet)
 
 
 def test_sni_prompt_has_definition_two_examples_and_the_input():
-    from lmbudget.evaluate.seq2seq import sni_prompt
+    from lmbudget.evaluate.seq2seq_tasks import sni_prompt
     text = sni_prompt("Say the colour.", [{"input": "sky", "output": "blue"}, {"input": "grass", "output": "green"},
                                           {"input": "snow", "output": "white"}], "blood")
     assert text.startswith("Definition: Say the colour.") and "Positive Example 2" in text

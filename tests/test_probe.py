@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from lmbudget import checkpoint
 from lmbudget.evaluate import EvalError, evaluate, results_path
 from lmbudget.evaluate import tasks as T
-from lmbudget.evaluate.finetune import tokenize
+from lmbudget.evaluate.encoding import tokenize
 from lmbudget.evaluate.pretrained import load_run
 from lmbudget.evaluate.probe import PROBE_PROTOCOL, C_GRID, features, fit_probe, split_features
 from lmbudget.io import read_json

@@ -1,10 +1,12 @@
-"""The classification fine-tuning harness for encoder families (BERT): the offline, GLUE and SuperGLUE suites."""
+"""The classification suites for encoder families (BERT): offline, GLUE and SuperGLUE, on the harness
+``finetune.py`` (a classification / regression head), tasks from ``tasks.py``."""
 from __future__ import annotations
 
 import time
 
-from lmbudget.evaluate import choose, suite_averages, task_entry
 from lmbudget.evaluate.pretrained import PretrainedRun
+from lmbudget.evaluate.schema import suite_averages, task_entry
+from lmbudget.evaluate.tasks import choose
 
 
 def classification_suite(run: PretrainedRun, suite: str, seeds, requested, data_dir, overrides: dict,

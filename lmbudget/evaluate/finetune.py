@@ -1,4 +1,4 @@
-"""Fine-tuning harness for the BERT encoder: a classification / regression head, one protocol.
+"""Fine-tuning harness for a classification / regression head on an encoder (BERT), one protocol.
 
 Head: the encoder's final hidden states, pooled, then dropout 0.1 and one linear layer (1 output
 for regression, trained with MSE). Pooling is the *mean over non-padding tokens* by default:
@@ -6,7 +6,8 @@ pre-training here is masked-LM only (no next-sentence task), so nothing ever tra
 state; ``pooling="cls"`` takes the first token instead. Inputs are ``[CLS] a [SEP] (b [SEP])`` from
 the run's own tokenizer, truncated longest-first to ``min(max_length, model.max_seq_len)`` and padded
 per batch; padding is masked out of attention (the pre-training encoder attends everywhere because
-it only sees packed rows, so :func:`encode` passes a key-padding mask).
+it only sees packed rows, so the head passes the model's ``encode`` a key-padding mask). The suites
+that run on this harness are ``classification.py``'s.
 
 Protocol (paper-method.md section 5): AdamW (betas 0.9/0.98, eps 1e-6, no weight decay), batch 16,
 cosine schedule with 10% linear warm-up, evaluation after every epoch, and the best epoch per
@@ -24,9 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lmbudget.evaluate.encoding import pad_batch, pool, tokenize
 from lmbudget.evaluate.pretrained import autocast
 from lmbudget.evaluate.selection import EpochSelection
-from lmbudget.evaluate.tasks import Split, TaskData, compute_metrics
+from lmbudget.evaluate.tasks import TaskData, compute_metrics
 from lmbudget.optim.adamw import fused_adamw
 
 
@@ -61,12 +63,6 @@ OFFLINE_PROTOCOL = Protocol(lr=3e-4)
 
 
 # ------------------------------------------------------------------------------------------ model
-def encode(encoder: nn.Module, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Final hidden states (B, T, H) with padding (``mask`` False) masked out of attention (the model's
-    own ``encode``; an all-True mask takes its unmasked, fused path)."""
-    return encoder.encode(input_ids, attention_mask=mask)
-
-
 class SequenceClassifier(nn.Module):
     def __init__(self, encoder: nn.Module, n_labels: int, pad_id: int, pooling: str = "mean", dropout: float = 0.1):
         super().__init__()
@@ -80,33 +76,11 @@ class SequenceClassifier(nn.Module):
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         mask = input_ids != self.pad_id
-        hidden = encode(self.encoder, input_ids, mask)
-        if self.pooling == "cls":
-            pooled = hidden[:, 0]
-        else:
-            weights = mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1)
-        return self.out(self.dropout(pooled)).float()
+        hidden = self.encoder.encode(input_ids, attention_mask=mask)  # an all-True mask takes the unmasked path
+        return self.out(self.dropout(pool(hidden, mask, self.pooling))).float()
 
 
-# ------------------------------------------------------------------------------------------ data
-def tokenize(tokenizer, split: Split, max_length: int) -> list[np.ndarray]:
-    """Token ids per example with the run tokenizer's special tokens, truncated longest-first."""
-    from tokenizers import Tokenizer
-    tok = Tokenizer.from_str(tokenizer.to_str())  # a copy: truncation settings must not leak into the run's tokenizer
-    tok.enable_truncation(max_length=max_length, strategy="longest_first")
-    tok.no_padding()
-    inputs = split.a if split.b is None else list(zip(split.a, split.b))
-    return [np.asarray(e.ids, dtype=np.int64) for e in tok.encode_batch(inputs)]
-
-
-def pad_batch(seqs: list[np.ndarray], pad_id: int) -> torch.Tensor:
-    out = np.full((len(seqs), max(len(s) for s in seqs)), pad_id, dtype=np.int64)
-    for i, s in enumerate(seqs):
-        out[i, :len(s)] = s
-    return torch.from_numpy(out)
-
-
+# ------------------------------------------------------------------------------------------ schedule
 def cosine_with_warmup(total_steps: int, warmup: float):
     warm = int(round(warmup * total_steps))
 

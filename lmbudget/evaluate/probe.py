@@ -1,6 +1,6 @@
 """Frozen-feature probe: a linear classifier from scikit-learn on the pre-trained encoder's features.
 
-The fine-tuning protocols (``finetune.py``, ``seq2seq.py``) measure what an encoder becomes after
+The fine-tuning harnesses (``finetune.py``, ``seq2seq.py``) measure what an encoder becomes after
 hundreds of update steps on a task. The probe leaves the encoder exactly as pre-training left it, so
 its score is a function of the pre-trained weights alone. That does not make it move with
 pre-training: mean-pooled states of even an untrained encoder are a random projection of the bag of
@@ -33,9 +33,9 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import torch
 
-from lmbudget.evaluate.finetune import pad_batch, tokenize
+from lmbudget.evaluate.encoding import pad_batch, pool, tokenize
 from lmbudget.evaluate.pretrained import EvalError, autocast
-from lmbudget.evaluate.tasks import Split, TaskData, compute_metrics
+from lmbudget.evaluate.tasks import Split, TaskData, choose, compute_metrics
 
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
 
@@ -87,13 +87,7 @@ def features(model: torch.nn.Module, ids: list[np.ndarray], pad_id: int, protoco
         mask = batch != pad_id
         with autocast(protocol.precision, device):
             hidden = model.encode(batch, attention_mask=mask)
-        hidden = hidden.float()
-        if protocol.pooling == "cls":
-            pooled = hidden[:, 0]
-        else:
-            weights = mask.unsqueeze(-1).float()
-            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1)
-        out.append(pooled.cpu())
+        out.append(pool(hidden.float(), mask, protocol.pooling).cpu())
     return torch.cat(out)[np.argsort(order)].numpy().astype(np.float64)
 
 
@@ -150,9 +144,9 @@ def probe_suite(run, seeds, requested, overrides: dict, max_train: int, max_eval
                 log) -> dict:
     from tqdm.auto import tqdm
 
-    from lmbudget.evaluate import choose, suite_averages, task_entry
     from lmbudget.evaluate import tasks as T
     from lmbudget.evaluate.baselines import baselines
+    from lmbudget.evaluate.schema import suite_averages, task_entry
 
     protocol = PROBE_PROTOCOL.with_overrides(**overrides)
     if list(seeds) != [0]:

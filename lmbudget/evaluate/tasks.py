@@ -49,6 +49,7 @@ from typing import Callable
 import numpy as np
 
 from lmbudget.evaluate import metrics as M
+from lmbudget.evaluate.pretrained import EvalError
 from lmbudget.io import lmbudget_home
 
 OFFLINE_SPLIT_SEED = 0
@@ -108,6 +109,16 @@ def compute_metrics(names: tuple[str, ...], pred, split: Split) -> dict[str, flo
         else:
             raise ValueError(f"unknown metric '{name}'")
     return out
+
+
+def choose(requested: list[str] | None, available: list[str], suite: str) -> list[str]:
+    """The ``requested`` tasks (all when none is) in the suite's order; an unknown one is an error naming the choices."""
+    if not requested:
+        return list(available)
+    unknown = [t for t in requested if t not in available]
+    if unknown:
+        raise EvalError(f"unknown {suite} task(s) {', '.join(unknown)}; choose from {', '.join(available)}")
+    return [t for t in available if t in requested]
 
 
 # ============================================================================ GLUE and SuperGLUE

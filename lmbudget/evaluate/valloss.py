@@ -80,3 +80,14 @@ def validation_losses(run: PretrainedRun, corpora: list[str] = (), max_rows: int
             values = row_losses(run, model, rows, device, progress, name)
             out[f"corpus:{name}"] = {"loss": float(values.mean()), "rows": int(len(values))}
     return out
+
+
+def valloss_suite(run: PretrainedRun, corpora: list[str], max_rows: int, device, progress: bool, log) -> dict:
+    """The ``valloss`` suite's body (see ``schema.py``): one entry per corpus source, ``average`` the ``all`` loss."""
+    from lmbudget.evaluate.schema import spread
+
+    losses = validation_losses(run, list(corpora), max_rows, device, progress, log)
+    tasks = {name: {"main_metric": "loss", "metrics": {"loss": spread([v["loss"]])}, "rows": v["rows"]}
+             for name, v in losses.items()}
+    return {"seeds": [MASK_SEED], "protocol": None, "average": losses["all"]["loss"], "baselines": {},
+            "tasks": tasks, "skipped": {}}

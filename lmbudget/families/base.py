@@ -14,6 +14,8 @@ The model a family builds is an ``nn.Module`` with::
     forward(batch, active=None, per_example=False)   # mean loss, or per-example (B,) without reduction
     encode(input_ids, active=None, attention_mask=None) -> (B, T, H)   # final hidden states (probes)
     hessian_loss(batch, generator, active=None)      # optional: Sophia's sampled-label loss
+    generate(input_ids, attention_mask=None, *, max_new_tokens, eos_id) -> list[list[int]]
+                                  # optional: greedy outputs without the eos (text-to-text suites)
 """
 from __future__ import annotations
 

@@ -67,8 +67,8 @@ class T5Family(ModelFamily):
         "layer-dropping": {"gamma_factor": 20.0, "resample": "step"},
         "layer-stacking": {"reset_optimizer": "new"},
     }
-    suites = {"offline": "lmbudget.evaluate.seq2seq:seq2seq_suite",
-              "sni": "lmbudget.evaluate.seq2seq:seq2seq_suite"}
+    suites = {"offline": "lmbudget.evaluate.text_to_text:text_to_text_suite",
+              "sni": "lmbudget.evaluate.text_to_text:text_to_text_suite"}
 
     def build(self, cfg: T5Config, special: dict):
         from lmbudget.models.t5 import T5Model

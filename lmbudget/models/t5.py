@@ -5,6 +5,7 @@ unscaled LM head, dropout 0, and logits only at the target positions that are no
 paper (and unlike vanilla T5, which computes the bias in block 0 and shares it), every block owns
 its relative position bias, so blocks can be copied (layer stacking) or skipped (layer dropping).
 Encoder blocks are ``layers[:L]``, decoder blocks ``layers[L:]``; ``active`` picks which run.
+``generate`` decodes greedily (the text-to-text fine-tuning suites, ``lmbudget.evaluate.seq2seq``).
 Weight names and initialisation follow HF ``T5ForConditionalGeneration``.
 """
 from __future__ import annotations
@@ -177,25 +178,45 @@ class T5Model(nn.Module):
                 x = self.layers[i](x, buckets, pad_mask)
         return self.encoder_norm(x)
 
-    def target_hidden(self, batch: dict, active: Sequence[int] | None = None) -> torch.Tensor:
-        """Decoder states (B, Ttgt, d) before the final norm."""
-        input_ids, labels = batch["input_ids"], batch["labels"]
-        n = self.cfg.n_layers
-        order = range(len(self.layers)) if active is None else active
-        device = input_ids.device
-        pad_mask = padding_bias(batch.get("attention_mask"))
-        memory = self.encode(input_ids, active, batch.get("attention_mask"))
+    def decode(self, dec_in: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor | None = None,
+               active: Sequence[int] | None = None) -> torch.Tensor:
+        """Decoder states (B, T, d) before the final norm: ``dec_in`` (starting with pad, T5's start token)
+        attends causally to itself and to ``memory`` (encoder states; ``memory_mask`` from :func:`padding_bias`)."""
+        n, t = self.cfg.n_layers, dec_in.shape[1]
+        y = self.embed(dec_in)
+        causal = torch.full((t, t), float("-inf"), device=dec_in.device).triu(1)
+        buckets = self._buckets(t, False, dec_in.device)
+        for i in range(len(self.layers)) if active is None else active:
+            if i >= n:
+                y = self.layers[i](y, buckets, causal, memory, memory_mask)
+        return y
 
+    def target_hidden(self, batch: dict, active: Sequence[int] | None = None) -> torch.Tensor:
+        """Decoder states (B, Ttgt, d) before the final norm, teacher-forced on ``batch["labels"]``."""
+        labels, attention_mask = batch["labels"], batch.get("attention_mask")
+        memory = self.encode(batch["input_ids"], active, attention_mask)
         # Teacher forcing: decoder inputs are the labels shifted right, starting with pad (T5).
         dec_in = torch.cat([labels.new_full((labels.shape[0], 1), self.pad_id), labels[:, :-1]], dim=1)
-        y = self.embed(dec_in.masked_fill(dec_in == -100, self.pad_id))
-        t = labels.shape[1]
-        causal = torch.full((t, t), float("-inf"), device=device).triu(1)
-        buckets = self._buckets(t, False, device)
-        for i in order:
-            if i >= n:
-                y = self.layers[i](y, buckets, causal, memory, pad_mask)
-        return y
+        return self.decode(dec_in.masked_fill(dec_in == -100, self.pad_id), memory, padding_bias(attention_mask), active)
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *, max_new_tokens: int,
+                 eos_id: int) -> list[list[int]]:
+        """Greedy outputs (token ids without the eos) for a batch of sources, padded where ``attention_mask``
+        is 0: the encoder once, then the decoder over the growing prefix (no key/value cache: fine-tuning
+        targets are short). A row that has produced ``eos_id`` is finished; the others go on."""
+        memory = self.encode(input_ids, attention_mask=attention_mask)
+        memory_mask = padding_bias(attention_mask)
+        prefix = input_ids.new_full((input_ids.shape[0], 1), self.pad_id)
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        for _ in range(max_new_tokens):
+            last = self.decode(prefix, memory, memory_mask)[:, -1]
+            token = self.lm_head(self.decoder_norm(last)).argmax(-1).masked_fill(done, self.pad_id)
+            prefix = torch.cat([prefix, token[:, None]], dim=1)
+            done |= token == eos_id
+            if bool(done.all()):
+                break
+        return [row[:row.index(eos_id)] if eos_id in row else row for row in prefix[:, 1:].tolist()]
 
     def target_logits(self, batch: dict, active: Sequence[int] | None = None):
         """Logits at the target positions that are not -100 only, with their labels and row index."""
