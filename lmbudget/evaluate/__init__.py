@@ -37,7 +37,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lmbudget.evaluate.pretrained import EvalError, default_device, load_run
+from lmbudget.evaluate.pretrained import EvalError, PretrainedRun, default_device, load_run
 from lmbudget.evaluate.schema import KEYS, headline
 from lmbudget.evaluate.tasks import EvalDataError
 from lmbudget.io import atomic_write_json, read_json
