@@ -91,9 +91,13 @@ def test_proposals_are_seeded_every_configuration_gets_the_same_trials_and_the_b
     proposals = trial_overrides(tmp_path / "a")
     assert proposals == trial_overrides(tmp_path / "b") and a == b          # same space + seed: same proposals
     other = trial_overrides(tmp_path / "c")                                 # another seed: other proposals
-    assert len(other) == 3 and all(other[k] != proposals[k] for k in other)
+    assert len(other) == 3 and all(other[k] != proposals[k] for k in other if not k.endswith("/t000"))
     assert list(a) == [c.label for c in spec.configurations]
     defaults = {"layer-dropping+adamw": 1e-3, "baseline+sophia": 4e-4}
+    # trial 0 is the untuned configuration itself (the paper's lr, theta and rho), whatever the seed
+    assert values(proposals["layer-dropping+adamw/t000"]) == {"optim.lr": 1e-3, "algorithm.theta": 0.5}
+    assert values(proposals["baseline+sophia/t000"]) == {"optim.lr": 4e-4, "optim.rho": 0.01}
+    assert other["layer-dropping+adamw/t000"] == proposals["layer-dropping+adamw/t000"]
     for label, w in a.items():
         trials = {k: v for k, v in proposals.items() if k.startswith(label + "/")}
         assert w["trials"] == len(trials) == 3                               # the same count for every configuration

@@ -12,6 +12,9 @@ Layout of OUT::
     trials/<label>/t000/ ...        one ordinary run directory per trial (trial.json: its overrides)
     winners.yaml                    label -> {overrides, trials, best_val_loss, budget, seed, ...}
 
+Trial 0 of every configuration is its untuned values (the preset's and the paper's), when they lie in
+the searched ranges (``log_factor`` ranges always do): a tune never reports a winner worse than the
+default it could have kept, and the default is measured under the same protocol as the rest.
 Trials run round by round (trial n of every configuration before trial n + 1 of any), so a tune
 stopped early is still equal. Restartable at any point: trials are proposed in order and each is a
 run directory trained with
@@ -175,6 +178,11 @@ class Param:
     def as_dict(self) -> dict:
         return {self.kind: list(self.args)}
 
+    def contains(self, value) -> bool:
+        if self.kind == "choices":
+            return value in self.args
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and self.args[0] <= value <= self.args[1]
+
 
 def resolve_params(entries: dict, base_cfg) -> list[Param]:
     """``log_factor`` bounds become absolute from the configuration's resolved value."""
@@ -222,6 +230,14 @@ class Plan:
     """One configuration to tune: its run template and its resolved search space."""
     run: RunSpec
     params: list[Param]
+    defaults: dict = dataclasses.field(default_factory=dict)  # key -> the untuned configuration's value
+
+    def first_trial(self) -> dict | None:
+        """Trial 0's parameters: the untuned configuration's own values, when each lies in its range (so
+        a tune can never end worse than the default it started from); None: a sampled trial."""
+        if self.defaults and all(q.contains(self.defaults.get(q.key)) for q in self.params):
+            return {q.key: self.defaults[q.key] for q in self.params}
+        return None
 
     @property
     def label(self) -> str:
@@ -245,7 +261,9 @@ def plan(spec: SweepSpec, space: dict, budget: str, seed: int) -> list[Plan]:
         entries = configuration_space(space, c)
         p = Plan(run, [])
         try:
-            p.params = resolve_params(entries, p.config([]))
+            base = p.config([])
+            p.params = resolve_params(entries, base)
+            p.defaults = {q.key: current_value(base, q.key) for q in p.params}
             for param in p.params:
                 for value in param.samples():
                     p.config([f"{param.key}={format_value(value)}"])
@@ -262,6 +280,7 @@ def plan(spec: SweepSpec, space: dict, budget: str, seed: int) -> list[Plan]:
 
 def settings(spec: SweepSpec, plans: list[Plan], budget: str, seed: int, sampler: str) -> dict:
     return {"spec": spec.name, "model": spec.models[0], "budget": budget, "seed": seed, "sampler": sampler,
+            "first_trial": "defaults",
             "reference": spec.reference, "overrides": list(spec.overrides),
             "configurations": {p.label: {"algorithm": p.run.configuration.algorithm,
                                          "optimizer": p.run.configuration.optimizer,
@@ -275,7 +294,7 @@ def check_settings(out: Path, new: dict) -> dict:
     if not path.exists():
         return new
     old = yaml.safe_load(path.read_text()) or {}
-    for key in ("model", "budget", "seed", "sampler", "reference", "overrides"):
+    for key in ("model", "budget", "seed", "sampler", "first_trial", "reference", "overrides"):
         if old.get(key) != new[key]:
             raise TuneError(f"{out} was tuned with {key}={old.get(key)!r}, not {new[key]!r}: tune into a new --out "
                             f"folder")
@@ -365,6 +384,9 @@ def tune_configuration(p: Plan, storage, trials: int, seed: int, sampler: str, o
     while len(done := counted(study, trials)) < trials:
         index = len(done)
         study.sampler = make_sampler(sampler, trial_seed(seed, index))
+        first = p.first_trial() if index == 0 else None
+        if first is not None and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            study.enqueue_trial(first)  # a kill between here and ask() leaves it waiting: not enqueued twice
         trial = study.ask(distributions)
         trial.set_user_attr("index", index)
         study.tell(trial.number, run_trial(p, index, trial.params, out, log, progress, device))
