@@ -2,7 +2,6 @@
 Import with ``sys.path.insert(0, str(Path(__file__).parent))`` then ``from helpers import ...``."""
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -14,7 +13,6 @@ from safetensors.torch import load_file
 from lmbudget import checkpoint
 from lmbudget.runlog import MetricsLog
 
-WORKER = str(Path(__file__).with_name("ddp_worker.py"))
 CLI = [sys.executable, "-m", "lmbudget"]
 
 
@@ -50,12 +48,3 @@ def kill_9_after_checkpoint(cmd: list[str], run_dir: Path, step: int, env: dict 
     proc.stderr.close()
     assert not (run_dir / "summary.json").exists()
 
-
-def torchrun(corpus, out, specs: dict, timeout: float = 400) -> dict:
-    """Run ``ddp_worker.py``'s specs on 2 gloo ranks; their summaries by name."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", WORKER,
-           str(corpus), str(out), json.dumps(specs)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)  # a hung rank fails the test here
-    first_error = proc.stderr.find("Traceback")
-    assert proc.returncode == 0, proc.stderr[first_error:first_error + 4000]
-    return json.loads((Path(out) / "results.json").read_text())

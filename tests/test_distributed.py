@@ -1,18 +1,29 @@
 """Data parallelism with torchrun + gloo on the CPU, replicated (DDP) and sharded (FSDP): two ranks
 equal one process, a sharded run resumes exactly, and every registered algorithm and optimizer
 runs to its budget on two ranks without any rank hanging."""
+import json
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from safetensors.torch import load_file
 
+from lmbudget import checkpoint
 from lmbudget.registry import ALGORITHMS, OPTIMIZERS
 from lmbudget.runs import make_config, train
 
-sys.path.insert(0, str(Path(__file__).parent))
-from helpers import max_weight_difference, torchrun  # noqa: E402
-
+WORKER = str(Path(__file__).with_name("ddp_worker.py"))
 SOPHIA_EQUIV = ["optim.hessian_every=2", "optim.rho=1000", "optim.hessian_batch_fraction=1"]
+
+
+def torchrun(corpus, out, specs, timeout=400):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", WORKER,
+           str(corpus), str(out), json.dumps(specs)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)  # a hung rank fails the test here
+    first_error = proc.stderr.find("Traceback")
+    assert proc.returncode == 0, proc.stderr[first_error:first_error + 4000]
+    return json.loads((Path(out) / "results.json").read_text())
 
 
 def test_two_ranks_equal_one_process_and_every_algorithm_finishes(corpus, tmp_path, monkeypatch):
@@ -57,3 +68,9 @@ def test_two_ranks_equal_one_process_and_every_algorithm_finishes(corpus, tmp_pa
         assert s["parallel"] == ("fsdp" if "fsdp" in name else "ddp"), name
         assert s["steps"] == 12 if s["budget_kind"] == "steps" else s["rst_s"] <= s["budget_rst_s"] and s["steps"] >= 2, name
 
+
+def max_weight_difference(run_a: Path, run_b: Path) -> float:
+    a = load_file(str(checkpoint.latest(run_a) / "model.safetensors"))
+    b = load_file(str(checkpoint.latest(run_b) / "model.safetensors"))
+    assert a.keys() == b.keys()
+    return max((a[k] - b[k]).abs().max().item() for k in a)
