@@ -47,6 +47,7 @@ def write_corpus(dest: Path) -> Path:
 
 
 def env_for(tree: Path, home: Path) -> dict:
+    """A process that imports ``tree``'s lmbudget (run it with cwd=tree: ``-m``/``-c`` put the cwd first)."""
     return {**os.environ, "PYTHONPATH": str(tree), "LMBUDGET_HOME": str(home), "OMP_NUM_THREADS": "1"}
 
 
@@ -54,7 +55,7 @@ def train(tree: Path, home: Path, corpus: Path, steps: int, run_dir: Path, model
     cmd = [sys.executable, "-m", "lmbudget", "train", "--model", model, "--budget", f"{steps} steps", "--seed", "0",
            "--quiet", "--overwrite", "--run-dir", str(run_dir), f"data.corpus={corpus}", "train.threads=1",
            "train.eval_every=2", "train.checkpoint_every=2"]
-    proc = subprocess.run(cmd, env=env_for(tree, home), capture_output=True, text=True)
+    proc = subprocess.run(cmd, env=env_for(tree, home), cwd=tree, capture_output=True, text=True)
     if proc.returncode:
         sys.exit(f"training with {tree} failed:\n{proc.stderr[-3000:]}")
     return json.loads((run_dir / "summary.json").read_text())
@@ -80,7 +81,8 @@ def main() -> None:
         corpus = write_corpus(tmp / "corpus")
         for name, tree in trees.items():  # each process must import its own tree, not an installed lmbudget
             where = subprocess.run([sys.executable, "-c", "import lmbudget; print(lmbudget.__file__)"],
-                                   env=env_for(tree, tmp), capture_output=True, text=True, check=True).stdout.strip()
+                                   env=env_for(tree, tmp), cwd=tree, capture_output=True, text=True,
+                                   check=True).stdout.strip()
             assert Path(where).resolve().is_relative_to(tree.resolve()), (name, where)
         homes = {name: tmp / f"home-{i}" for i, name in enumerate(trees)}  # each tree prepares its own data cache
         for name, tree in trees.items():  # warm-up: data prepared, files cached
