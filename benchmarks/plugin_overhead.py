@@ -1,67 +1,117 @@
-"""Overhead of the plug-in machinery on the baseline: the share of the training loop's time spent
-inside algorithm hooks (and the context calls they make), measured in the same run.
+"""Overhead of the plug-in machinery on the baseline, side by side: this tree's training loop against the
+loop before the open registries (commit d7d531a: a fixed algorithm tuple, optimizers by name, the
+architecture switched on in the loop), the same run in both, alternating processes.
 
-    python benchmarks/plugin_overhead.py                  # bert-tiny, 40 steps
-    python benchmarks/plugin_overhead.py --model bert-micro --steps 300
+    python benchmarks/plugin_overhead.py                          # bert-micro baseline, 300 steps, 8 pairs
+    python benchmarks/plugin_overhead.py --steps 500 --pairs 12 --before d7d531a
 
-The baseline's hooks charge nothing, so its RST is unaffected by construction; what the hooks
-can cost is wall time per step. Every hook of the baseline algorithm is wrapped with a timer; the
-figure is (time inside hooks, minus the data draw that any loop must do) / (loop wall time).
+Each run is ``python -m lmbudget train --model bert-micro --budget "N steps" train.threads=1`` in a process
+of its own, with PYTHONPATH set to one tree (the old one extracted by ``git archive``). The time per step
+is summary.json's ``wall_s / steps``: the loop alone (start-up, evaluation and checkpoints excluded). The
+two trees alternate in ABBA order, so a change of machine load touches both alike; the figure is the
+median over pairs of each pair's ratio (this tree / before), with its spread. Both trees must reach the
+same final validation loss (the refactor changed no arithmetic). The bar: < 2% overhead.
 """
 from __future__ import annotations
 
 import argparse
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
 import tempfile
-import time
 from pathlib import Path
 
-from lmbudget.algorithms.base import Algorithm
-from lmbudget.runs import make_config
-from lmbudget.train import Trainer
+REPO = Path(__file__).resolve().parents[1]
 
-HOOKS = ("on_progress", "select_batch", "active_layers", "after_step", "eval_layers")
+
+def extract(rev: str, dest: Path) -> Path:
+    """The ``lmbudget`` package of commit ``rev`` under ``dest``."""
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", rev, "lmbudget"],
+                             check=True, capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(dest, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+    return dest
+
+
+def write_corpus(dest: Path) -> Path:
+    """The tests' corpus: 400 BBC News articles as text files."""
+    from lmbudget.data import bbc_articles
+    dest.mkdir(parents=True, exist_ok=True)
+    for a in bbc_articles()[:400]:
+        (dest / f"{a['id'].replace('/', '_')}.txt").write_text(a["headline"] + "\n\n" + a["body"])
+    return dest
+
+
+def env_for(tree: Path, home: Path) -> dict:
+    """A process that imports ``tree``'s lmbudget (run it with cwd=tree: ``-m``/``-c`` put the cwd first)."""
+    return {**os.environ, "PYTHONPATH": str(tree), "LMBUDGET_HOME": str(home), "OMP_NUM_THREADS": "1"}
+
+
+def train(tree: Path, home: Path, corpus: Path, steps: int, run_dir: Path, model: str) -> dict:
+    cmd = [sys.executable, "-m", "lmbudget", "train", "--model", model, "--budget", f"{steps} steps", "--seed", "0",
+           "--quiet", "--overwrite", "--run-dir", str(run_dir), f"data.corpus={corpus}", "train.threads=1",
+           "train.eval_every=2", "train.checkpoint_every=2"]
+    proc = subprocess.run(cmd, env=env_for(tree, home), cwd=tree, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"training with {tree} failed:\n{proc.stderr[-3000:]}")
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def spread(values: list[float]) -> str:
+    if len(values) < 4:
+        return f"{min(values):.3f}-{max(values):.3f}"
+    q = statistics.quantiles(values, n=4)
+    return f"{q[0]:.3f}-{q[2]:.3f}"
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--model", default="bert-tiny")
-    p.add_argument("--steps", type=int, default=40)
-    p.add_argument("overrides", nargs="*")
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--before", default="d7d531a", help="the commit before the plug-in machinery")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--pairs", type=int, default=8)
+    p.add_argument("--model", default="bert-micro")
     args = p.parse_args()
-    spent = {h: 0.0 for h in HOOKS}
-    draw_time = [0.0]
-    originals = {h: getattr(Algorithm, h) for h in HOOKS}
-
-    def timed(name):
-        def wrapper(self, *a, **k):
-            start = time.perf_counter()
-            try:
-                return originals[name](self, *a, **k)
-            finally:
-                spent[name] += time.perf_counter() - start
-        return wrapper
-
-    for h in HOOKS:
-        setattr(Algorithm, h, timed(h))
-    original_draw = Trainer.draw
-
-    def draw(self, n):
-        start = time.perf_counter()
-        try:
-            return original_draw(self, n)
-        finally:
-            draw_time[0] += time.perf_counter() - start
-    Trainer.draw = draw
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = make_config(args.model, budget=f"{args.steps} steps", overrides=["train.eval_every=2", *args.overrides])
-        trainer = Trainer(cfg, Path(tmp), progress=False, log=lambda *_: None)
-        summary = trainer.run()
-    hooks = sum(spent.values())
-    overhead = hooks - draw_time[0]
-    print(f"{args.model}, {summary['steps']} steps: loop wall {summary['wall_s']:.2f} s; inside hooks {hooks * 1e3:.1f} ms "
-          f"(of which the data draw {draw_time[0] * 1e3:.1f} ms)")
-    print("per hook (ms): " + ", ".join(f"{h} {t * 1e3:.2f}" for h, t in spent.items()))
-    print(f"plug-in machinery overhead: {overhead / summary['wall_s']:.3%} of the run (bar: < 2%)")
+    with tempfile.TemporaryDirectory(prefix="plugin-overhead-") as tmp:
+        tmp = Path(tmp)
+        trees = {f"before ({args.before})": extract(args.before, tmp / "before"), "this tree": REPO}
+        corpus = write_corpus(tmp / "corpus")
+        for name, tree in trees.items():  # each process must import its own tree, not an installed lmbudget
+            where = subprocess.run([sys.executable, "-c", "import lmbudget; print(lmbudget.__file__)"],
+                                   env=env_for(tree, tmp), cwd=tree, capture_output=True, text=True,
+                                   check=True).stdout.strip()
+            assert Path(where).resolve().is_relative_to(tree.resolve()), (name, where)
+        homes = {name: tmp / f"home-{i}" for i, name in enumerate(trees)}  # each tree prepares its own data cache
+        for name, tree in trees.items():  # warm-up: data prepared, files cached
+            train(tree, homes[name], corpus, 5, tmp / "warmup", args.model)
+        per_step: dict[str, list[float]] = {name: [] for name in trees}
+        losses: dict[str, set] = {name: set() for name in trees}
+        ratios = []
+        names = list(trees)
+        for pair in range(args.pairs):
+            order = names if pair % 2 == 0 else names[::-1]  # ABBA: drift in load touches both alike
+            got = {}
+            for name in order:
+                s = train(trees[name], homes[name], corpus, args.steps, tmp / "run", args.model)
+                got[name] = s["wall_s"] / s["steps"] * 1e3
+                per_step[name].append(got[name])
+                losses[name].add(round(s["final_val_loss"], 6))
+            ratios.append(got[names[1]] / got[names[0]])
+            print(f"pair {pair + 1}/{args.pairs}: " + ", ".join(f"{n} {got[n]:.3f} ms/step" for n in names)
+                  + f", ratio {ratios[-1]:.3f}", flush=True)
+    print(f"\n{args.model} baseline+adamw, {args.steps} steps, 1 thread, {args.pairs} pairs (ABBA):\n")
+    print("| tree | median ms/step | IQR ms/step | final val loss |\n| --- | --- | --- | --- |")
+    for name in names:
+        print(f"| {name} | {statistics.median(per_step[name]):.3f} | {spread(per_step[name])} | "
+              f"{', '.join(f'{v:.6f}' for v in sorted(losses[name]))} |")
+    med = statistics.median(ratios)
+    print(f"\nthis tree / before, per pair: median {med:.4f} (IQR {spread(ratios)}, range {min(ratios):.3f}-"
+          f"{max(ratios):.3f}); overhead {med - 1:+.2%} (bar: < 2%)")
+    if losses[names[0]] != losses[names[1]]:
+        print("WARNING: the two trees ended at different validation losses: they did not run the same computation")
 
 
 if __name__ == "__main__":

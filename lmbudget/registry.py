@@ -61,8 +61,9 @@ class Registry:
             return eps[ref].value
         if ":" in ref:
             return ref
-        raise ConfigError(f"unknown {self.kind} '{ref}'; choose one of {', '.join(self.names())}, "
-                          f"or give package.module:Name of an installed package")
+        raise ConfigError(f"unknown {self.kind} '{ref}'; choose one of {', '.join(self.names())} (built-ins and "
+                          f"installed '{self.group}' entry points), install the package that provides it, "
+                          f"or give package.module:Name")
 
     def resolve(self, ref: str):
         """The class (or function) ``ref`` names; cached per process once it resolved."""
@@ -78,14 +79,19 @@ class Registry:
             obj = importlib.import_module(module_name)
         except ImportError as e:
             raise ConfigError(f"{self.kind} '{ref}' cannot be imported ({e}): install the package that provides "
-                              f"it (pip install -e PATH) or fix the reference") from None
+                              f"it (pip install PATH) or fix the reference") from None
+        except Exception as e:  # the plug-in's own module is broken: still one line, naming it
+            raise ConfigError(f"{self.kind} '{ref}': importing {module_name} raised {type(e).__name__}: {e}: "
+                              f"fix that module") from None
         for part in attribute.split("."):
             if not hasattr(obj, part):
                 raise ConfigError(f"{self.kind} '{ref}': module '{module_name}' has no '{attribute}': "
                                   f"fix the reference (package.module:Name)")
             obj = getattr(obj, part)
         if not self.accepts(obj):
-            raise ConfigError(f"{self.kind} '{ref}' resolves to {obj!r}, which is not {self.contract}")
+            other = next((r for r in (ALGORITHMS, OPTIMIZERS, FAMILIES) if r is not self and r.accepts(obj)), None)
+            fix = f"it is {other.contract}: pass it as the {other.kind}" if other else "fix the reference"
+            raise ConfigError(f"{self.kind} '{ref}' is {obj!r}, not {self.contract}: {fix}")
         return obj
 
     def provenance(self, ref: str) -> dict:
@@ -145,7 +151,15 @@ SCHEDULES = Registry(
 def build_algorithm(ref: str, params: dict, family_name: str):
     """The algorithm ``ref`` names, configured by ``params`` over its model family's settings for it
     (``Family.algorithm_defaults``, e.g. the paper's T5 variant) over its Config's defaults."""
+    import dataclasses
     cls = ALGORITHMS.resolve(ref)
+    if not dataclasses.is_dataclass(cls.Config):
+        raise ConfigError(f"algorithm '{ref}': its Config is not a dataclass: decorate it with @dataclass")
+    keys = [f.name for f in dataclasses.fields(cls.Config)]
+    unknown = [k for k in params if k not in keys]
+    if unknown:  # checked here, where the reference is known, so the message names the plug-in
+        raise ConfigError(f"unknown config key 'algorithm.{unknown[0]}' of algorithm '{ref}'; allowed: "
+                          f"{', '.join('algorithm.' + k for k in keys) or 'none (it takes no parameters)'}")
     return cls(params, FAMILIES.resolve(family_name).algorithm_defaults.get(cls.name, {}))
 
 

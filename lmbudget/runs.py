@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from lmbudget.config import RunConfig, apply_overrides, set_value
+from lmbudget.config import ConfigError, RunConfig, apply_overrides, set_value
 from lmbudget.io import atomic_write_text, read_json
 from lmbudget.presets import lr_scale, preset_config
 
@@ -41,7 +41,13 @@ def make_config(model: str, algorithm: str = "baseline", optimizer: str | None =
 
 
 def load_config(run_dir: Path) -> RunConfig:
-    return RunConfig.from_dict(yaml.safe_load((Path(run_dir) / "config.yaml").read_text()))
+    """The run's saved configuration; one that no longer resolves (e.g. its plug-in's package was
+    uninstalled) is a ConfigError naming the file."""
+    path = Path(run_dir) / "config.yaml"
+    try:
+        return RunConfig.from_dict(yaml.safe_load(path.read_text()))
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
 
 
 def save_config(cfg: RunConfig, run_dir: Path) -> None:

@@ -1,15 +1,11 @@
 """The one loop, driven by the registries: every algorithm and every optimizer runs to a budget,
 respects it, writes its run directory, and resumes to the same result as an uninterrupted run."""
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from safetensors.torch import load_file
 
 from lmbudget import checkpoint
 from lmbudget.checkpoint import CheckpointError
@@ -18,6 +14,9 @@ from lmbudget.registry import ALGORITHMS, OPTIMIZERS
 from lmbudget.runs import RunDirError, make_config, train
 from lmbudget.runlog import MetricsLog
 from lmbudget.train import Trainer
+
+sys.path.insert(0, str(Path(__file__).parent))
+from helpers import CLI, comparable_metrics, final_weights, kill_9_after_checkpoint  # noqa: E402
 
 BUDGET = "1s"  # about 70 bert-micro steps on the built-in cpu2-bert-micro table
 
@@ -36,14 +35,6 @@ def config(corpus, algorithm="baseline", optimizer=None, budget=BUDGET, extra=()
 def max_unit(cfg) -> float:
     t = load_reference(cfg.train.reference)
     return max(max(t.costs["fwd_bwd"].values()) * cfg.train.micro_batch / t.micro_batch, max(t.costs["step"].values()))
-
-
-def final_weights(run_dir: Path) -> dict:
-    return load_file(str(checkpoint.latest(run_dir) / "model.safetensors"))
-
-
-def comparable_metrics(run_dir: Path) -> list[dict]:
-    return [{k: v for k, v in line.items() if k != "wall_s"} for line in MetricsLog(run_dir / "metrics.jsonl").read()]
 
 
 class Interrupt(Exception):
@@ -176,21 +167,10 @@ def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_result(corpus, tmp_p
     """A real SIGKILL of the CLI process while it trains; --resume finishes to the same weights."""
     args = ["--model", "bert-micro", "--budget", "60 steps", "--seed", "0", "--quiet",
             f"data.corpus={corpus}", "train.checkpoint_every=0.1", "train.threads=1"]
-    env = dict(os.environ)
-    cmd = [sys.executable, "-m", "lmbudget", "train"]
-    subprocess.run(cmd + args + ["--run-dir", str(tmp_path / "full")], check=True, env=env, capture_output=True)
-    proc = subprocess.Popen(cmd + args + ["--run-dir", str(tmp_path / "cut")], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline:  # wait for the second checkpoint, then kill mid-step
-        latest = checkpoint.latest(tmp_path / "cut") if (tmp_path / "cut" / "checkpoints" / "latest.json").exists() else None
-        if latest and int(latest.name.split("-")[1]) >= 12:
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (tmp_path / "cut" / "summary.json").exists()
-    subprocess.run(cmd + args + ["--run-dir", str(tmp_path / "cut"), "--resume"], check=True, env=env, capture_output=True)
+    cmd = [*CLI, "train"]
+    subprocess.run(cmd + args + ["--run-dir", str(tmp_path / "full")], check=True, capture_output=True)
+    kill_9_after_checkpoint(cmd + args + ["--run-dir", str(tmp_path / "cut")], tmp_path / "cut", step=12)  # the second one
+    subprocess.run(cmd + args + ["--run-dir", str(tmp_path / "cut"), "--resume"], check=True, capture_output=True)
     a, b = final_weights(tmp_path / "full"), final_weights(tmp_path / "cut")
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
     assert comparable_metrics(tmp_path / "full") == comparable_metrics(tmp_path / "cut")

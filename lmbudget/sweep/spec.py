@@ -99,6 +99,7 @@ class SweepSpec:
     description: str = ""
     tuned: str | None = None         # the winners file whose overrides the configurations carry
     baseline_budgets: list[str] = field(default_factory=list)  # extra budgets run by the baseline row only
+    optimizer: str = "adamw"         # the optimizer of rows that name none (also those --algorithms adds)
 
     def baseline(self) -> Configuration | None:
         """The row the report compares with (baseline+adamw), which also runs ``baseline_budgets``."""
@@ -123,7 +124,8 @@ class SweepSpec:
                 "configurations": [{"label": c.label, "algorithm": c.algorithm, "optimizer": c.optimizer,
                                     "overrides": list(c.overrides), "trials": c.trials} for c in self.configurations],
                 "overrides": self.overrides, "evaluate": self.evaluate, "eval_max_train": self.eval_max_train,
-                "eval_max_eval": self.eval_max_eval, "baseline_budgets": self.baseline_budgets, "tuned": self.tuned}
+                "eval_max_eval": self.eval_max_eval, "baseline_budgets": self.baseline_budgets, "tuned": self.tuned,
+                "optimizer": self.optimizer}
 
 
 # ----------------------------------------------------------------------------- reading
@@ -253,7 +255,7 @@ def parse_spec(raw: dict, default_name: str = "sweep", base_dir: Path | None = N
                      overrides=list(_overrides(raw.get("overrides"), "overrides")), evaluate=evaluate,
                      eval_max_train=int(raw.get("eval_max_train") or 0),
                      eval_max_eval=int(raw.get("eval_max_eval") or 0), description=str(raw.get("description") or ""),
-                     baseline_budgets=baseline_budgets)
+                     baseline_budgets=baseline_budgets, optimizer=default_opt)
     check_unique(spec)
     if raw.get("tuned") is not None:
         tuned = Path(str(raw["tuned"]))
@@ -318,6 +320,29 @@ def check_unique(spec: SweepSpec) -> None:
 
 # ----------------------------------------------------------------------------- narrowing
 
+def _check_known(kind: str, name: str, known) -> None:
+    if name not in known:
+        raise SweepError(f"unknown {kind} '{name}' in the sweep spec; choose one of {', '.join(known)}")
+
+
+def _added_row(spec: SweepSpec, algorithm: str, known: list[str]) -> Configuration:
+    """The row of an algorithm the spec lacks, with the spec's optimizer; a name that is neither a row
+    nor an algorithm is an error listing the rows."""
+    from lmbudget.registry import ALGORITHMS, OPTIMIZERS
+    try:
+        ALGORITHMS.resolve(algorithm)
+    except ConfigError as e:
+        why = f" ({e})" if ":" in algorithm else ""
+        raise SweepError(f"unknown algorithm or configuration '{algorithm}' in the sweep spec; choose one of "
+                         f"{', '.join(known)}, or an algorithm to add (built-in, entry point or "
+                         f"package.module:Name){why}") from None
+    label = f"{_check_name(ALGORITHMS, algorithm)}+{_check_name(OPTIMIZERS, spec.optimizer)}"
+    if label in known:
+        raise SweepError(f"--algorithms {algorithm} adds row '{label}', which the spec already has: "
+                         f"name that row instead")
+    return Configuration(algorithm, spec.optimizer, label)
+
+
 def split_list(text: str | None) -> list[str] | None:
     return None if text is None else [x.strip() for x in text.split(",") if x.strip()]
 
@@ -328,12 +353,13 @@ def narrow(spec: SweepSpec, models=None, budgets=None, seeds=None, algorithms=No
     (any values); models, algorithms and optimizers select among the spec's (an unknown name is an
     error); without the baseline row, there are no baseline-only budgets.
     ``algorithms`` may name an algorithm (every row using it), a row label (``baseline+lion``), or an
-    algorithm the spec lacks (``my_trick:WarmupDepth``: added as a row with the baseline's optimizer)."""
+    algorithm the spec lacks (a built-in, an entry point, ``package.module:Name``), which adds its row
+    with the spec's optimizer: ``--algorithms baseline,my_trick:WarmupDepth``."""
     from lmbudget.clock import parse_budget
     spec = dataclasses.replace(spec)
     if models is not None:
         for m in models:
-            _check_name("model", m, spec.models)
+            _check_known("model", m, spec.models)
         spec.models = [m for m in spec.models if m in models]
     if budgets is not None:
         for b in budgets:
@@ -349,21 +375,11 @@ def narrow(spec: SweepSpec, models=None, budgets=None, seeds=None, algorithms=No
     if algorithms is not None:
         from lmbudget.registry import ALGORITHMS, OPTIMIZERS
         known = list(dict.fromkeys([c.algorithm for c in rows] + [c.label for c in rows]))
-        optimizer = (spec.baseline() or rows[0]).optimizer
-        added = []
-        for a in algorithms:
-            if a not in known:
-                try:
-                    label = f"{_short_name(ALGORITHMS, a)}+{_short_name(OPTIMIZERS, optimizer)}"
-                except SweepError:
-                    raise SweepError(f"unknown algorithm or configuration '{a}': neither one of the spec's "
-                                     f"({', '.join(known)}) nor an algorithm (`lmbudget algorithms`, or "
-                                     f"package.module:Name)") from None
-                added.append(Configuration(a, optimizer, label))
+        added = [_added_row(spec, a, known) for a in algorithms if a not in known]
         rows = [c for c in rows if c.algorithm in algorithms or c.label in algorithms] + added
     if optimizers is not None:
         for o in optimizers:
-            _check_name("optimizer", o, list(dict.fromkeys(c.optimizer for c in rows)))
+            _check_known("optimizer", o, list(dict.fromkeys(c.optimizer for c in rows)))
         rows = [c for c in rows if c.optimizer in optimizers]
     spec.configurations = rows
     if spec.baseline() is None:
