@@ -336,7 +336,7 @@ def _added_row(spec: SweepSpec, algorithm: str, known: list[str]) -> Configurati
         raise SweepError(f"unknown algorithm or configuration '{algorithm}' in the sweep spec; choose one of "
                          f"{', '.join(known)}, or an algorithm to add (built-in, entry point or "
                          f"package.module:Name){why}") from None
-    label = f"{_check_name(ALGORITHMS, algorithm)}+{_check_name(OPTIMIZERS, spec.optimizer)}"
+    label = f"{_short_name(ALGORITHMS, algorithm)}+{_short_name(OPTIMIZERS, spec.optimizer)}"
     if label in known:
         raise SweepError(f"--algorithms {algorithm} adds row '{label}', which the spec already has: "
                          f"name that row instead")
@@ -373,7 +373,6 @@ def narrow(spec: SweepSpec, models=None, budgets=None, seeds=None, algorithms=No
         spec.seeds = parse_seeds(seeds)
     rows = spec.configurations
     if algorithms is not None:
-        from lmbudget.registry import ALGORITHMS, OPTIMIZERS
         known = list(dict.fromkeys([c.algorithm for c in rows] + [c.label for c in rows]))
         added = [_added_row(spec, a, known) for a in algorithms if a not in known]
         rows = [c for c in rows if c.algorithm in algorithms or c.label in algorithms] + added
