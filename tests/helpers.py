@@ -36,12 +36,11 @@ def kill_9_after_checkpoint(cmd: list[str], run_dir: Path, step: int, env: dict 
     written a checkpoint of step ``step`` or later; the run is left unfinished."""
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + timeout
-    while time.time() < deadline:
-        if (run_dir / "checkpoints" / "latest.json").exists() and int(checkpoint.latest(run_dir).name.split("-")[1]) >= step:
-            break
-        if proc.poll() is not None:
-            raise AssertionError(f"the run ended (exit {proc.returncode}) before its step-{step} checkpoint: "
-                                 f"{proc.stderr.read()[-2000:]}")
+    while not ((run_dir / "checkpoints" / "latest.json").exists()
+               and int(checkpoint.latest(run_dir).name.split("-")[1]) >= step):
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            raise AssertionError(f"no step-{step} checkpoint (exit {proc.wait()}): {proc.stderr.read()[-2000:]}")
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
