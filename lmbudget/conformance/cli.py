@@ -29,6 +29,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--corpus", type=Path, default=None,
                    help="a folder of text files (default: 400 BBC News articles, built once under $LMBUDGET_HOME)")
     s.add_argument("--keep", type=Path, default=None, metavar="DIR", help="keep the run directories in DIR")
+    s.add_argument("--processes", type=int, default=1, metavar="N",
+                   help="check N plug-in/preset pairs at once (the two-rank runs take 2 more processes)")
     s.add_argument("overrides", nargs="*", help="section.key=value for every run, e.g. algorithm.beta=2")
     s.set_defaults(func=cmd_check_plugin)
     return s
@@ -43,7 +45,7 @@ def cmd_check_plugin(a) -> None:
     results = check(a.spec, kind=kind, presets=presets, corpus=a.corpus,
                     checks=[c.strip() for c in a.checks.split(",") if c.strip()],
                     budgets={p: a.budget for p in presets} if a.budget else None, overrides=a.overrides,
-                    workdir=a.keep, report=lambda r: print(r.line(), flush=True))
+                    workdir=a.keep, report=lambda r: print(r.line(), flush=True), processes=max(1, a.processes))
     failed = [r for r in results if not r.passed]
     print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     if failed:

@@ -6,6 +6,7 @@ import contextlib
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from lmbudget.runlog import MetricsLog
 QUIET = dict(progress=False, log=lambda *_: None)
 WEIGHTS_ATOL = 1e-5     # max |difference| of any weight between runs that must be equal
 LOSS_ATOL = 1e-5        # of their final validation losses
+FLIP_SHARE = 1e-4       # of the weights of two-rank runs that may differ more (see weights_agree)
 
 
 class Interrupt(Exception):
@@ -74,6 +76,25 @@ def max_weight_difference(run_a: Path, run_b: Path) -> float:
     return diff if math.isfinite(diff) else float("inf")  # NaN weights are never equal
 
 
+def weights_agree(run_a: Path, run_b: Path) -> tuple[bool, str]:
+    """Whether two runs' final weights are one result: every weight within WEIGHTS_ATOL, or all but at most
+    FLIP_SHARE of them. A sign-based update (Lion) moves a weight by a whole step either way when its
+    momentum is within rounding of zero, which another reduction order (FSDP's reduce-scatter against
+    DDP's all-reduce) can flip; a real difference moves far more weights."""
+    a, b = final_weights(run_a), final_weights(run_b)
+    if a.keys() != b.keys():
+        return False, f"other tensors ({sorted(set(a) ^ set(b))[:3]})"
+    diffs = [(a[k].double() - b[k].double()).abs() for k in a]
+    worst = max(d.max().item() for d in diffs)
+    if not math.isfinite(worst):
+        return False, "non-finite weights"
+    off, total = sum(int((d > WEIGHTS_ATOL).sum()) for d in diffs), sum(d.numel() for d in diffs)
+    if not off:
+        return True, f"max weight difference {worst:.2g}"
+    return off <= FLIP_SHARE * total, (f"{off} of {total} weights differ by more than {WEIGHTS_ATOL:g} (up to "
+                                       f"{worst:.2g}; at most {FLIP_SHARE * total:.0f} sign flips allowed)")
+
+
 def comparable_metrics(run_dir: Path) -> list[dict]:
     """metrics.jsonl without wall time (the only field that may differ between equal runs)."""
     return [{k: v for k, v in line.items() if k != "wall_s"} for line in MetricsLog(Path(run_dir) / "metrics.jsonl").read()]
@@ -97,17 +118,30 @@ def metrics_difference(run_a: Path, run_b: Path) -> str:
     return ""
 
 
-def launch_ranks(corpus: Path, out: Path, specs: dict, nproc: int = 2) -> subprocess.Popen:
-    """Start ``lmbudget.conformance.worker`` on ``nproc`` gloo ranks for ``specs`` (see the worker);
-    the workers import what this process can (its ``sys.path``), so a plug-in given as
-    ``package.module:Name`` from a folder on the path resolves there too."""
+def launch_ranks(corpus: Path, out: Path, specs: dict, nproc: int = 2, home: Path | None = None) -> subprocess.Popen:
+    """Start ``lmbudget.conformance.worker`` on ``nproc`` gloo ranks for ``specs`` (see the worker), with
+    ``$LMBUDGET_HOME`` at ``home`` if given; the workers import what this process can (its ``sys.path``),
+    so a plug-in given as ``package.module:Name`` from a folder on the path resolves there too."""
     Path(out).mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "lmbudget.conformance.worker", str(corpus), str(out), json.dumps(specs)]
     path = [p for p in sys.path + os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(dict.fromkeys(path)), OMP_NUM_THREADS="1")
+    if home is not None:
+        env["LMBUDGET_HOME"] = str(home)
     log = open(Path(out) / "torchrun.log", "w")
-    return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    # its own process group, so that ending it (end_ranks) ends the workers too
+    return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def end_ranks(proc: subprocess.Popen) -> None:
+    """Kill a launch of :func:`launch_ranks` and its workers, if it still runs."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
 
 
 def wait_ranks(proc: subprocess.Popen, out: Path, timeout: float) -> dict:
@@ -116,8 +150,7 @@ def wait_ranks(proc: subprocess.Popen, out: Path, timeout: float) -> dict:
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        end_ranks(proc)
         raise RuntimeError(f"the ranks did not finish within {timeout:.0f} s (a rank hung, e.g. waiting in a "
                            f"collective another rank never entered); log: {Path(out) / 'torchrun.log'}") from None
     results = Path(out) / "results.json"
