@@ -1,8 +1,7 @@
 import pytest
 
-pytest_plugins = ["lmbudget.conformance.pytest_plugin"]
-
-from lmbudget.registry import ALGORITHMS, OPTIMIZERS  # noqa: E402
+from lmbudget.conformance.pytest_plugin import conformance  # noqa: F401 - the kit's fixture
+from lmbudget.registry import ALGORITHMS, OPTIMIZERS
 
 # The conformance kit's runs of every built-in: each algorithm (with the preset's optimizer, AdamW) and
 # each other optimizer (with the baseline), on both micro presets, at the budgets the loop's tests used
