@@ -46,5 +46,6 @@ class Kit:
 
 @pytest.fixture(scope="session")
 def conformance(tmp_path_factory) -> Kit:
+    """The conformance kit: ``conformance(refs, **check_kwargs)`` -> CheckResults, once per call in a session."""
     # the home (data cache) every test of a session shares where it sets none
     return Kit(tmp_path_factory.mktemp("conformance"), tmp_path_factory.getbasetemp() / "lmbudget-home")
