@@ -168,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("references", help="list built-in and saved reference systems")
     s.set_defaults(func=cmd_references)
 
+    from lmbudget.conformance.cli import register as register_conformance
     from lmbudget.evaluate.cli import register as register_evaluate
     from lmbudget.results.cli import register as register_results
     from lmbudget.sweep.cli import register as register_sweep
@@ -176,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_sweep(sub)
     register_results(sub)
     register_status(sub)
+    register_conformance(sub)
     return p
 
 

@@ -19,22 +19,16 @@ that does not resolve is a one-line :class:`~lmbudget.config.ConfigError` naming
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata as metadata
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Callable
 
 from lmbudget.errors import ConfigError
 
 
 _RESOLVED: dict[tuple[str, str], object] = {}
-
-
-@lru_cache(maxsize=1)
-def _distributions() -> dict[str, list[str]]:
-    """Top-level module -> distributions shipping it (a scan of every installed package: once per process)."""
-    return metadata.packages_distributions()
 
 
 @dataclass(frozen=True)
@@ -98,15 +92,31 @@ class Registry:
         """Where ``ref`` comes from: its target, the distribution that ships it, and its version."""
         target = self.target(str(ref))
         top = target.partition(":")[0].split(".")[0]
-        dists = _distributions().get(top, [])
+        dist = distribution_of(top)
         out = {"ref": str(ref), "target": target, "builtin": str(ref) in self.builtins}
-        if dists:
-            out["package"] = dists[0]
+        if dist:
+            out["package"] = dist
             try:
-                out["version"] = metadata.version(dists[0])
+                out["version"] = metadata.version(dist)
             except metadata.PackageNotFoundError:
                 pass
         return out
+
+
+def distribution_of(module: str) -> str | None:
+    """The installed distribution that ships top-level ``module``: the one of the same name (one small file
+    to read), else the first that lists it (every summary asks: the full scan of every installed file list
+    takes seconds, so it is done once per process)."""
+    try:
+        return metadata.distribution(module).metadata["Name"]
+    except metadata.PackageNotFoundError:
+        dists = _packages_distributions().get(module, [])
+        return dists[0] if dists else None
+
+
+@functools.lru_cache(maxsize=1)
+def _packages_distributions() -> dict:
+    return metadata.packages_distributions()
 
 
 def _subclass_of(path: str) -> Callable[[object], bool]:

@@ -45,6 +45,9 @@ class MetricsLog:
 
 
 DIVERGENCE_TAIL = 0.1  # the share of the logged training losses that a run ends on
+# Fewer logged losses than this cannot tell a rise from batch noise (a 3-step run's last loss is above
+# its first about half the time): such a run is never called diverged for a rise, only for a non-finite loss.
+DIVERGENCE_MIN_LOSSES = 20
 
 
 def loss_rise(lines: list[dict]) -> tuple[float, float] | None:

@@ -28,7 +28,7 @@ from lmbudget.io import atomic_write_json
 from lmbudget.optim import optimizer_plugin
 from lmbudget.persistence import Persistence
 from lmbudget.registry import SCHEDULES
-from lmbudget.runlog import MetricsLog, loss_rise
+from lmbudget.runlog import DIVERGENCE_MIN_LOSSES, MetricsLog, loss_rise
 from lmbudget.summary import run_summary
 from lmbudget.tracking import make_tracker
 
@@ -147,9 +147,12 @@ class Trainer(RunContext, Persistence):
 
     def rose_for_good(self) -> bool:
         """Whether the mean of the last 10% of the logged training losses is above the first one
-        (``runlog.loss_rise``); rank 0 reads its log and tells the others."""
-        self.loss_start_end = loss_rise(self.metrics.read()) if self.world.is_main else None
-        risen = self.loss_start_end is not None and self.loss_start_end[1] > self.loss_start_end[0]
+        (``runlog.loss_rise``), over at least ``DIVERGENCE_MIN_LOSSES`` of them; rank 0 reads its log
+        and tells the others."""
+        lines = self.metrics.read() if self.world.is_main else []
+        self.loss_start_end = loss_rise(lines) if self.world.is_main else None
+        long_enough = sum("train_loss" in line for line in lines) >= DIVERGENCE_MIN_LOSSES
+        risen = long_enough and self.loss_start_end is not None and self.loss_start_end[1] > self.loss_start_end[0]
         return not self.world.all_true(not risen)
 
     def train_step(self) -> float:

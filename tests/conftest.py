@@ -1,5 +1,23 @@
 import pytest
 
+from lmbudget.conformance.pytest_plugin import conformance  # noqa: F401 - the kit's fixture
+from lmbudget.registry import ALGORITHMS, OPTIMIZERS
+
+# The conformance kit's runs of every built-in: each algorithm (with the preset's optimizer, AdamW) and
+# each other optimizer (with the baseline), on both micro presets, at the budgets the loop's tests used
+# (about 70 and 18 baseline steps); beside them, one deliberately broken plug-in (tests/kit_plugins).
+BUILTINS = list(ALGORITHMS.builtins) + [o for o in OPTIMIZERS.builtins if o != "adamw"]
+MICRO = ["bert-micro", "t5-micro"]
+BROKEN = "kit_plugins.broken:PeekAndForget"
+RANK_PRESETS = ["bert-micro"]  # the two-rank check's (the suite's time; test_optim covers T5's optimizer sharded)
+KIT_BUDGETS = {"bert-micro": "1s", "t5-micro": "1.2s"}
+# Sophia with Hessian updates every 2 steps and a rho at which the clamp does not bind, so its bs (the
+# tokens of the global batch, not of a rank's half) shapes every step: two ranks must get it right.
+SOPHIA_EQUIV = ["optim.hessian_every=2", "optim.rho=1000", "optim.hessian_batch_fraction=1"]
+# For the two-rank comparison only: Sophia as above; RHO-loss's irreducible-loss model trained for the
+# whole 12 steps (a quarter, 3 steps, can end above its first loss, which fails it as diverged).
+RANK_OVERRIDES = {"sophia": SOPHIA_EQUIV, "rho-loss": ["algorithm.il_budget_fraction=1"]}
+
 
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory):
@@ -11,3 +29,14 @@ def corpus(tmp_path_factory):
     for a in bbc_articles()[:400]:
         (root / f"{a['id'].replace('/', '_')}.txt").write_text(a["headline"] + "\n\n" + a["body"])
     return root
+
+
+@pytest.fixture(scope="session")
+def builtin_kit(conformance, corpus):
+    """The kit's results on every built-in and on the broken plug-in (one session-wide run: one torchrun
+    launch for all their two-rank runs, while this process runs the other checks), and the folder of
+    their run directories."""
+    presets = {ref: MICRO for ref in BUILTINS} | {BROKEN: ["bert-micro"]}
+    results = conformance(BUILTINS + [BROKEN], presets=presets, rank_presets=RANK_PRESETS, corpus=corpus, budgets=KIT_BUDGETS,
+                          rank_overrides=RANK_OVERRIDES, report=lambda r: print(f"{r.plugin}: {r.line()}"))
+    return results, conformance.workdir(results)

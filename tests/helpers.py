@@ -8,27 +8,10 @@ import sys
 import time
 from pathlib import Path
 
-from safetensors.torch import load_file
-
 from lmbudget import checkpoint
-from lmbudget.runlog import MetricsLog
+from lmbudget.conformance.runs import comparable_metrics, final_weights, max_weight_difference  # noqa: F401 (shared)
 
 CLI = [sys.executable, "-m", "lmbudget"]
-
-
-def final_weights(run_dir: Path) -> dict:
-    return load_file(str(checkpoint.latest(run_dir) / "model.safetensors"))
-
-
-def max_weight_difference(run_a: Path, run_b: Path) -> float:
-    a, b = final_weights(run_a), final_weights(run_b)
-    assert a.keys() == b.keys()
-    return max((a[k] - b[k]).abs().max().item() for k in a)
-
-
-def comparable_metrics(run_dir: Path) -> list[dict]:
-    """The metric lines without wall time (the one field two identical runs may differ in)."""
-    return [{k: v for k, v in line.items() if k != "wall_s"} for line in MetricsLog(run_dir / "metrics.jsonl").read()]
 
 
 def kill_9_after_checkpoint(cmd: list[str], run_dir: Path, step: int, env: dict | None = None, timeout: float = 120) -> None:

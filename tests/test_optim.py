@@ -4,6 +4,10 @@ from __future__ import annotations
 import copy
 import io
 import math
+import os
+import socket
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -373,3 +377,34 @@ def test_loop_gives_sophia_its_bs_and_clips_the_hessian_pass_as_configured(model
 def test_negative_sophia_bs_is_a_config_error():
     with pytest.raises(ConfigError, match="optim.sophia_bs"):
         build_optimizer(nn.Linear(2, 2), SophiaPlugin.Config(sophia_bs=-1))
+
+
+SHARDED_RMS = """
+import os, torch, torch.distributed as dist
+os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ["PORT"])
+dist.init_process_group("gloo", rank=0, world_size=1)
+from torch.distributed.device_mesh import init_device_mesh
+try:
+    from torch.distributed.fsdp import fully_shard
+except ImportError:  # torch < 2.6
+    from torch.distributed._composable.fsdp import fully_shard
+from lmbudget.optim._common import rms_scales
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Linear(8, 4))
+expected = [max(1e-3, p.detach().pow(2).mean().sqrt().item()) for p in model.parameters()]
+fully_shard(model, mesh=init_device_mesh("cpu", (1,)))
+got = [s.full_tensor().item() for s in rms_scales([p.detach() for p in model.parameters()])]
+assert all(abs(g - e) < 1e-6 for g, e in zip(got, expected)), (got, expected)
+dist.destroy_process_group()
+"""
+
+
+def test_rms_scales_of_sharded_parameters():
+    """Under FSDP a parameter's norm is a partial DTensor, which in-place ops refuse (T5's AdamWScale failed at
+    its first sharded step); one rank's process group is enough to make it so."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = subprocess.run([sys.executable, "-c", SHARDED_RMS], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PORT": str(port), "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]

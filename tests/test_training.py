@@ -6,17 +6,19 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import BUILTINS, MICRO
 
 from lmbudget import checkpoint
 from lmbudget.checkpoint import CheckpointError
-from lmbudget.clock import ClockError, load_reference
-from lmbudget.registry import ALGORITHMS, OPTIMIZERS
-from lmbudget.runs import RunDirError, make_config, train
+from lmbudget.clock import ClockError
+from lmbudget.conformance.runs import comparable_metrics, final_weights, max_unit
+from lmbudget.conformance.runs import run_interrupted as kit_run_interrupted
+from lmbudget.runs import RunDirError, load_config, make_config, train
 from lmbudget.runlog import MetricsLog
 from lmbudget.train import Trainer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from helpers import CLI, comparable_metrics, final_weights, kill_9_after_checkpoint  # noqa: E402
+from helpers import CLI, kill_9_after_checkpoint  # noqa: E402
 
 BUDGET = "1s"  # about 70 bert-micro steps on the built-in cpu2-bert-micro table
 
@@ -32,62 +34,28 @@ def config(corpus, algorithm="baseline", optimizer=None, budget=BUDGET, extra=()
                                   "train.threads=1", *extra])
 
 
-def max_unit(cfg) -> float:
-    t = load_reference(cfg.train.reference)
-    return max(max(t.costs["fwd_bwd"].values()) * cfg.train.micro_batch / t.micro_batch, max(t.costs["step"].values()))
-
-
-class Interrupt(Exception):
-    pass
-
-
-def run_interrupted(cfg, run_dir, at_step, monkeypatch):
+def run_interrupted(cfg, run_dir, at_step, monkeypatch=None):
     """Stop the run abruptly after ``at_step`` steps (work since the last checkpoint is lost)."""
-    original = Trainer.after_step
-
-    def after_step(self, loss):
-        original(self, loss)
-        if self.clock.steps == at_step:
-            raise Interrupt
-    with monkeypatch.context() as m:
-        m.setattr(Trainer, "after_step", after_step)
-        with pytest.raises(Interrupt):
-            train(cfg, run_dir, progress=False, log=lambda *_: None)
-    assert not (run_dir / "summary.json").exists()
+    kit_run_interrupted(cfg, run_dir, at_step)
 
 
-CONFIGS = [(a, "adamw") for a in ALGORITHMS.names()] + [("baseline", o) for o in OPTIMIZERS.names() if o != "adamw"]
-
-
-@pytest.mark.parametrize("model", ["bert-micro", "t5-micro"])
-@pytest.mark.parametrize("algorithm,optimizer", CONFIGS)
-def test_every_configuration_runs_to_budget_and_resumes_exactly(model, algorithm, optimizer, corpus, tmp_path, monkeypatch):
-    cfg = config(corpus, algorithm, optimizer, model=model, budget=BUDGET if model == "bert-micro" else "1.2s")
-    full = train(cfg, tmp_path / "full", progress=False, log=lambda *_: None)
-    assert full["status"] == "completed"
-    assert full["rst_s"] <= full["budget_rst_s"]
-    assert full["budget_rst_s"] - full["rst_s"] < max_unit(cfg)  # stopped within one unit of the budget
-    assert full["steps"] >= 4 and full["final_val_loss"] > 0
-    assert sum(v["rst_s"] for v in full["rst_breakdown"].values()) == pytest.approx(full["rst_s"])
-    for name in ("config.yaml", "metrics.jsonl", "summary.json"):
-        assert (tmp_path / "full" / name).exists()
-    lines = MetricsLog(tmp_path / "full" / "metrics.jsonl").read()
-    assert [line["step"] for line in lines[:-1]] == list(range(1, full["steps"] + 1))
-    assert {"step", "rst_s", "wall_s", "tokens", "train_loss", "lr"} <= set(lines[0])
-    assert lines[-1]["val_loss"] == full["final_val_loss"]
-
-    cut = tmp_path / "cut"
-    run_interrupted(cfg, cut, at_step=full["steps"] // 2 + 1, monkeypatch=monkeypatch)
-    resumed = train(cfg, cut, resume=True, progress=False, log=lambda *_: None)
-    assert resumed["steps"] == full["steps"] and resumed["rst_s"] == pytest.approx(full["rst_s"])
-    assert resumed["final_val_loss"] == pytest.approx(full["final_val_loss"], abs=1e-5)
-    a, b = final_weights(tmp_path / "full"), final_weights(cut)
-    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
-    ma, mb = comparable_metrics(tmp_path / "full"), comparable_metrics(cut)
-    assert len(ma) == len(mb)
-    for la, lb in zip(ma, mb):
-        assert la.keys() == lb.keys()
-        assert all(la[k] == pytest.approx(lb[k], rel=1e-5, abs=1e-6) for k in la)
+@pytest.mark.parametrize("ref", BUILTINS)
+def test_every_configuration_runs_to_budget_and_writes_its_run_directory(builtin_kit, ref):
+    """Runs to budget and exact resume are the conformance kit's checks (tests/test_conformance.py) on
+    each built-in and both micro presets; here, the run directory its uninterrupted runs left."""
+    results, workdir = builtin_kit
+    assert all(r.passed for r in results if r.plugin == ref and r.name in ("budget", "resume"))
+    for model in MICRO:
+        run_dir = workdir / f"{ref}-{model}" / "full"
+        full = json.loads((run_dir / "summary.json").read_text())
+        assert full["status"] == "completed" and full["model"] == model
+        for name in ("config.yaml", "metrics.jsonl", "summary.json"):
+            assert (run_dir / name).exists()
+        lines = MetricsLog(run_dir / "metrics.jsonl").read()
+        assert [line["step"] for line in lines[:-1]] == list(range(1, full["steps"] + 1))
+        assert {"step", "rst_s", "wall_s", "tokens", "train_loss", "lr"} <= set(lines[0])
+        assert lines[-1]["val_loss"] == full["final_val_loss"]
+        assert full["budget_rst_s"] - full["rst_s"] < max_unit(load_config(run_dir))  # within one unit
 
 
 def test_lr_is_fully_decayed_at_the_end_and_peaks_mid_budget(corpus, tmp_path):
@@ -149,13 +117,17 @@ def test_loss_rise_is_the_first_logged_loss_against_the_mean_of_the_last_tenth()
 
 
 def test_run_whose_loss_ends_above_its_start_is_diverged(corpus, tmp_path, monkeypatch):
-    """Finite but risen for good: evaluated and checkpointed, yet recorded as diverged; a falling run completes."""
-    cfg = config(corpus, budget="10 steps")
+    """Finite but risen for good: evaluated and checkpointed, yet recorded as diverged; a falling run completes;
+    a run too short to tell a rise from noise (under 20 logged losses) is not called diverged."""
+    cfg = config(corpus, budget="20 steps")
     original = Trainer.train_step
     monkeypatch.setattr(Trainer, "train_step", lambda self: original(self) + self.clock.steps)  # rises ~1 a step
     summary = train(cfg, tmp_path / "risen", progress=False, log=lambda *_: None)
     first, end = summary["train_loss_start_end"]
-    assert summary["status"] == "diverged" and summary["steps"] == 10 and end > first
+    assert summary["status"] == "diverged" and summary["steps"] == 20 and end > first
+    assert checkpoint.latest(tmp_path / "risen")
+    short = train(config(corpus, budget="19 steps"), tmp_path / "short", progress=False, log=lambda *_: None)
+    assert short["status"] == "completed" and short["train_loss_start_end"][1] > short["train_loss_start_end"][0]
     assert summary["final_val_loss"] is not None and checkpoint.latest(tmp_path / "risen")
     monkeypatch.setattr(Trainer, "train_step", original)
     summary = train(cfg, tmp_path / "falling", progress=False, log=lambda *_: None)

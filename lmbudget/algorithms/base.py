@@ -94,6 +94,10 @@ class Algorithm:
 
     name: ClassVar[str] = "baseline"
     summary_line: ClassVar[str] = "standard training, every layer, every example"
+    # True when its choices depend on what one rank holds (examples selected among the rank's own, layers
+    # drawn per local microbatch): N ranks then train otherwise than one process by design, and the
+    # conformance kit checks that the ranks agree with each other instead of with one process.
+    rank_local: ClassVar[bool] = False
 
     @dataclass
     class Config:

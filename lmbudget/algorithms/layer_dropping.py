@@ -31,6 +31,7 @@ def drop_probabilities(fraction: float, n_layers: int, theta: float, gamma_facto
 class LayerDropping(Algorithm):
     name = "layer-dropping"
     summary_line = "progressive layer dropping: skip deeper layers more often as training goes on"
+    rank_local = True  # a layer set per local microbatch
 
     @dataclass
     class Config:

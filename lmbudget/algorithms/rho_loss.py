@@ -30,6 +30,7 @@ def top_k_reducible(current: torch.Tensor, irreducible: torch.Tensor, k: int) ->
 class RhoLoss(Algorithm):
     name = "rho-loss"
     summary_line = "train on the top-k reducible-loss examples of a mega-batch (needs an irreducible-loss model)"
+    rank_local = True  # each rank keeps the top-k of its own mega-batch
 
     @dataclass
     class Config:

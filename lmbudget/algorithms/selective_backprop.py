@@ -24,6 +24,7 @@ def percentiles(losses: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
 class SelectiveBackprop(Algorithm):
     name = "selective-backprop"
     summary_line = "keep examples with probability percentile(loss) ** beta; charged for the selection passes"
+    rank_local = True  # each rank keeps among its own examples
 
     @dataclass
     class Config:

@@ -15,10 +15,10 @@ def rms_scales(params: list[torch.Tensor]) -> list[torch.Tensor]:
     Kept as tensors (not Python floats) so a GPU step needs no host sync, and built
     with foreach ops so it costs a few kernels, not a few per parameter.
     """
-    scales = torch._foreach_norm(params)  # fresh tensors: safe to modify in place
-    torch._foreach_div_(scales, [p.numel() ** 0.5 for p in params])
-    torch._foreach_clamp_min_(scales, RMS_FLOOR)
-    return scales
+    scales = torch._foreach_norm(params)
+    # Out of place: under FSDP a norm is a partial (not yet reduced) DTensor, which in-place ops refuse.
+    scales = torch._foreach_div(scales, [p.numel() ** 0.5 for p in params])
+    return torch._foreach_clamp_min(scales, RMS_FLOOR)
 
 
 def grads_of(group: dict, state: dict, init) -> tuple[list, list, list[dict]]:

@@ -1,0 +1,147 @@
+"""Watching runs: the passes a run actually did against the work its clock was told about.
+
+:func:`watch` instruments every :class:`~lmbudget.train.Trainer` that runs inside it, without
+touching the loop: a global forward pre-hook counts the examples that go through the trained
+model's class (the irreducible-loss model of RHO-loss is one) and a hook on each gradient-carrying
+output counts those that go back through it, while the run trains (``Trainer.run`` minus
+``Trainer.evaluate``: evaluation is free by design). ``Clock.charge`` is wrapped to count the
+examples declared as ``fwd`` and ``fwd_bwd`` units, charged or recorded as free alike, and
+``Clock.charge_seconds`` to note the unit the budget refused.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+import torch
+
+from lmbudget.clock import BudgetExhausted, Clock
+from lmbudget.train import Trainer
+
+
+@dataclass
+class Watched:
+    """One ``Trainer.run`` seen by :func:`watch`."""
+    trainer: Trainer
+    forward: int = 0             # examples through the model's forward while training
+    backward: int = 0            # examples whose loss was back-propagated
+    declared_forward: int = 0    # examples of fwd and fwd_bwd units the clock recorded
+    declared_backward: int = 0   # examples of fwd_bwd units
+    largest_unit: float = 0.0    # the largest single unit charged (RST s; auxiliary work charged whole excluded)
+    refused: float | None = None  # the charge that would have passed the budget
+    evaluating: int = 0
+    counters: dict = field(default_factory=dict)
+
+    @property
+    def model_type(self) -> type:
+        return type(self.trainer.model)
+
+
+def input_examples(args: tuple) -> int:
+    """Examples in a model call's first argument (a dict of batch tensors, or a tensor)."""
+    first = args[0] if args else None
+    if isinstance(first, dict):
+        first = first.get("input_ids", next((v for v in first.values() if isinstance(v, torch.Tensor)), None))
+    return int(first.shape[0]) if isinstance(first, torch.Tensor) and first.dim() else 0
+
+
+@contextlib.contextmanager
+def watch():
+    """Yields the list of :class:`Watched` runs (in start order) of every Trainer.run inside the block."""
+    runs: list[Watched] = []
+    stack: list[Watched] = []
+    original = {"run": Trainer.run, "evaluate": Trainer.evaluate, "charge": Clock.charge,
+                "charge_seconds": Clock.charge_seconds}
+
+    def current() -> Watched | None:
+        return stack[-1] if stack and not stack[-1].evaluating else None
+
+    def run(self, *args, **kwargs):
+        w = Watched(self)
+        runs.append(w)
+        stack.append(w)
+        try:
+            return original["run"](self, *args, **kwargs)
+        finally:
+            stack.remove(w)
+
+    def evaluate(self, *args, **kwargs):
+        w = next((w for w in stack if w.trainer is self), None)
+        if w:
+            w.evaluating += 1
+        try:
+            return original["evaluate"](self, *args, **kwargs)
+        finally:
+            if w:
+                w.evaluating -= 1
+
+    def owner(clock) -> Watched | None:
+        return next((w for w in reversed(stack) if w.trainer.clock is clock), None)
+
+    def charge(self, kind, key, examples=None, tag="train", free=False):
+        rst = original["charge"](self, kind, key, examples=examples, tag=tag, free=free)
+        w = owner(self)
+        if w:
+            w.largest_unit = max(w.largest_unit, rst)
+        if w and kind in ("fwd", "fwd_bwd"):
+            n = self.table.micro_batch if examples is None else int(examples)
+            w.declared_forward += n
+            w.declared_backward += n if kind == "fwd_bwd" else 0
+        return rst
+
+    def charge_seconds(self, rst_s, tag, free=False):
+        w = owner(self)
+        try:
+            rst = original["charge_seconds"](self, rst_s, tag, free)
+        except BudgetExhausted:
+            if w:
+                w.refused = rst_s
+            raise
+        return rst
+
+    def pre_hook(module, args):
+        w = current()
+        if w is not None and isinstance(module, w.model_type):
+            n = input_examples(args)
+            w.forward += n
+            w.counters[id(module)] = n
+
+    def post_hook(module, args, output):
+        w = current()
+        if w is None or not isinstance(module, w.model_type):
+            return
+        n = w.counters.pop(id(module), 0)
+        if isinstance(output, torch.Tensor) and output.requires_grad:
+            def count_backward(grad, w=w, n=n):
+                w.backward += n
+            output.register_hook(count_backward)
+
+    Trainer.run, Trainer.evaluate = run, evaluate
+    Clock.charge, Clock.charge_seconds = charge, charge_seconds
+    handles = [torch.nn.modules.module.register_module_forward_pre_hook(pre_hook),
+               torch.nn.modules.module.register_module_forward_hook(post_hook)]
+    try:
+        yield runs
+    finally:
+        for h in handles:
+            h.remove()
+        Trainer.run, Trainer.evaluate = original["run"], original["evaluate"]
+        Clock.charge, Clock.charge_seconds = original["charge"], original["charge_seconds"]
+
+
+def passes_verdict(w: Watched) -> tuple[bool, str]:
+    """Whether every forward and backward pass of the run was declared to its clock, and why."""
+    if w.forward == 0:
+        return False, (f"no forward pass of {w.model_type.__name__} was seen while training: the kit cannot "
+                       f"observe this model (is forward() called with the batch dict as first argument?)")
+    fix = "charge them with ctx.example_losses or ctx.backward_passes"
+    if w.forward > w.declared_forward:
+        return False, (f"ran {w.forward} examples forward, declared {w.declared_forward} (fwd and fwd_bwd units): "
+                       f"{w.forward - w.declared_forward} uncharged; {fix}")
+    if w.backward > w.declared_backward:
+        return False, (f"ran {w.backward} examples backward, declared {w.declared_backward} (fwd_bwd units): "
+                       f"{w.backward - w.declared_backward} uncharged; {fix}")
+    extra = w.declared_forward - w.forward
+    note = f" ({extra} declared passes went outside forward(), e.g. hessian_loss)" if extra else ""
+    return True, (f"ran {w.forward} examples forward and {w.backward} backward, declared "
+                  f"{w.declared_forward} and {w.declared_backward}{note}")

@@ -1,0 +1,53 @@
+"""The conformance kit (lmbudget.conformance): every built-in algorithm and optimizer passes every check
+on every micro preset; a deliberately broken plug-in fails exactly the two checks it breaks, each named
+with what was expected and what was found; the CLI's exit codes."""
+import subprocess
+import sys
+
+import pytest
+from conftest import BROKEN, BUILTINS, MICRO, RANK_PRESETS
+
+from lmbudget.conformance import CHECKS, check, plugin_kind
+from lmbudget.errors import ConfigError
+
+
+@pytest.mark.parametrize("ref", BUILTINS)
+def test_every_builtin_passes_every_check_on_every_micro_preset(builtin_kit, conformance, ref):
+    results, _ = builtin_kit
+    mine = [r for r in results if r.plugin == ref]
+    assert sorted((r.name, r.preset) for r in mine) == sorted(
+        [(c, p) for c in CHECKS if c != "two-ranks" for p in MICRO] + [("two-ranks", p) for p in RANK_PRESETS])
+    conformance.assert_passes(mine)
+
+
+def test_kit_names_both_faults_of_a_broken_plugin_and_passes_the_rest(builtin_kit):
+    results, _ = builtin_kit
+    verdicts = {r.name: r for r in results if r.plugin == BROKEN}
+    assert set(verdicts) == set(CHECKS)
+    assert {name for name, r in verdicts.items() if not r.passed} == {"charged-passes", "resume"}
+    # It looks at every batch once before training on it (and at the one the budget then refused): more
+    # than twice the declared examples went forward, the difference named as uncharged.
+    passes = verdicts["charged-passes"].why
+    ran, declared, uncharged = (int(passes.split(word)[0].split()[-1]) for word in (" examples forward", " (fwd", " uncharged"))
+    assert ran >= 2 * declared and uncharged == ran - declared
+    assert "uncharged; charge them with ctx.example_losses or ctx.backward_passes" in passes
+    # Its step count restarts at 0 on resume: the resumed run replays its cheaper shallow steps, so it takes more.
+    assert "put everything the plug-in's behaviour depends on in state_dict()" in verdicts["resume"].why
+    assert "interrupted at step" in verdicts["resume"].why
+
+
+def test_kit_refuses_what_is_not_a_plugin_in_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="'nosuchpkg:Thing' cannot be imported"):
+        plugin_kind("nosuchpkg:Thing")
+    with pytest.raises(ConfigError, match="'magic' is not an algorithm, an optimizer or a model family"):
+        plugin_kind("magic")
+    assert [plugin_kind(r) for r in ("layer-dropping", "adamw", "t5")] == ["algorithm", "optimizer", "model"]
+    out = subprocess.run([sys.executable, "-m", "lmbudget", "check-plugin", "nosuchpkg:Thing"], capture_output=True, text=True)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "nosuchpkg:Thing" in out.stderr
+
+
+def test_optimizer_config_errors_are_one_line(corpus):
+    """The optimizer side of the config check (the runs of adamw are the baseline's)."""
+    [result] = check("adamw", presets=["bert-micro"], corpus=corpus, checks=["config-errors"])
+    assert result.passed and "optim.no_such_key and a wrong-typed value" in result.why, result.line()
