@@ -1,7 +1,6 @@
 """A finished (or checkpointed) run, loaded for evaluation: config, tokenizer and final weights."""
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +9,7 @@ from safetensors.torch import load_model
 
 from lmbudget import checkpoint
 from lmbudget.config import RunConfig
+from lmbudget.context import autocast  # noqa: F401 (evaluation runs under the training loop's precision rule)
 from lmbudget.io import read_json
 
 
@@ -66,8 +66,3 @@ def load_run(run_dir: Path, log=lambda *_: None, kept: str | None = None) -> Pre
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
-
-def autocast(precision: str, device: torch.device):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
