@@ -104,9 +104,9 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, overwrite: bool =
 
 def clear_run_dir(run_dir: Path) -> None:
     """Delete what a run directory holds, but not its lock (which this process holds)."""
-    from lmbudget.lock import HOLDER_NAME, LOCK_NAME
+    from lmbudget.lock import LOCK_FILES
     for entry in run_dir.iterdir():
-        if entry.name in (LOCK_NAME, HOLDER_NAME):
+        if entry.name in LOCK_FILES:
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)

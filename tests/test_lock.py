@@ -1,5 +1,5 @@
 """One owner per run directory: a second process is refused with the holder named and touches nothing;
-a SIGKILLed holder's lock is taken over; the lock is re-entrant within a process; under torchrun
+a SIGKILLed holder's lock is free at once; a status probe never refuses a claimer; the lock is re-entrant within a process; under torchrun
 only rank 0 takes it and a refusal ends every rank (none waits forever)."""
 import json
 import os
@@ -66,16 +66,44 @@ def test_a_sigkilled_holders_lock_is_taken_over(tmp_path):
     assert not (run_dir / HOLDER_NAME).exists()
 
 
-def test_stale_only_for_a_dead_pid_of_this_host(tmp_path):
+def test_a_holder_is_known_dead_only_on_this_host_boot_and_pid_namespace(tmp_path):
+    from lmbudget.lock import holder_alive, identity
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    lock = DirLock(tmp_path)
-    for holder, stale in (({"host": socket.gethostname(), "pid": dead.pid}, True),
-                          ({"host": socket.gethostname(), "pid": os.getppid()}, False),   # alive
-                          ({"host": "another-node", "pid": dead.pid}, False),             # cannot tell: ask the user
-                          ({}, False)):
-        (tmp_path / HOLDER_NAME).write_text(json.dumps(holder))
-        assert lock.stale() is stale, holder
+    me = identity()
+    assert me["boot_id"] and me["pid_ns"] and me["start"]
+    for holder, alive in (({**me, "pid": dead.pid}, False),
+                          (me, True),
+                          ({**me, "start": me["start"] - 1}, False),          # the pid was reused by this process
+                          ({**me, "host": "another-node", "pid": dead.pid}, None),   # cannot tell: ask the user
+                          ({**me, "pid_ns": me["pid_ns"] + 1, "pid": dead.pid}, None),   # a container of the same name
+                          ({**me, "boot_id": "0" * 32, "pid": dead.pid}, None),
+                          ({"host": me["host"], "pid": dead.pid}, None)):             # an older note: too little
+        assert holder_alive(holder) is alive, holder
+
+
+def test_a_status_probe_never_makes_a_claimer_fail(tmp_path):
+    """Probes (held_elsewhere, `lmbudget status`) in a tight loop while another process claims and
+    releases the directory without waiting: every claim succeeds, and a probe during a hold sees it."""
+    import threading
+    stop, seen = threading.Event(), []
+
+    def probe():
+        while not stop.is_set():
+            seen.append(held_elsewhere(tmp_path))
+    thread = threading.Thread(target=probe)
+    thread.start()
+    try:
+        proc = subprocess.run([sys.executable, "-c", "import sys, time\nfrom lmbudget.lock import DirLock\nok = 0\n"
+                               "for _ in range(300):\n    lock = DirLock(sys.argv[1])\n    ok += lock.try_acquire()\n"
+                               "    time.sleep(0.001)\n    lock.release()\nprint(ok)", str(tmp_path)],
+                              capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    finally:
+        stop.set()
+        thread.join()
+    assert proc.stdout.strip() == "300", proc.stderr
+    assert any(s is not None for s in seen) and any(s is None for s in seen)   # the probes did look
 
 
 def test_reentrant_within_a_process_and_exclusive_between_objects_of_others(tmp_path):
