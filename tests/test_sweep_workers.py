@@ -128,3 +128,104 @@ def test_status_shows_done_running_failed_and_waiting(tmp_path, monkeypatch, cap
     assert row[names[3]].startswith("waiting") and row[names[3]].endswith("not started")
     assert row[names[4]].startswith("done") and "completed, 4 steps" in row[names[4]]
     assert lines[-1] == f"total: {len(names)} runs: {len(names) - 4} done, 1 running, 1 failed, 2 waiting"
+
+
+KILL_EVERY_TIME = ("import os, signal, sys\nimport lmbudget.runs\n"
+                   "lmbudget.runs.train = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)   # an OOM killer, every time\n"
+                   "from lmbudget.cli import main\nmain(sys.argv[1:])")
+
+
+def test_a_run_killed_every_time_stops_after_max_attempts_marked_failed_with_its_cause(tmp_path, capsys, monkeypatch):
+    """Its process SIGKILLed at every start (as by the OOM killer): two attempts, then the sweep marks it
+    failed with cause killed/unknown without starting it again; a raised limit tries it once more."""
+    import socket
+    from lmbudget.cli import main
+    (tmp_path / "one.yaml").write_text(yaml.safe_dump({"name": "one", "models": ["bert-micro"], "budgets": ["30s"],
+                                                       "seeds": [0], "configurations": ["baseline"]}))
+    out = tmp_path / "out"
+    argv = ["sweep", str(tmp_path / "one.yaml"), "--out", str(out), "--max-attempts", "2", "--no-report", "--quiet"]
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-c", KILL_EVERY_TIME, *argv], capture_output=True, text=True,
+                              timeout=300, env={**os.environ, "PYTHONPATH": ROOT})
+        assert proc.returncode == -9, proc.stderr[-2000:]
+    fake = FakeTrainer()
+    monkeypatch.setattr("lmbudget.runs.train", fake)
+    main(argv)   # the third start: given up, not trained
+    assert fake.calls == [] and "0 trained, 0 already done, 1 failed" in capsys.readouterr().out
+    run_dir = next((out / "runs").iterdir())
+    attempts = json.loads((run_dir / "attempts.json").read_text())
+    assert [a["cause"] for a in attempts] == ["killed/unknown"] * 2
+    assert all(a["host"] == socket.gethostname() and a["start"] and a["end"] is None for a in attempts)
+    failed = json.loads((run_dir / "failed.json").read_text())
+    assert failed["stage"] == "train" and failed["error"].startswith("gave up after 2 failed attempts (--max-attempts 2), "
+                                                                     "the last: killed/unknown")
+    main(["status", str(out)])
+    row = capsys.readouterr().out.splitlines()[0]
+    assert row.startswith("failed") and "gave up after 2" in row and "[attempts: 2, last: killed/unknown on " in row
+    main(argv)   # a later sweep: still not
+    assert fake.calls == []
+    main(argv[:-4] + ["--max-attempts", "3", "--no-report", "--quiet"])   # a raised limit: one more attempt
+    assert fake.finished == [run_dir.name]
+    assert [a["cause"] for a in json.loads((run_dir / "attempts.json").read_text())] == ["killed/unknown"] * 2 + ["completed"]
+
+
+def test_max_attempts_zero_is_a_one_line_error(capsys):
+    from lmbudget.cli import main
+    with pytest.raises(SystemExit) as e:
+        main(["sweep", "tiny-bert", "--max-attempts", "0"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and len(err.strip().splitlines()) == 1 and "--max-attempts 0: give at least 1" in err
+
+
+def test_attempts_record_failures_and_successes(tmp_path, monkeypatch):
+    """A raising run: one failed attempt with its error; the next sweep retries it and it completes."""
+    spec = small_spec()
+    bad = spec.runs()[0].name
+    monkeypatch.setattr("lmbudget.runs.train", FakeTrainer(fail={bad}))
+    run_sweep(spec, tmp_path / "out", log=quiet)
+    monkeypatch.setattr("lmbudget.runs.train", FakeTrainer())
+    run_sweep(spec, tmp_path / "out", log=quiet)
+    attempts = json.loads((tmp_path / "out" / "runs" / bad / "attempts.json").read_text())
+    assert [a["cause"] for a in attempts] == ["train: RuntimeError: CUDA out of memory (simulated)", "completed"]
+    assert all(a["end"] for a in attempts)
+    other = json.loads((tmp_path / "out" / "runs" / spec.runs()[1].name / "attempts.json").read_text())
+    assert [a["cause"] for a in other] == ["completed"]
+
+
+HOLD_THEN_EXIT = ("import sys, time; from lmbudget.lock import DirLock; DirLock(sys.argv[1], 'sweep').acquire(); "
+                  "print('held', flush=True); time.sleep(float(sys.argv[2]))")
+
+
+@pytest.mark.parametrize("hold_s, wait_s", [(60, 0.5), (1.0, 30)])
+def test_a_job_whose_run_is_held_waits_then_trains_it_or_exits_non_zero(tmp_path, monkeypatch, hold_s, wait_s):
+    """`run_sweep(only=...)` (a cluster job's run): held past its wait -> RunBusy, having trained nothing;
+    held by a process that dies unfinished within its wait -> the job claims and trains it."""
+    from lmbudget.sweep.runner import RunBusy
+    monkeypatch.setattr("lmbudget.sweep.runner.BUSY_POLL_S", 0.2)
+    spec = small_spec()
+    name = spec.runs()[0].name
+    fake = FakeTrainer()
+    monkeypatch.setattr("lmbudget.runs.train", fake)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THEN_EXIT, str(tmp_path / "out" / "runs" / name), str(hold_s)],
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": ROOT})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        if hold_s > wait_s:
+            with pytest.raises(RunBusy, match=rf"{re.escape(name)} is held by sweep by pid {holder.pid} on .*: this job ends without"):
+                run_sweep(spec, tmp_path / "out", log=quiet, only={name}, busy_wait_s=wait_s)
+            assert fake.calls == []
+        else:
+            result = run_sweep(spec, tmp_path / "out", log=quiet, only={name}, busy_wait_s=wait_s)
+            assert result.trained == [name] and fake.finished == [name]
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_job_waits_until_shortly_before_its_slurm_end(monkeypatch):
+    import time
+    from lmbudget.sweep.runner import JOB_END_MARGIN_S, job_time_left
+    monkeypatch.setenv("SLURM_JOB_END_TIME", str(int(time.time()) + 3600))
+    assert abs(job_time_left() - (3600 - JOB_END_MARGIN_S)) < 5
+    monkeypatch.delenv("SLURM_JOB_END_TIME")
+    assert job_time_left() == 0

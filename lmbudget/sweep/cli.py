@@ -21,6 +21,8 @@ def cmd_sweep(a) -> None:
     from lmbudget.sweep.spec import SweepError
     if a.workers < 1:
         raise SweepError(f"--workers {a.workers}: give at least 1 worker process")
+    if a.max_attempts < 1:
+        raise SweepError(f"--max-attempts {a.max_attempts}: give at least 1 (the attempts a run gets before it is marked failed)")
     if a.launcher != "local" and a.workers != 1:
         raise SweepError(f"--workers applies to --launcher local; with {a.launcher}, each run is its own job")
     if a.slurm and a.launcher == "local":
@@ -47,9 +49,10 @@ def cmd_sweep(a) -> None:
             return
     elif a.workers > 1:
         from lmbudget.sweep.workers import run_workers
-        result = run_workers(spec, out, a.workers, evaluate=not a.no_eval, device=a.device)
+        result = run_workers(spec, out, a.workers, evaluate=not a.no_eval, device=a.device, max_attempts=a.max_attempts)
     else:
-        result = run_sweep(spec, out, evaluate=not a.no_eval, progress=not a.quiet, device=a.device)
+        result = run_sweep(spec, out, evaluate=not a.no_eval, progress=not a.quiet, device=a.device,
+                           max_attempts=a.max_attempts)
     print(f"sweep {spec.name}: {len(result.trained)} trained, {len(result.skipped)} already done, "
           f"{len(result.failed)} failed{' (' + ', '.join(result.failed) + ')' if result.failed else ''}"
           f"{f', {len(result.busy)} still running in other workers' if result.busy else ''}")
@@ -97,6 +100,8 @@ def register(subparsers) -> None:
     s.add_argument("--workers", type=int, default=1,
                    help="worker processes on this host sharing the sweep (runs are claimed through their locks; "
                    "sweeps started on other hosts on the same folder join in)")
+    s.add_argument("--max-attempts", type=int, default=3,
+                   help="attempts a run gets (a killed process counts) before it is marked failed with its last cause")
     s.add_argument("--tuned", default=None,
                    help="a winners file of `lmbudget tune`: each configuration's winning overrides are appended")
     s.add_argument("--quiet", action="store_true", help="no progress bars")

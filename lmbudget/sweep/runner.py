@@ -11,6 +11,17 @@ each run the worker scans the grid again from the top, so a run left by a killed
 freed by the kernel) is resumed by whichever worker looks next; a worker ends when every run is
 done, failed in this sweep, or held by another worker.
 
+Every claim is an attempt, recorded in ``RUN/attempts.json`` (host, pid, Slurm job id, start, end,
+cause): one still open when the run is next claimed ended with its process (OOM killer, segfault,
+``kill -9``): cause ``killed/unknown``. A run with ``max_attempts`` failed attempts is not tried again
+(by any sweep, until the limit is raised or attempts.json deleted): it is marked failed with the
+last cause. Causes ``completed``, ``interrupted`` (Ctrl-C) and ``preempted`` are not failures.
+
+A cluster job for one run (``only``) that finds the run held by another process waits for it
+(``busy_wait_s``; by default until 5 minutes before the Slurm job's end, when Slurm states it) and
+claims it if it is left unfinished; if it is still held then, the job raises :class:`RunBusy` (a
+non-zero exit) rather than ending as if it had done its work.
+
 The SQLite store is written by one process at a time, under the sweep folder's lock, when a sweep
 (or ``lmbudget report``) ends: it is rebuilt incrementally from the run directories, which are the
 source of truth. Workers never write it: SQLite's own locking is unreliable on network filesystems,
@@ -18,7 +29,10 @@ and the run directories already hold everything.
 """
 from __future__ import annotations
 
+import datetime
 import importlib.util
+import os
+import socket
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -27,12 +41,22 @@ from pathlib import Path
 import yaml
 
 from lmbudget.io import atomic_write_json, atomic_write_text, read_json
-from lmbudget.lock import DirLock, held_elsewhere
+from lmbudget.lock import DirLock, describe, held_elsewhere
 from lmbudget.sweep.spec import RunSpec, SweepError, SweepSpec
 from lmbudget.results.store import COORDS, FAILED, Store
 
 RUNS_DIR = "runs"
 STORE_WAIT_S = 600  # how long a sweep's end waits for another process's store update or report
+ATTEMPTS = "attempts.json"
+MAX_ATTEMPTS = 3    # failed attempts after which a run is given up (`lmbudget sweep --max-attempts`)
+NOT_FAILURES = ("completed", "interrupted", "preempted")
+KILLED = "killed/unknown"
+BUSY_POLL_S = 10    # how often a job waiting for its held run looks again
+JOB_END_MARGIN_S = 300
+
+
+class RunBusy(SweepError):
+    """A cluster job's run is held by another process until the job's time is up."""
 
 
 @dataclass
@@ -90,11 +114,14 @@ def record_failure(run_dir: Path, stage: str, error: BaseException) -> None:
 
 def run_sweep(spec: SweepSpec, out: Path, evaluate: bool = True, log=print, progress: bool = False,
               device: str | None = None, since: float | None = None, update_store: bool = True,
-              only: set[str] | None = None) -> SweepResult:
+              only: set[str] | None = None, max_attempts: int = MAX_ATTEMPTS,
+              busy_wait_s: float | None = None) -> SweepResult:
     """One worker's share of the sweep (all of it when alone). ``since``: when the sweep started (its
     workers share it); a failure recorded since then is not retried. ``update_store``: index the run
     directories into the store at the end (the parent of ``--workers`` does it once instead).
-    ``only``: these runs' names (a cluster job's one run)."""
+    ``only``: these runs' names (a cluster job's one run); such a job waits ``busy_wait_s`` for a run
+    held elsewhere (None: until shortly before the Slurm job's end, or not at all), then raises RunBusy.
+    ``max_attempts``: failed attempts after which a run is marked failed and not tried again."""
     from lmbudget.runs import run_state, train
 
     out = Path(out)
@@ -114,6 +141,7 @@ def run_sweep(spec: SweepSpec, out: Path, evaluate: bool = True, log=print, prog
         log(f"evaluation skipped (suites {', '.join(spec.evaluate)} not run); a later sweep runs them")
     suites = spec.evaluate if evaluate_run is not None else []
     result, attempted = SweepResult(), set()
+    wait_until = time.time() + (busy_wait_s if busy_wait_s is not None else job_time_left() if only else 0)
     while True:  # claim the first run with work left; after it, scan again from the top
         claimed = False
         for i, (run, cfg) in enumerate(runs, 1):
@@ -129,16 +157,34 @@ def run_sweep(spec: SweepSpec, out: Path, evaluate: bool = True, log=print, prog
                 claimed = True
                 attempted.add(run.name)
                 tag = f"[{i}/{len(runs)}] {run.name}"
-                state = run_state(run_dir)
-                if state in ("empty", "started"):
-                    if not train_one(train, run, cfg, run_dir, state, tag, progress, device, log, result):
-                        continue
-                if evaluate_run is not None and run_state(run_dir) == "completed":
-                    evaluate_missing(run_dir, suites, evaluate_run, result, lambda msg, tag=tag: log(f"{tag}: {msg}"))
+                if not start_attempt(run_dir, max_attempts):
+                    log(f"{tag}: FAILED, {read_json(run_dir / FAILED)['error']}")
+                    result.failed.append(run.name)
+                    continue
+                failures = len(result.failed)
+                try:
+                    state = run_state(run_dir)
+                    if state in ("empty", "started"):
+                        train_one(train, run, cfg, run_dir, state, tag, progress, device, log, result)
+                    if evaluate_run is not None and run_state(run_dir) == "completed":
+                        evaluate_missing(run_dir, suites, evaluate_run, result, lambda msg, tag=tag: log(f"{tag}: {msg}"))
+                except KeyboardInterrupt:
+                    end_attempt(run_dir, "interrupted")
+                    raise
+                end_attempt(run_dir, "completed" if len(result.failed) == failures else failure_cause(run_dir))
             finally:
                 lock.release()
             break
         if not claimed:
+            busy = [run for run, _ in runs if run.name not in attempted and held_elsewhere(out / RUNS_DIR / run.name) is not None
+                    and has_work(out / RUNS_DIR / run.name, suites, since)]
+            if busy and only is not None and time.time() < wait_until:
+                time.sleep(min(BUSY_POLL_S, max(0.0, wait_until - time.time())))
+                continue
+            if busy and only is not None:
+                run_dir = out / RUNS_DIR / busy[0].name
+                raise RunBusy(f"{run_dir} is held by {describe(held_elsewhere(run_dir))}: this job ends without "
+                              f"running it (see `lmbudget status {out}`; a later sweep resumes it if it is left unfinished)")
             break
     for run, _ in runs:
         run_dir = out / RUNS_DIR / run.name
@@ -149,6 +195,75 @@ def run_sweep(spec: SweepSpec, out: Path, evaluate: bool = True, log=print, prog
     if update_store:
         refresh_store(out)
     return result
+
+
+def job_id() -> str | None:
+    """This process's Slurm job (ARRAYID_TASK for an array task), None outside Slurm."""
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID"):
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env.get('SLURM_ARRAY_TASK_ID')}"
+    return env.get("SLURM_JOB_ID")
+
+
+def job_time_left() -> float:
+    """Seconds a waiting job may spend: until JOB_END_MARGIN_S before its end when Slurm states it
+    (SLURM_JOB_END_TIME), else none."""
+    try:
+        return max(0.0, float(os.environ["SLURM_JOB_END_TIME"]) - time.time() - JOB_END_MARGIN_S)
+    except (KeyError, ValueError):
+        return 0.0
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def read_attempts(run_dir: Path) -> list[dict]:
+    try:
+        attempts = read_json(Path(run_dir) / ATTEMPTS)
+    except (OSError, ValueError):
+        return []
+    return attempts if isinstance(attempts, list) else []
+
+
+def failed_attempts(attempts: list[dict]) -> int:
+    return sum(a.get("cause") not in NOT_FAILURES for a in attempts)
+
+
+def start_attempt(run_dir: Path, max_attempts: int) -> bool:
+    """Under the run's lock: close an attempt left open (its process died), then open this one; False
+    (the run marked failed, with the last cause) when ``max_attempts`` attempts failed already."""
+    attempts = read_attempts(run_dir)
+    for a in attempts:
+        if a.get("cause") is None:   # no one holds the lock but us: that process is gone
+            a["cause"] = KILLED
+    if failed_attempts(attempts) >= max_attempts:
+        atomic_write_json(run_dir / ATTEMPTS, attempts)
+        atomic_write_json(run_dir / FAILED, {
+            "stage": "evaluate" if (run_dir / "summary.json").exists() else "train", "attempts": len(attempts),
+            "error": f"gave up after {failed_attempts(attempts)} failed attempts (--max-attempts {max_attempts}), "
+                     f"the last: {attempts[-1]['cause']}; raise --max-attempts or delete {run_dir / ATTEMPTS} to try again"})
+        return False
+    attempts.append({"host": socket.gethostname(), "pid": os.getpid(), "job_id": job_id(), "start": _now(),
+                     "end": None, "cause": None})
+    atomic_write_json(run_dir / ATTEMPTS, attempts)
+    return True
+
+
+def end_attempt(run_dir: Path, cause: str) -> None:
+    """Close this process's open attempt (``preempted`` from a requeueing job's checkpoint)."""
+    attempts = read_attempts(run_dir)
+    if attempts and attempts[-1].get("cause") is None:
+        attempts[-1].update(end=_now(), cause=cause)
+        atomic_write_json(run_dir / ATTEMPTS, attempts)
+
+
+def failure_cause(run_dir: Path) -> str:
+    try:
+        failed = read_json(run_dir / FAILED)
+    except (OSError, ValueError):
+        return "failed"
+    return f"{failed.get('stage', 'train')}: {failed.get('error')}"
 
 
 def train_one(train, run: RunSpec, cfg, run_dir: Path, state: str, tag: str, progress: bool, device, log,

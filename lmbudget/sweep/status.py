@@ -2,7 +2,9 @@
 
 Per run: done (its summary), running (the lock holder's host, pid and purpose, and the RST used of the
 budget from the last metrics line), failed (the recorded error), waiting (not started, or interrupted
-at some step: the next worker resumes it); then the totals. It reads the run directories only.
+at some step: the next worker resumes it); with its attempts (attempts.json: how many, the last one's
+cause, host and Slurm job); then the totals. It reads the run directories only, and asks whether a
+run is held without touching its claim lock (``lmbudget.lock.held_elsewhere``).
 """
 from __future__ import annotations
 
@@ -11,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from lmbudget.lock import describe, held_elsewhere
+from lmbudget.results.store import FAILED
 
 STATES = ("done", "running", "failed", "waiting")
 
@@ -60,11 +65,25 @@ def progress(run_dir: Path) -> str:
     return f"RST {format_seconds(used)} of {format_seconds(budget.value)} ({100 * used / budget.value:.0f}%), step {step}"
 
 
-def run_status(run_dir: Path) -> RunStatus:
-    from lmbudget.lock import describe, held_elsewhere
-    from lmbudget.results.store import FAILED
+def attempts_note(run_dir: Path, running: bool) -> str:
+    """' [attempts: 2, last: killed/unknown on node3, job 123_4]', or '' for a run never claimed by a sweep."""
+    from lmbudget.sweep.runner import KILLED, read_attempts
+    attempts = read_attempts(run_dir)
+    if not attempts:
+        return ""
+    last = attempts[-1]
+    cause = last.get("cause") or ("this one" if running else KILLED)   # open and not held: its process died
+    job = f", job {last['job_id']}" if last.get("job_id") else ""
+    return f" [attempts: {len(attempts)}, last: {cause} on {last.get('host')}{job}]"
 
-    holder = held_elsewhere(run_dir) if run_dir.is_dir() else None
+
+def run_status(run_dir: Path) -> RunStatus:
+    status = state_of(run_dir, held_elsewhere(run_dir) if run_dir.is_dir() else None)
+    status.detail += attempts_note(run_dir, status.state == "running")
+    return status
+
+
+def state_of(run_dir: Path, holder: dict | None) -> RunStatus:
     summary = failed = None
     try:
         summary = json.loads((run_dir / "summary.json").read_text())

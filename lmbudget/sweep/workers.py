@@ -13,11 +13,12 @@ import queue as queues
 import time
 from pathlib import Path
 
-from lmbudget.sweep.runner import RUNS_DIR, SweepResult, check_existing, refresh_store, run_sweep
+from lmbudget.sweep.runner import MAX_ATTEMPTS, RUNS_DIR, SweepResult, check_existing, refresh_store, run_sweep
 from lmbudget.sweep.spec import SweepSpec
 
 
-def worker(index: int, spec: SweepSpec, out: Path, evaluate: bool, device: str | None, since: float, results) -> None:
+def worker(index: int, spec: SweepSpec, out: Path, evaluate: bool, device: str | None, since: float, results,
+           max_attempts: int = MAX_ATTEMPTS) -> None:
     if device is None:
         import torch
         if torch.cuda.device_count() > 1:
@@ -26,19 +27,20 @@ def worker(index: int, spec: SweepSpec, out: Path, evaluate: bool, device: str |
     def log(message: str) -> None:
         print(f"[worker {index}] {message}", flush=True)
 
-    result = run_sweep(spec, out, evaluate=evaluate, log=log, device=device, since=since, update_store=False)
+    result = run_sweep(spec, out, evaluate=evaluate, log=log, device=device, since=since, update_store=False,
+                       max_attempts=max_attempts)
     results.put((index, dataclasses.asdict(result)))
 
 
 def run_workers(spec: SweepSpec, out: Path, n: int, evaluate: bool = True, device: str | None = None,
-                log=print) -> SweepResult:
+                log=print, max_attempts: int = MAX_ATTEMPTS) -> SweepResult:
     from lmbudget.runs import run_state
 
     out = Path(out)
     check_existing([(run, run.make_config()) for run in spec.runs()], out)  # one error here, not one per worker
     context = mp.get_context("spawn")  # a fresh interpreter each: no forked torch threads or CUDA state
     results, since = context.Queue(), time.time()
-    procs = [context.Process(target=worker, args=(k, spec, out, evaluate, device, since, results),
+    procs = [context.Process(target=worker, args=(k, spec, out, evaluate, device, since, results, max_attempts),
                              name=f"lmbudget-sweep-worker-{k}") for k in range(n)]
     for p in procs:
         p.start()
