@@ -48,6 +48,7 @@ SCHEMA_VERSION = "2"   # a store with another version is rebuilt on opening
 COORDS = "sweep-run.json"   # written by the sweep into each run directory: its grid coordinates
 FAILED = "failed.json"      # written when a run's training or evaluation raised
 SKIP_DIRS = {"checkpoints", "eval", "tensorboard", "wandb", "plots", "tables"}
+READ_TRIES = 3   # reads of a run whose files change while they are read, before leaving it to the next update
 METRIC_COLUMNS = ("step", "rst_s", "wall_s", "tokens", "lr", "train_loss", "val_loss")
 
 SCHEMA = """
@@ -122,10 +123,13 @@ def _num(value):
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def read_run(run_dir: Path, root: Path) -> dict:
-    """Everything the store keeps about one run directory, as rows per table."""
+def read_run(run_dir: Path, root: Path, before: str | None = None) -> dict:
+    """Everything the store keeps about one run directory, as rows per table. Its fingerprint is the one
+    taken before the files are read (``before``, or now): a file that changes during the read makes it
+    differ from the files' (see Store.index_run)."""
     from lmbudget.clock import ClockError, parse_budget
 
+    before = fingerprint(run_dir) if before is None else before
     run_id = run_dir.relative_to(root).as_posix()
     coords = _json(run_dir / COORDS) or {}
     failed = _json(run_dir / FAILED)
@@ -178,7 +182,7 @@ def read_run(run_dir: Path, root: Path) -> dict:
            _num(s.get("final_val_loss")), train_losses[-1] if train_losses else None,
            _num(coords.get("trials")), _num(s.get("unigram_entropy")),
            json.dumps(config, sort_keys=True) if config is not None else None,
-           json.dumps(summary, sort_keys=True) if summary is not None else None, fingerprint(run_dir))
+           json.dumps(summary, sort_keys=True) if summary is not None else None, before)
     return {"runs": [run], "metrics": metrics, "rst_breakdown": breakdown,
             "evals": [(run_id, suite, avg, protocol) for suite, avg, protocol in evals],
             "eval_tasks": [(run_id, suite, task, score) for suite, task, score in tasks]}
@@ -245,8 +249,14 @@ class Store:
         self.close()
 
     def index_run(self, run_dir: Path) -> None:
-        """Replace one run's rows in one transaction (a kill mid-way leaves the old rows)."""
-        rows = read_run(Path(run_dir), self.root)
+        """Replace one run's rows in one transaction (a kill mid-way leaves the old rows). A run whose
+        files changed while they were read (it finished meanwhile) is read again; if it keeps changing,
+        the fingerprint stored is the one from before the read, so the next update reads it again."""
+        for _ in range(READ_TRIES):
+            before = fingerprint(run_dir)
+            rows = read_run(Path(run_dir), self.root, before)
+            if fingerprint(run_dir) == before:
+                break
         run_id = rows["runs"][0][0]
         with self.db:
             self._delete(run_id)
