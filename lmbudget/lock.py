@@ -235,3 +235,40 @@ def held_elsewhere(path: Path) -> dict | None:
     if holder is None:
         return {} if fd is not None else None
     return holder if holder_alive(holder) is not False else None
+
+
+def mount_of(path: Path, mounts: str = "/proc/mounts") -> tuple[str, str, set[str]] | None:
+    """(mount point, filesystem type, options) of the mount holding ``path``: the longest matching mount point."""
+    target, best = os.path.realpath(path), None
+    try:
+        lines = Path(mounts).read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        point = fields[1].replace("\\040", " ")
+        if (target == point or target.startswith(point.rstrip("/") + "/")) and (best is None or len(point) >= len(best[0])):
+            best = (point, fields[2], set(fields[3].split(",")))
+    return best
+
+
+def mount_warning(path: Path, mounts: str = "/proc/mounts") -> str | None:
+    """One line when ``path`` is on a mount known not to share locks between hosts, else None."""
+    found = mount_of(path, mounts)
+    if found is None:
+        return None
+    point, fstype, options = found
+    if fstype.startswith("nfs"):
+        local = sorted(o for o in options if o in ("local_lock=flock", "local_lock=all", "nolock"))
+        if local:
+            return (f"{path} is on NFS mounted with {local[0]} ({point}): each host's locks are its own, so sweeps "
+                    f"on two hosts can both own a run; run them on one host, or remount without it (NFSv4 default: local_lock=none)")
+    elif fstype == "lustre" and "flock" not in options:
+        if "localflock" in options:
+            return (f"{path} is on Lustre mounted with localflock ({point}): each node's locks are its own, so sweeps "
+                    f"on two nodes can both own a run; run them on one node, or remount with -o flock")
+        return (f"{path} is on Lustre without flock ({point}): runs are locked with marker files instead, and the "
+                f"lock of a job killed on another node stays until you delete its RUN/.lock; remount with -o flock")
+    return None

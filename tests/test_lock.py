@@ -144,3 +144,42 @@ def test_under_torchrun_a_refused_lock_ends_every_rank(tmp_path):
     assert proc.returncode != 0
     assert f"is in use: training by pid {os.getpid()}" in proc.stderr
     assert "rank 0 could not lock the run directory" in proc.stderr
+
+
+MOUNTS = """/dev/vda / ext4 rw,relatime 0 0
+srv:/export /shared nfs4 rw,relatime,vers=4.2,local_lock=none,addr=10.0.0.1 0 0
+srv:/scratch /scratch nfs4 rw,relatime,vers=4.2,local_lock=flock,addr=10.0.0.1 0 0
+srv:/old /old nfs rw,vers=3,nolock,addr=10.0.0.1 0 0
+10.0.0.2@tcp:/lfs /lustre lustre rw,flock,lazystatfs 0 0
+10.0.0.2@tcp:/lfs2 /lustre2 lustre rw,localflock,lazystatfs 0 0
+10.0.0.2@tcp:/lfs3 /lustre3 lustre rw,lazystatfs 0 0
+/dev/sdb /shared/local\\040disk ext4 rw 0 0
+"""
+
+
+def test_a_sweep_folder_on_a_mount_that_does_not_share_locks_is_named_in_one_line(tmp_path):
+    from lmbudget.lock import mount_warning
+    (tmp_path / "mounts").write_text(MOUNTS)
+    warn = {p: mount_warning(Path(p), str(tmp_path / "mounts")) for p in
+            ("/home/me/results", "/shared/results/r", "/scratch/r", "/old/r", "/lustre/r", "/lustre2/r", "/lustre3/r",
+             "/shared/local disk/r")}
+    assert warn["/home/me/results"] is None and warn["/shared/results/r"] is None and warn["/lustre/r"] is None
+    assert warn["/shared/local disk/r"] is None   # the longest mount point wins (an escaped space in its name)
+    assert warn["/scratch/r"].startswith("/scratch/r is on NFS mounted with local_lock=flock (/scratch): ")
+    assert "NFS mounted with nolock (/old)" in warn["/old/r"]
+    assert "Lustre mounted with localflock" in warn["/lustre2/r"] and "remount with -o flock" in warn["/lustre2/r"]
+    assert "Lustre without flock (/lustre3): runs are locked with marker files" in warn["/lustre3/r"]
+    assert all("\n" not in w for w in warn.values() if w)
+
+
+def test_sweep_warns_at_start_about_such_a_folder(tmp_path, monkeypatch, capsys):
+    import functools
+    import lmbudget.lock
+    from lmbudget.cli import main
+    (tmp_path / "mounts").write_text(MOUNTS.replace("/scratch", str(tmp_path / "scratch")))
+    monkeypatch.setattr(lmbudget.lock, "mount_warning",
+                        functools.partial(lmbudget.lock.mount_warning, mounts=str(tmp_path / "mounts")))
+    main(["sweep", "tiny-bert", "--out", str(tmp_path / "scratch" / "r"), "--dry-run"])
+    assert capsys.readouterr().out.startswith(f"warning: {tmp_path / 'scratch' / 'r'} is on NFS mounted with local_lock=flock")
+    main(["sweep", "tiny-bert", "--out", str(tmp_path / "r"), "--dry-run"])
+    assert "warning" not in capsys.readouterr().out

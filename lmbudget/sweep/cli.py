@@ -30,6 +30,10 @@ def cmd_sweep(a) -> None:
     if a.launcher != "local":
         from lmbudget.sweep.slurm import parse_slurm
         slurm_params = parse_slurm(a.slurm)  # an unknown parameter fails before anything runs
+    from lmbudget.lock import mount_warning
+    warning = mount_warning(out)   # a folder on a mount that does not share locks between hosts
+    if warning:
+        print(f"warning: {warning}", flush=True)
     if a.dry_run:
         for run in spec.runs():
             run.make_config()  # the errors a real sweep would stop at
