@@ -229,3 +229,24 @@ def test_a_job_waits_until_shortly_before_its_slurm_end(monkeypatch):
     assert abs(job_time_left() - (3600 - JOB_END_MARGIN_S)) < 5
     monkeypatch.delenv("SLURM_JOB_END_TIME")
     assert job_time_left() == 0
+
+
+def test_an_interrupted_or_preempted_attempt_is_not_a_failure(tmp_path, monkeypatch):
+    """Ctrl-C (KeyboardInterrupt) and a Slurm preemption (submitit's handler raises SystemExit) close the
+    attempt as interrupted/preempted: with --max-attempts 1 the run is still resumed and completed."""
+    spec = small_spec()
+    name = spec.runs()[0].name
+
+    def stopped(error):
+        def train(*args, **kwargs):
+            raise error
+        return train
+    for error in (KeyboardInterrupt(), SystemExit(-1)):
+        monkeypatch.setattr("lmbudget.runs.train", stopped(error))
+        with pytest.raises(type(error)):
+            run_sweep(spec, tmp_path / "out", log=quiet, only={name}, max_attempts=1)
+    fake = FakeTrainer()
+    monkeypatch.setattr("lmbudget.runs.train", fake)
+    assert run_sweep(spec, tmp_path / "out", log=quiet, only={name}, max_attempts=1).trained == [name]
+    causes = [a["cause"] for a in json.loads((tmp_path / "out" / "runs" / name / "attempts.json").read_text())]
+    assert causes == ["interrupted", "preempted", "completed"]

@@ -15,7 +15,8 @@ Every claim is an attempt, recorded in ``RUN/attempts.json`` (host, pid, Slurm j
 cause): one still open when the run is next claimed ended with its process (OOM killer, segfault,
 ``kill -9``): cause ``killed/unknown``. A run with ``max_attempts`` failed attempts is not tried again
 (by any sweep, until the limit is raised or attempts.json deleted): it is marked failed with the
-last cause. Causes ``completed``, ``interrupted`` (Ctrl-C) and ``preempted`` are not failures.
+last cause. Causes ``completed``, ``interrupted`` (Ctrl-C) and ``preempted`` (a SystemExit, as submitit's
+handler of Slurm's preemption or time-out signal raises) are not failures.
 
 A cluster job for one run (``only``) that finds the run held by another process waits for it
 (``busy_wait_s``; by default until 5 minutes before the Slurm job's end, when Slurm states it) and
@@ -164,26 +165,25 @@ def run_sweep(spec: SweepSpec, out: Path, evaluate: bool = True, log=print, prog
                 failures = len(result.failed)
                 try:
                     state = run_state(run_dir)
-                    if state in ("empty", "started"):
+                    trained = state not in ("empty", "started") or \
                         train_one(train, run, cfg, run_dir, state, tag, progress, device, log, result)
-                    if evaluate_run is not None and run_state(run_dir) == "completed":
+                    if trained and evaluate_run is not None and run_state(run_dir) == "completed":
                         evaluate_missing(run_dir, suites, evaluate_run, result, lambda msg, tag=tag: log(f"{tag}: {msg}"))
-                except KeyboardInterrupt:
-                    end_attempt(run_dir, "interrupted")
+                except (KeyboardInterrupt, SystemExit) as e:   # SystemExit: submitit's handler of a Slurm preemption
+                    end_attempt(run_dir, "interrupted" if isinstance(e, KeyboardInterrupt) else "preempted")
                     raise
                 end_attempt(run_dir, "completed" if len(result.failed) == failures else failure_cause(run_dir))
             finally:
                 lock.release()
             break
         if not claimed:
-            busy = [run for run, _ in runs if run.name not in attempted and held_elsewhere(out / RUNS_DIR / run.name) is not None
-                    and has_work(out / RUNS_DIR / run.name, suites, since)]
-            if busy and only is not None and time.time() < wait_until:
-                time.sleep(min(BUSY_POLL_S, max(0.0, wait_until - time.time())))
+            held = [out / RUNS_DIR / run.name for run, _ in runs if only is not None and run.name not in attempted
+                    and has_work(out / RUNS_DIR / run.name, suites, since) and held_elsewhere(out / RUNS_DIR / run.name) is not None]
+            if held and time.time() < wait_until:   # a cluster job's run held elsewhere: wait, then look again
+                time.sleep(max(0.0, min(BUSY_POLL_S, wait_until - time.time())))
                 continue
-            if busy and only is not None:
-                run_dir = out / RUNS_DIR / busy[0].name
-                raise RunBusy(f"{run_dir} is held by {describe(held_elsewhere(run_dir))}: this job ends without "
+            if held:
+                raise RunBusy(f"{held[0]} is held by {describe(held_elsewhere(held[0]))}: this job ends without "
                               f"running it (see `lmbudget status {out}`; a later sweep resumes it if it is left unfinished)")
             break
     for run, _ in runs:
