@@ -183,3 +183,37 @@ def test_sweep_warns_at_start_about_such_a_folder(tmp_path, monkeypatch, capsys)
     assert capsys.readouterr().out.startswith(f"warning: {tmp_path / 'scratch' / 'r'} is on NFS mounted with local_lock=flock")
     main(["sweep", "tiny-bert", "--out", str(tmp_path / "r"), "--dry-run"])
     assert "warning" not in capsys.readouterr().out
+
+
+NO_FLOCK = ("import errno, fcntl, warnings\nwarnings.simplefilter('ignore')\n"
+            "def missing(*a):\n    raise OSError(errno.ENOSYS, 'Function not implemented')\nfcntl.flock = missing\n")
+
+
+def test_without_flock_a_marker_file_is_exclusive_probed_by_its_note_and_broken_once_its_holder_is_dead(tmp_path, monkeypatch):
+    """A filesystem without flock (every flock fails with ENOSYS): filelock's marker file is the lock;
+    status reads the holder note; once the holder is SIGKILLed, the next claimer takes the run."""
+    import errno
+    import fcntl
+    import warnings
+
+    def missing(*args):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+    monkeypatch.setattr(fcntl, "flock", missing)
+    warnings.simplefilter("ignore")
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-c", NO_FLOCK + HOLD, str(run_dir)], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        assert held_elsewhere(run_dir)["pid"] == proc.pid
+        assert not DirLock(run_dir).try_acquire(wait=0.2)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert (run_dir / ".lock").exists() and read_holder(run_dir)["pid"] == proc.pid   # left by the killed holder ...
+    assert held_elsewhere(run_dir) is None                                           # ... known dead: not running
+    lock = DirLock(run_dir, "evaluation")
+    assert lock.try_acquire(wait=2)
+    assert read_holder(run_dir)["pid"] == os.getpid()
+    lock.release()
+    assert not (run_dir / ".lock").exists()   # a marker file: removed on release
