@@ -140,22 +140,35 @@ def check(root: Path, rounds: int) -> dict:
             "killed_holding": killed_holding}
 
 
-def test_no_two_owners_and_every_step_once_while_holders_are_killed(tmp_path):
-    result = race(tmp_path, workers=4, rounds=150, seed=1)
-    assert result["killed_holding"] >= 100, result   # the race was really run: most rounds start from a dead holder
+def race_in_a_small_process(**options) -> dict:
+    """The race run by a fresh interpreter that imports only lmbudget.lock: forking pytest's process
+    (torch loaded) costs ten times more per fork."""
+    import json
+    import subprocess
+    argv = [f"--{k.replace('_', '-')}" + ("" if v is True else f"={v}") for k, v in options.items()]
+    proc = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": ROOT})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def test_no_two_owners_and_every_step_once_while_holders_are_killed():
+    result = race_in_a_small_process(workers=4, rounds=150, seed=1)
+    assert result["killed_holding"] >= 150, result   # every round starts from a holder killed while holding
     assert result == {**result, "double_owners": 0, "step_errors": 0, "unfinished": 0}
 
 
-def test_the_same_without_flock(tmp_path):
+def test_the_same_without_flock():
     """filelock's fallback lock file (a filesystem without flock): a killed holder's lock file is
     broken only once its holder is known dead, and never while another owns it."""
-    result = race(tmp_path, workers=3, rounds=40, seed=2, no_flock=True)
+    result = race_in_a_small_process(workers=3, rounds=30, seed=2, no_flock=True)
     assert result["killed_holding"] >= 30, result   # (a worker whose filelock did not fall back crashes: unfinished)
     assert result == {**result, "double_owners": 0, "step_errors": 0, "unfinished": 0}
 
 
 if __name__ == "__main__":
     import argparse
+    import json
     import tempfile
     p = argparse.ArgumentParser()
     p.add_argument("--workers", type=int, default=4)
@@ -167,4 +180,5 @@ if __name__ == "__main__":
     sys.path.insert(0, a.pythonpath)
     with tempfile.TemporaryDirectory() as d:
         t = time.time()
-        print(race(Path(d), a.workers, a.rounds, seed=a.seed, no_flock=a.no_flock), f"{time.time() - t:.1f}s")
+        result = race(Path(d), a.workers, a.rounds, seed=a.seed, no_flock=a.no_flock)
+        print(json.dumps({**result, "seconds": round(time.time() - t, 1)}))
