@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import datetime
 import errno
+import fcntl
 import os
 import secrets
 import socket
+import time
 import warnings
 from pathlib import Path
 
@@ -104,7 +106,6 @@ def describe(holder: dict | None) -> str:
 
 def _flock(fd: int, how: int) -> bool | None:
     """flock without blocking: True taken, False held by another, None where the filesystem has no flock."""
-    import fcntl
     try:
         fcntl.flock(fd, how | fcntl.LOCK_NB)
     except OSError as e:
@@ -119,17 +120,17 @@ def _flock(fd: int, how: int) -> bool | None:
 def hold_presence(path: Path) -> int | None:
     """The owner's exclusive flock on DIR/.lock-held (its descriptor), None without flock. Only the claim's
     owner takes it, so the only other party is a status probe holding it shared for an instant: wait."""
-    import fcntl
-    import time
     fd = os.open(path / HELD_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    while True:
-        taken = _flock(fd, fcntl.LOCK_EX)
-        if taken is None:
-            os.close(fd)
-            return None
-        if taken:
-            return fd
-        time.sleep(0.001)
+    try:
+        while not (taken := _flock(fd, fcntl.LOCK_EX)):
+            if taken is None:
+                os.close(fd)
+                return None
+            time.sleep(0.001)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class DirLock:
@@ -211,7 +212,6 @@ def held_elsewhere(path: Path) -> dict | None:
     Never touches the claim: a shared flock on DIR/.lock-held for an instant (a claimer is not refused by
     it); without flock, the fallback marker's existence, unless its holder is known dead on this host.
     This process's own locks count as free."""
-    import fcntl
     path = Path(path)
     if not (path / LOCK_NAME).exists() or str(path.resolve()) in DirLock._held:
         return None
