@@ -19,7 +19,8 @@ last cause. Causes ``completed``, ``interrupted`` (Ctrl-C) and ``preempted`` (a 
 handler of Slurm's preemption or time-out signal raises) are not failures.
 
 A cluster job for one run (``only``) that finds the run held by another process waits for it
-(``busy_wait_s``; by default until 5 minutes before the Slurm job's end, when Slurm states it) and
+(``busy_wait_s``; by default until 5 minutes before the Slurm job's end when Slurm states it, else 3
+minutes: past the NFSv4 lease of a lost node's lock) and
 claims it if it is left unfinished; if it is still held then, the job raises :class:`RunBusy` (a
 non-zero exit) rather than ending as if it had done its work.
 
@@ -54,6 +55,7 @@ NOT_FAILURES = ("completed", "interrupted", "preempted")
 KILLED = "killed/unknown"
 BUSY_POLL_S = 10    # how often a job waiting for its held run looks again
 JOB_END_MARGIN_S = 300
+LEASE_WAIT_S = 180  # a job's wait when its end is unknown: past the NFSv4 lease (~90 s) of a lost node's lock
 
 
 class RunBusy(SweepError):
@@ -121,7 +123,7 @@ def run_sweep(spec: SweepSpec, out: Path, evaluate: bool = True, log=print, prog
     workers share it); a failure recorded since then is not retried. ``update_store``: index the run
     directories into the store at the end (the parent of ``--workers`` does it once instead).
     ``only``: these runs' names (a cluster job's one run); such a job waits ``busy_wait_s`` for a run
-    held elsewhere (None: until shortly before the Slurm job's end, or not at all), then raises RunBusy.
+    held elsewhere (None: until shortly before the Slurm job's end, or LEASE_WAIT_S), then raises RunBusy.
     ``max_attempts``: failed attempts after which a run is marked failed and not tried again."""
     from lmbudget.runs import run_state, train
 
@@ -207,11 +209,11 @@ def job_id() -> str | None:
 
 def job_time_left() -> float:
     """Seconds a waiting job may spend: until JOB_END_MARGIN_S before its end when Slurm states it
-    (SLURM_JOB_END_TIME), else none."""
+    (SLURM_JOB_END_TIME), else LEASE_WAIT_S."""
     try:
         return max(0.0, float(os.environ["SLURM_JOB_END_TIME"]) - time.time() - JOB_END_MARGIN_S)
     except (KeyError, ValueError):
-        return 0.0
+        return LEASE_WAIT_S
 
 
 def _now() -> str:
