@@ -53,7 +53,7 @@ def test_a_second_process_is_refused_with_the_holder_named_and_touches_nothing(t
         proc.wait()
 
 
-def test_a_sigkilled_holders_lock_is_taken_over(tmp_path):
+def test_a_sigkilled_holders_lock_is_free_at_once(tmp_path):
     run_dir = tmp_path / "run"
     proc = holder_process(run_dir)
     os.kill(proc.pid, signal.SIGKILL)
