@@ -19,6 +19,7 @@ import difflib
 import os
 import re
 import signal
+import sys
 from pathlib import Path
 
 import yaml
@@ -193,9 +194,21 @@ def save_before_requeue() -> None:
     handler = signal.getsignal(usr)
     if callable(handler) and not getattr(handler, "lmbudget", False):
         def deferred(signum, frame):
-            SAVE_REQUEST.ask(lambda: handler(signum, frame))
+            SAVE_REQUEST.ask(lambda: requeue_or_exit(handler, signum, frame))
         deferred.lmbudget = True
         signal.signal(usr, deferred)
+
+
+def requeue_or_exit(handler, signum, frame) -> None:
+    """submitit's handler; when it will not requeue (timed out ``max_num_timeout`` times), end the job
+    instead of letting its error be recorded as the run's failure: the run is unfinished, not broken,
+    and its checkpoint is there for the next sweep."""
+    from submitit.core.utils import UncompletedJobError
+    try:
+        handler(signum, frame)
+    except UncompletedJobError as e:
+        print(f"{e}: the run keeps its checkpoint; `lmbudget sweep` again resumes it", flush=True)
+        sys.exit(1)
 
 
 class ReportJob:
