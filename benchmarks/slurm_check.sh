@@ -5,8 +5,9 @@
 # slurmctld and slurmd for one node named by `hostname -s` with its real CPUs and memory (config,
 # state, spool, logs and munge key under a temporary folder; ports chosen free), then submits a
 # small sweep (bert-micro, 2 runs, one job array + the report job) with time=1 (minute) and
-# signal_delay_s=60, so every job still training at slurmctld's next time-limit check (every 30 s)
-# gets USR2 as on a time limit: lmbudget saves a checkpoint at the next step, submitit requeues.
+# signal_delay_s=45: a job still running 15 s after its start gets USR2 at slurmctld's next
+# time-limit check (every 30 s), as before a real time limit: in training, lmbudget saves a
+# checkpoint at the next step, then submitit requeues (a signal before training just requeues).
 # One job is also requeued from outside mid-run (`scontrol requeue`: SIGTERM, then SIGKILL; it
 # resumes from its last periodic checkpoint). Slurm holds a requeued job for 120 s (BeginTime);
 # the check releases it at once (`scontrol update StartTime=now`) to stay short.
@@ -116,7 +117,7 @@ overrides: ["data.corpus={root}", "train.threads=1", "train.checkpoint_every=0.2
 """)
 EOF
 $PY -m lmbudget sweep "$T/spec.yaml" --launcher slurm --out "$T/out" \
-    --slurm "time=1;signal_delay_s=60;cpus_per_task=1;mem=2GB" > "$T/submit.log" 2>&1 || fail "submission: $(tail -1 "$T/submit.log")"
+    --slurm "time=1;signal_delay_s=45;cpus_per_task=1;mem=2GB" > "$T/submit.log" 2>&1 || fail "submission: $(tail -1 "$T/submit.log")"
 
 # --- the reference meanwhile: the same sweep by one local worker (its data is prepared: no race)
 $PY -m lmbudget sweep "$T/spec.yaml" --out "$T/ref" --quiet > "$T/ref.log" 2>&1 &
@@ -172,13 +173,14 @@ for ref in runs:
 strip = lambda md: "\n".join(l for l in md.splitlines() if "wall" not in l.lower())
 same = all((T / d / "report.md").exists() for d in ("out", "ref")) and \
     strip((T / "out" / "report.md").read_text()) == strip((T / "ref" / "report.md").read_text())
-signalled = logs.count("checkpoint saved, requeued")
+signalled = logs.count("as a signal asked: checkpoint saved")
 requeues = len(re.findall(r"\*\*\* JOB \S+ ON \S+ CANCELLED AT \S+ DUE TO JOB REQUEUE", logs))
-forced = requeues - signalled  # submitit's own requeues (scontrol requeue too) read the same in Slurm's log
+forced = (T / "watch.log").read_text().count("forced requeue of")
 jobs = len(json.loads((T / "out" / "submitit-jobs.json").read_text())["jobs"]) + 1
 ok = once == len(runs) and same and signalled >= 1 and forced >= 1 and "TypeError" not in logs
-print(f"{'PASS' if ok else 'FAIL'}: {jobs} jobs submitted ({jobs - 1} runs + report), {forced} requeue(s) forced by "
-      f"scontrol, {signalled} by the time-limit signal, {once}/{len(runs)} runs completed once, "
+print(f"{'PASS' if ok else 'FAIL'}: {jobs} jobs submitted ({jobs - 1} runs + report), {requeues} requeues ({forced} "
+      f"forced by scontrol mid-run, {signalled} on the time-limit signal with a checkpoint at the next step), "
+      f"{once}/{len(runs)} runs completed once, "
       f"report {'equal to' if same else 'DIFFERENT from'} a single worker's")
 sys.exit(0 if ok else 1)
 EOF

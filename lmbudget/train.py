@@ -136,6 +136,7 @@ class Trainer(RunContext, Persistence):
                 self.after_step(loss)
                 if not self.world.all_true(not SAVE_REQUEST.pending):  # asked to stop (on any rank): lose no step
                     self.save_checkpoint()
+                    self.print(f"stopping at step {self.clock.steps}, as a signal asked: checkpoint saved")
                     SAVE_REQUEST.serve()
             if status == "completed":
                 self.last_val_loss = self.evaluate()

@@ -150,7 +150,7 @@ def test_submitit_local_sweep_with_a_preempted_job_requeued_and_resumed(corpus, 
     assert preempted, "no job could be preempted mid-run"
     assert sorted(result.trained) == sorted(r.name for r in spec.runs())
     logs = "".join(p.read_text() for p in (tmp_path / "two" / "submitit").rglob("*_log.out"))
-    assert f"{preempted[0]}: preempted or timed out; checkpoint saved, requeued" in logs
+    assert f"{preempted[0]}: preempted or timed out; requeued: it resumes from its last checkpoint" in logs
     assert f"{preempted[0]}: resuming" in logs and "resumed at step" in logs
     lines = [json.loads(x) for x in (tmp_path / "two" / "runs" / preempted[0] / "metrics.jsonl").read_text().splitlines()]
     steps = [x["step"] for x in lines if "train_loss" in x]
@@ -196,11 +196,12 @@ def test_fake_sbatch_preempted_job_saves_at_the_next_step_requeues_and_resumes_t
     log = (tmp_path / "job.err").read_text()
     assert "TypeError" not in log, log[-3000:]
     assert (tmp_path / "scontrol.txt").read_text().split() == ["requeue", "4242"], log[-3000:]
-    assert "preempted or timed out; checkpoint saved, requeued" in log
+    assert "preempted or timed out; requeued: it resumes from its last checkpoint" in log
     assert not (run_dir / "summary.json").exists()
     saved = int(checkpoint.latest(run_dir).name.split("-")[1])
     steps = [x["step"] for x in MetricsLog(run_dir / "metrics.jsonl").read() if "train_loss" in x]
     assert steps[-1] == saved >= logged > 0 and saved < 24  # nothing before the signal lost, not even a step
+    assert f"stopping at step {saved}, as a signal asked: checkpoint saved" in log
     with open(tmp_path / "job2.err", "w") as err:  # Slurm starts the requeued job: the same command
         assert subprocess.run(command, env=env, stdout=err, stderr=subprocess.STDOUT, timeout=300).returncode == 0
     log2 = (tmp_path / "job2.err").read_text()

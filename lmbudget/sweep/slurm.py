@@ -180,7 +180,7 @@ class RunJob:
 
     def checkpoint(self, name: str):
         from submitit.helpers import DelayedSubmission
-        print(f"{name}: preempted or timed out; checkpoint saved, requeued: it resumes from there", flush=True)
+        print(f"{name}: preempted or timed out; requeued: it resumes from its last checkpoint", flush=True)
         return DelayedSubmission(RunJob(self.spec, self.out, self.evaluate, self.device), name)
 
 
