@@ -209,3 +209,54 @@ def test_fake_sbatch_preempted_job_saves_at_the_next_step_requeues_and_resumes_t
     ref = tmp_path / "one" / "runs" / run_dir.name
     assert comparable_metrics(run_dir) == comparable_metrics(ref)
     assert max_weight_difference(run_dir, ref) == 0.0
+
+
+def test_real_slurm_sweep_requeued_by_scontrol_and_by_the_time_limit_signal():
+    """benchmarks/slurm_check.sh: a one-node Slurm started on this machine (munge, slurmctld, slurmd), a
+    sweep through --launcher slurm with a forced `scontrol requeue` and time-limit signals; every run
+    completed once and the report equals a single worker's. Skipped, with the reason, where the
+    daemons cannot be installed or started (not root, no apt-get, no network)."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "slurm_check.sh"
+    proc = subprocess.run(["bash", str(script)], env={**os.environ, "PYTHON": sys.executable},
+                          capture_output=True, text=True, timeout=500)
+    last = (proc.stdout.strip().splitlines() or ["(no output)"])[-1]
+    if proc.returncode == 77:
+        pytest.skip(last)
+    assert proc.returncode == 0 and last.startswith("slurm_check: PASS"), proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_a_job_of_two_tasks_trains_its_run_on_two_gloo_ranks_from_slurm_variables(corpus, tmp_path, monkeypatch):
+    """Two tasks of one job, as srun starts them (submitit's entry point, SLURM_PROCID 0 and 1 of
+    SLURM_NTASKS=2): their ranks and rendezvous come from Slurm's variables, they train the one run
+    together (rank 0 the sweep worker) and reach the weights one process does."""
+    from lmbudget.conformance.runs import weights_agree
+    fake_slurm(monkeypatch, tmp_path)
+    raw = {"name": "ranks", "models": ["bert-micro"], "budgets": ["12 steps"], "seeds": [0], "configurations": ["baseline"],
+           "overrides": [f"data.corpus={corpus}", "train.threads=1", "train.eval_every=1"]}
+    spec = parse_spec(raw)
+    monkeypatch.setenv("LMBUDGET_HOME", str(tmp_path / "home"))
+    run_sweep(spec, tmp_path / "one", log=quiet)  # one process: the reference
+    launch(spec, tmp_path / "two", "slurm", parse_slurm("ntasks_per_node=2,time=10"), log=quiet)
+    script = next((tmp_path / "two" / "submitit").glob("*_submission.sh")).read_text()
+    assert "#SBATCH --ntasks-per-node=2" in script
+    job_id = str(30000 + os.getpid() % 9000)  # the rendezvous port derives from it: one per test process
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "SUBMITIT_EXECUTOR": "slurm",
+           "SLURM_JOB_ID": job_id, "SLURM_NTASKS": "2", "SLURM_JOB_NUM_NODES": "1", "SLURM_NODEID": "0",
+           "SLURM_JOB_NODELIST": "localhost"}
+    for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(k, None)
+    folder = tmp_path / "two" / "submitit"
+    (folder / f"{job_id}_submitted.pkl").symlink_to(folder / "4242_submitted.pkl")
+    logs = [open(tmp_path / f"rank{r}.log", "w") for r in (0, 1)]
+    procs = [subprocess.Popen([sys.executable, "-u", "-m", "submitit.core._submit", str(folder)],
+                              env={**env, "SLURM_PROCID": str(r), "SLURM_LOCALID": str(r)}, stdout=logs[r],
+                              stderr=subprocess.STDOUT) for r in (0, 1)]
+    codes = [p.wait(timeout=300) for p in procs]
+    text = "".join((tmp_path / f"rank{r}.log").read_text() for r in (0, 1))
+    assert codes == [0, 0], text[-3000:]
+    run_dir = tmp_path / "two" / "runs" / spec.runs()[0].name
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["world_size"] == 2 and summary["parallel"] == "ddp"
+    assert "[1/1] " in (tmp_path / "rank0.log").read_text() and "[1/1] " not in (tmp_path / "rank1.log").read_text()
+    agree, detail = weights_agree(run_dir, tmp_path / "one" / "runs" / run_dir.name)
+    assert agree, detail

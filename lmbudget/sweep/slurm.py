@@ -1,16 +1,18 @@
-"""``lmbudget sweep SPEC --launcher slurm --slurm partition=gpu,gpus_per_node=1,time=26:00:00``.
+"""``lmbudget sweep SPEC --launcher slurm --slurm partition=gpu,gpus_per_node=8,time=26:00:00``.
 
 Runs go to Slurm through ``submitit``: one job per run, submitted as one job array, each job an
 ordinary sweep worker restricted to its run (``run_sweep(only={run})``: it claims the run's lock,
-trains or resumes it, then runs the missing evaluation suites). On preemption or time-out Slurm
-sends USR2 (``signal_delay_s`` before the kill); submitit then calls :meth:`RunJob.checkpoint`,
-which requeues the same run, and the requeued job resumes it from its last checkpoint (the work
-since that checkpoint is redone: on preemptible partitions lower ``train.checkpoint_every``). A
-last job, dependent on the array (``afterany``), indexes the store and writes the report.
+trains or resumes it, then runs the missing evaluation suites). A job of N tasks (one per GPU)
+trains its run on N ranks, whose torchrun variables come from Slurm's (``lmbudget.distributed``).
+On preemption or time-out Slurm sends USR2 (``signal_delay_s`` before the kill); the training loop
+then saves a checkpoint at the end of its step and runs submitit's handler, which calls
+:meth:`RunJob.checkpoint` and requeues the same run: the requeued job resumes at that step. A last
+job, dependent on the array (``afterany``), indexes the store and writes the report.
 
-``--launcher submitit-local`` runs the same jobs through submitit's ``LocalExecutor`` (processes
-of this host, all at once) and writes the report when they end: a rehearsal without a cluster.
-Job logs and pickles go to ``OUT/submitit/``.
+Before submitting, the data is prepared on this (login) node and ``sweep.yaml`` written; every path
+a job gets is absolute. ``--launcher submitit-local`` runs the same jobs through submitit's
+``LocalExecutor`` (processes of this host, all at once) and writes the report when they end: a
+rehearsal without a cluster. Job logs and pickles go to ``OUT/submitit/``.
 """
 from __future__ import annotations
 
