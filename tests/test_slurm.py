@@ -52,14 +52,27 @@ def test_slurm_parameters_are_typed_and_unknown_ones_refused():
                            "partition=gpu,gpu=1"], capture_output=True, text=True, timeout=120)
     err = proc.stderr
     assert proc.returncode == 2 and len(err.strip().splitlines()) == 1 and "unknown Slurm parameter 'gpu'" in err
-    proc = subprocess.run([sys.executable, "-m", "lmbudget", "sweep", "tiny-bert", "--launcher", "slurm", "--slurm",
-                           "time=abc"], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+
+
+def cli_error(argv: list[str], capsys) -> list[str]:
+    """The stderr lines of `lmbudget ARGV` (in this process), which must exit with code 2."""
+    from lmbudget.cli import main
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err.strip().splitlines()
+
+
+def test_bad_slurm_input_and_sweep_under_torchrun_are_one_line_errors(capsys, monkeypatch, tmp_path):
+    assert cli_error(["sweep", "tiny-bert", "--launcher", "slurm", "--slurm", "time=abc"], capsys) == [
         "lmbudget: error: --slurm time=abc: use minutes, HH:MM:SS or D-HH:MM:SS, at least 1 minute "
         "(e.g. time=26:00:00; default 24:00:00)"]
-    proc = subprocess.run([sys.executable, "-m", "lmbudget", "sweep", "tiny-bert"], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "WORLD_SIZE": "2"})
-    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "not torchrun" in proc.stderr
+    [line] = cli_error(["sweep", "tiny-bert", "--launcher", "submitit-local", "--out", str(tmp_path), "--slurm",
+                        "gpus_per_node=1;ntasks_per_node=2"], capsys)
+    assert "ntasks_per_node=2 is more than the 1 GPUs per node requested" in line
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    [line] = cli_error(["sweep", "tiny-bert"], capsys)
+    assert "lmbudget sweep runs under one process, not torchrun" in line
 
 
 def test_job_parameters_one_task_per_gpu_with_defaults_and_a_small_report_job():
@@ -120,6 +133,22 @@ def test_slurm_launch_submits_one_array_then_a_dependent_report_job(tmp_path, mo
     assert all(out in s for s in array + report)  # absolute paths: jobs start in another working directory
     assert (tmp_path / "out" / "sweep.yaml").exists()  # `lmbudget status OUT` works before any job starts
     assert any("report job 4243 runs after them" in m for m in messages)
+
+
+def test_status_works_right_after_submission_and_bad_data_submits_nothing(tmp_path, monkeypatch, capsys):
+    from lmbudget.cli import main
+    fake_slurm(monkeypatch, tmp_path)
+    spec = small_spec()
+    launch(spec, tmp_path / "out", "slurm", {}, log=quiet)
+    main(["status", str(tmp_path / "out")])  # before any job has started: sweep.yaml is there
+    out = capsys.readouterr().out
+    assert all(r.name in out for r in spec.runs()) and "waiting" in out
+    bad = parse_spec({"name": "bad", "models": ["bert-micro"], "budgets": ["5 steps"], "seeds": [0],
+                      "configurations": ["baseline"], "overrides": [f"data.corpus={tmp_path / 'empty'}"]})
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SweepError, match=r"^nothing submitted: the data of bert-micro could not be prepared on this node \(CorpusError"):
+        launch(bad, tmp_path / "bad", "slurm", {}, log=quiet)
+    assert not (tmp_path / "bad" / "submitit").exists()
 
 
 def test_submitit_local_sweep_with_a_preempted_job_requeued_and_resumed(corpus, tmp_path, monkeypatch):

@@ -30,8 +30,9 @@ def cmd_sweep(a) -> None:
     if a.slurm and a.launcher == "local":
         raise SweepError("--slurm sets the jobs' sbatch parameters: add --launcher slurm")
     if a.launcher != "local":
-        from lmbudget.sweep.slurm import parse_slurm
+        from lmbudget.sweep.slurm import job_parameters, parse_slurm
         slurm_params = parse_slurm(a.slurm)  # an unknown parameter fails before anything runs
+        job_parameters(slurm_params)  # and tasks the GPUs cannot hold
     if a.dry_run:
         for run in spec.runs():
             run.make_config()  # the errors a real sweep would stop at

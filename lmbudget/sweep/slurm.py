@@ -247,7 +247,7 @@ def make_executor(launcher: str, folder: Path, params: dict):
 def prepare_here(runs) -> None:
     """Prepare (or find cached) every distinct data configuration on this, the submitting node: compute
     nodes are often offline, and one preparation beats one per job."""
-    from lmbudget.data import prepare_data
+    from lmbudget.data import CorpusError, prepare_data
     seen = set()
     for _, cfg in runs:
         key = repr(cfg.data)
@@ -255,10 +255,11 @@ def prepare_here(runs) -> None:
             seen.add(key)
             try:
                 prepare_data(cfg.data, log=lambda *_: None)
-            except OSError as e:
-                raise SweepError(f"could not prepare the data of {cfg.model_name} on this node before submitting "
-                                 f"({type(e).__name__}: {e}): compute nodes would need the network too; run "
-                                 f"`lmbudget prepare` where it works, with the same LMBUDGET_HOME") from None
+            except (OSError, CorpusError) as e:
+                raise SweepError(f"nothing submitted: the data of {cfg.model_name} could not be prepared on this node "
+                                 f"({type(e).__name__}: {e}); jobs would fail the same way, on compute nodes often "
+                                 f"without network: fix it here, or run `lmbudget prepare` where it works with the same "
+                                 f"LMBUDGET_HOME") from None
 
 
 def launch(spec: SweepSpec, out: Path, launcher: str, params: dict, evaluate: bool = True, report: bool = True,
