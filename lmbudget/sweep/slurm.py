@@ -163,7 +163,9 @@ class RunJob:
 
     def train_on_ranks(self, name: str, world) -> dict:
         """Rank 0 is the sweep worker (it claims the run, trains it, evaluates it); the other ranks join
-        its training when rank 0 says there is training to do, and end when it ends."""
+        its training (``runs.train`` is collective) when the run has training left, and end when it ends.
+        Should another job hold the run (a duplicate launch), they wait in training's first collective
+        until the job's time is up."""
         from lmbudget.runs import run_state, train
         from lmbudget.sweep.runner import RUNS_DIR, run_sweep
         run = next(r for r in self.spec.runs() if r.name == name)
