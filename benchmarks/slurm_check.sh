@@ -38,7 +38,10 @@ chmod 755 "$T"
 KEEP=1  # the logs stay unless the check passes
 export SLURM_CONF=$T/slurm.conf LMBUDGET_HOME=${LMBUDGET_HOME:-$T/home}
 stop() {
-    [ -f "$T/slurm.conf" ] && scancel --full --quiet --user=root 2>/dev/null; sleep 1
+    if [ -f "$T/slurm.conf" ] && [ -s "$T/slurmctld.pid" ]; then  # no job of ours left running
+        scancel --full --quiet --user=root 2>/dev/null
+        for _ in $(seq 20); do [ -z "$(squeue -h 2>/dev/null)" ] && break; sleep 0.5; done
+    fi
     for p in "$T/slurmd.pid" "$T/slurmctld.pid" "$T/munge/munged.pid"; do
         [ -s "$p" ] && kill "$(cat "$p")" 2>/dev/null
     done

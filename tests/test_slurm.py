@@ -289,3 +289,26 @@ def test_a_job_of_two_tasks_trains_its_run_on_two_gloo_ranks_from_slurm_variable
     assert "[1/1] " in (tmp_path / "rank0.log").read_text() and "[1/1] " not in (tmp_path / "rank1.log").read_text()
     agree, detail = weights_agree(run_dir, tmp_path / "one" / "runs" / run_dir.name)
     assert agree, detail
+
+
+def test_a_save_request_waits_for_the_step_inside_a_loop_and_runs_at_once_outside():
+    from lmbudget.persistence import SaveRequest
+    from lmbudget.sweep.slurm import requeue_or_exit
+    calls, request = [], SaveRequest()
+    request.ask(lambda: calls.append("outside"))
+    assert calls == ["outside"] and not request.pending  # no step to finish: at once
+    with request.training_loop():
+        request.ask(lambda: calls.append("inside"))
+        assert calls == ["outside"] and request.pending  # the loop serves it after its step
+        request.serve()
+        assert calls == ["outside", "inside"] and not request.pending
+        request.ask(lambda: calls.append("at the end"))
+    assert calls == ["outside", "inside", "at the end"]  # asked during the last step: served on leaving
+
+    from submitit.core.utils import UncompletedJobError
+
+    def timed_out_too_often(signum, frame):
+        raise UncompletedJobError("Job not requeued because: timed-out too many times.")
+    with pytest.raises(SystemExit) as exit_info:  # the job ends; the run is not recorded as failed
+        requeue_or_exit(timed_out_too_often, signal.SIGUSR2, None)
+    assert exit_info.value.code == 1
