@@ -7,10 +7,11 @@
 # small sweep (bert-micro, 2 runs, one job array + the report job) with time=1 (minute) and
 # signal_delay_s=45: a job still running 15 s after its start gets USR2 at slurmctld's next
 # time-limit check (every 30 s), as before a real time limit: in training, lmbudget saves a
-# checkpoint at the next step, then submitit requeues (a signal before training just requeues).
+# checkpoint at the next step, then submitit requeues (a signal before training just requeues);
+# max_num_timeout=20 lets a run on a loaded machine take as many one-minute jobs as it needs.
 # One job is also requeued from outside mid-run (`scontrol requeue`: SIGTERM, then SIGKILL; it
 # resumes from its last periodic checkpoint). Slurm holds a requeued job for 120 s (BeginTime);
-# the check releases it at once (`scontrol update StartTime=now`) to stay short.
+# the check releases it after 3 s (`scontrol update StartTime=now`) to stay short.
 # Checks: every run completed once (each step logged once), at least one requeue of each kind,
 # and the report job's report equal to a single local worker's (wall-clock lines aside).
 # Stops every daemon it started; the last line is a one-line summary.
@@ -113,14 +114,14 @@ for a in bbc_articles()[:400]:
     (root / f"{a['id'].replace('/', '_')}.txt").write_text(a["headline"] + "\n\n" + a["body"])
 (Path(sys.argv[1]) / "spec.yaml").write_text(f"""name: slurm-check
 models: [bert-micro]
-budgets: ["60 steps"]
+budgets: ["80 steps"]
 seeds: [0]
 configurations: [baseline, layer-dropping]
 overrides: ["data.corpus={root}", "train.threads=1", "train.checkpoint_every=0.25", "train.eval_every=0.5"]
 """)
 EOF
 $PY -m lmbudget sweep "$T/spec.yaml" --launcher slurm --out "$T/out" \
-    --slurm "time=1;signal_delay_s=45;cpus_per_task=1;mem=2GB" > "$T/submit.log" 2>&1 || fail "submission: $(tail -1 "$T/submit.log")"
+    --slurm "time=1;signal_delay_s=45;max_num_timeout=20;cpus_per_task=1;mem=2GB" > "$T/submit.log" 2>&1 || fail "submission: $(tail -1 "$T/submit.log")"
 
 # --- the reference meanwhile: the same sweep by one local worker (its data is prepared: no race)
 $PY -m lmbudget sweep "$T/spec.yaml" --out "$T/ref" --quiet > "$T/ref.log" 2>&1 &
@@ -132,7 +133,7 @@ import json, subprocess, sys, time
 from pathlib import Path
 T = Path(sys.argv[1])
 jobs = json.loads((T / "out" / "submitit-jobs.json").read_text())["jobs"]
-forced, deadline = None, time.time() + 240
+forced, deadline, held = None, time.time() + 240, {}
 while time.time() < deadline:
     queue = subprocess.run(["squeue", "-h", "-o", "%i %T %r"], capture_output=True, text=True).stdout.split("\n")
     queue = [q.split() for q in queue if q.strip()]
@@ -140,7 +141,11 @@ while time.time() < deadline:
         break
     for job_id, state, reason in queue:
         if state == "PENDING" and reason == "BeginTime":  # a requeued job: Slurm waits 120 s
-            subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=False)
+            # ... we wait 3 s: a job started again within a second or two of its kill is refused by slurmd
+            # ("already killed, do not launch") and ends FAILED
+            if time.time() - held.setdefault(job_id, time.time()) >= 3:
+                subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=False)
+                held.pop(job_id)
     if forced is None:
         for name, job_id in jobs.items():
             run = T / "out" / "runs" / name

@@ -43,6 +43,9 @@ def test_slurm_parameters_are_typed_and_unknown_ones_refused():
         "mail_type": "END,FAIL", "exclude": "n3,n4", "partition": "gpu", "time": 90}
     assert parse_slurm(["setup=module load cuda/12.4", "setup=export NCCL_DEBUG=WARN;additional_parameters.reservation=r1"]) == {
         "setup": ["module load cuda/12.4", "export NCCL_DEBUG=WARN"], "additional_parameters": {"reservation": "r1"}}
+    assert parse_slurm("max_num_timeout=20,time=1") == {"max_num_timeout": 20, "time": 1}
+    with pytest.raises(SweepError, match=r"max_num_timeout=x: give how many time-outs"):
+        parse_slurm("max_num_timeout=x")
     with pytest.raises(SweepError, match="'array' is set by lmbudget"):
         parse_slurm("additional_parameters.array=0-3")
     with pytest.raises(SweepError, match="'partition' is a parameter of its own: give partition=gpu"):
@@ -114,6 +117,7 @@ def test_slurm_launch_submits_one_array_then_a_dependent_report_job(tmp_path, mo
     spec = small_spec()
     params = parse_slurm("partition=gpu,gpus_per_node=1,time=26:00:00")
     script = make_executor("slurm", tmp_path / "s", job_parameters(params))._make_submission_file_text("python -m job", "uid")
+    assert make_executor("slurm", tmp_path / "s", job_parameters({**params, "max_num_timeout": 7})).max_num_timeout == 7
     for line in ("#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=1", "#SBATCH --time=1560",
                  "#SBATCH --signal=USR2@120", "#SBATCH --nodes=1", "#SBATCH --ntasks-per-node=1"):
         assert line in script.splitlines(), script

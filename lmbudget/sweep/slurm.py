@@ -36,6 +36,9 @@ INTERNAL = {"command", "folder", "map_count", "job_name", "dependency", "additio
             "srun_args", "teardown", "wckey", "num_gpus"}
 ADDITIONAL = "additional_parameters."   # additional_parameters.reservation=r1: an sbatch option submitit lacks
 DEFAULT_TIME_MIN = 24 * 60
+# submitit's: how often a job that reached its time limit is requeued (each time it resumes where it
+# stopped); not an sbatch option. --slurm max_num_timeout=N changes it.
+MAX_NUM_TIMEOUT = 3
 # Per run job: 2 minutes' warning to checkpoint before a kill, one node, a day; per task (one per GPU),
 # 8 CPUs (data loading, torch threads) and 32 GB of host memory.
 DEFAULTS = {"signal_delay_s": 120, "nodes": 1, "time": DEFAULT_TIME_MIN}
@@ -82,10 +85,15 @@ def parse_slurm(texts) -> dict:
             if name in allowed or name in INTERNAL or name in ("array", "output", "error", "signal", "open_mode"):
                 raise SweepError(f"--slurm {key}: '{name}' is {'a parameter of its own: give ' + name + '=' + value if name in allowed else 'set by lmbudget'}")
             params.setdefault("additional_parameters", {})[name.replace("_", "-")] = value
+        elif key == "max_num_timeout":
+            if not re.fullmatch(r"\d+", value):
+                raise SweepError(f"--slurm max_num_timeout={value}: give how many time-outs a job may be requeued "
+                                 f"after, e.g. max_num_timeout={MAX_NUM_TIMEOUT}")
+            params[key] = int(value)
         elif key not in allowed:
-            close = difflib.get_close_matches(key, allowed + ["setup"], n=1)
+            close = difflib.get_close_matches(key, allowed + ["setup", "max_num_timeout"], n=1)
             raise SweepError(f"unknown Slurm parameter '{key}' in --slurm{f' (did you mean {close[0]}?)' if close else ''}; "
-                             f"allowed: {', '.join(allowed)}, setup=LINE, {ADDITIONAL}SBATCH_OPTION=VALUE")
+                             f"allowed: {', '.join(allowed)}, max_num_timeout, setup=LINE, {ADDITIONAL}SBATCH_OPTION=VALUE")
         elif key == "time":
             params["time"] = time_minutes(value)
         else:
@@ -232,15 +240,16 @@ class ReportJob:
 def make_executor(launcher: str, folder: Path, params: dict):
     """submitit's executor with ``params`` as they are (``job_parameters``/``report_parameters`` first)."""
     import submitit
+    timeouts = params.get("max_num_timeout", MAX_NUM_TIMEOUT)
     if launcher == "slurm":
         try:
-            executor = submitit.SlurmExecutor(folder=str(folder), max_num_timeout=3)
+            executor = submitit.SlurmExecutor(folder=str(folder), max_num_timeout=timeouts)
         except RuntimeError:
             raise SweepError("--launcher slurm needs Slurm's srun and sbatch on this host (a cluster's login node); "
                              "to rehearse on this machine use --launcher submitit-local") from None
-        executor.update_parameters(**params)
+        executor.update_parameters(**{k: v for k, v in params.items() if k != "max_num_timeout"})
         return executor
-    executor = submitit.LocalExecutor(folder=str(folder))
+    executor = submitit.LocalExecutor(folder=str(folder), max_num_timeout=timeouts)
     executor.update_parameters(timeout_min=params.get("time", DEFAULT_TIME_MIN), gpus_per_node=requested_gpus(params),
                                signal_delay_s=params.get("signal_delay_s", DEFAULTS["signal_delay_s"]))
     return executor
