@@ -1,6 +1,7 @@
 """``lmbudget sweep``: wired into the main parser by ``register``."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -8,9 +9,8 @@ def cmd_sweep(a) -> None:
     from lmbudget.results.report import build_report
     from lmbudget.sweep.spec import apply_tuned, load_spec, narrow, split_list
     from lmbudget.sweep.runner import run_sweep, sweep_status
-
-    import os
     from lmbudget.sweep.spec import SweepError
+
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # every rank would claim a different run
         raise SweepError("lmbudget sweep runs under one process, not torchrun: start it plainly; each run's ranks "
                          "come from --launcher slurm's jobs (one task per GPU) or `torchrun -m lmbudget train`")
