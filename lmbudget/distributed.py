@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from dataclasses import dataclass
 
 import torch
@@ -67,6 +68,24 @@ class World:
 
 def collective_device() -> torch.device:
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def torchrun_env_from_slurm(environ) -> dict[str, str]:
+    """torchrun's variables for a task of a Slurm job step of several tasks (a job that trains one run on
+    all its GPUs, one task each): ranks from SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID, the rendezvous on
+    the job's first node at a port derived from the job id. Empty for one task, or under torchrun."""
+    if "WORLD_SIZE" in environ or "SLURM_PROCID" not in environ or int(environ.get("SLURM_NTASKS", "1")) <= 1:
+        return {}
+    return {"RANK": environ["SLURM_PROCID"], "WORLD_SIZE": environ["SLURM_NTASKS"],
+            "LOCAL_RANK": environ.get("SLURM_LOCALID", "0"),
+            "MASTER_ADDR": first_host(environ.get("SLURM_JOB_NODELIST") or environ.get("SLURM_NODELIST") or "127.0.0.1"),
+            "MASTER_PORT": str(20000 + int(environ.get("SLURM_JOB_ID", "0")) % 20000)}
+
+
+def first_host(nodelist: str) -> str:
+    """The first host of a Slurm node list: 'gpu[07-09,12],cpu1' -> 'gpu07'."""
+    m = re.match(r"([^,\[]+)(?:\[([^-,\]]+))?", nodelist.strip())
+    return m.group(1) + (m.group(2) or "")
 
 
 def init_world() -> World:

@@ -7,9 +7,50 @@ truncates the lines written after the checkpoint). ``lmbudget.checkpoint`` does 
 """
 from __future__ import annotations
 
+import contextlib
+
 from lmbudget import checkpoint
 from lmbudget.data.loader import BatchStream
 from lmbudget.distributed import gather_full, shard_like, shard_optimizer_state
+
+
+class SaveRequest:
+    """A request, made from a signal handler (a preempted Slurm job), to save a checkpoint at the end of
+    the current step and then call ``then`` (the job's requeue and exit). A handler cannot save by itself:
+    it interrupts the loop anywhere, e.g. halfway through an optimizer step. Outside a training loop (data
+    preparation, evaluation) there is no step to finish: ``then`` is called at once."""
+
+    def __init__(self):
+        self.then, self.loops = None, 0
+
+    @property
+    def pending(self) -> bool:
+        return self.then is not None
+
+    def ask(self, then) -> None:
+        if self.loops:
+            self.then = then
+        else:
+            then()
+
+    def serve(self) -> None:
+        then, self.then = self.then, None
+        if then is not None:
+            then()
+
+    @contextlib.contextmanager
+    def training_loop(self):
+        """While a loop runs (it checks ``pending`` once per step); on leaving it, a request made during
+        its last step or final evaluation is served."""
+        self.loops += 1
+        try:
+            yield
+        finally:
+            self.loops -= 1
+            self.serve()
+
+
+SAVE_REQUEST = SaveRequest()  # one per process: signals are per process
 
 
 class Persistence:

@@ -26,7 +26,7 @@ from lmbudget.distributed import gradient_sync, init_world, parallelize
 from lmbudget.families import family
 from lmbudget.io import atomic_write_json
 from lmbudget.optim import optimizer_plugin
-from lmbudget.persistence import Persistence
+from lmbudget.persistence import SAVE_REQUEST, Persistence
 from lmbudget.registry import SCHEDULES
 from lmbudget.runlog import DIVERGENCE_MIN_LOSSES, MetricsLog, loss_rise
 from lmbudget.summary import run_summary
@@ -112,6 +112,10 @@ class Trainer(RunContext, Persistence):
         self.algorithm.on_start(self)
         if self.cfg.train.keep_checkpoints and self.clock.steps == 0:
             self.keep_initial_weights()
+        with SAVE_REQUEST.training_loop():
+            return self.run_loop()
+
+    def run_loop(self) -> dict:
         status = "completed"
         bar = self.progress_bar()
         try:
@@ -130,6 +134,10 @@ class Trainer(RunContext, Persistence):
                     self.print(f"training loss became {loss} at step {self.clock.steps}: stopping (status: diverged)")
                     break
                 self.after_step(loss)
+                if not self.world.all_true(not SAVE_REQUEST.pending):  # asked to stop (on any rank): lose no step
+                    self.save_checkpoint()
+                    self.print(f"stopping at step {self.clock.steps}, as a signal asked: checkpoint saved")
+                    SAVE_REQUEST.serve()
             if status == "completed":
                 self.last_val_loss = self.evaluate()
                 self.metrics.append(self.metric_line(None, val_loss=self.last_val_loss, final=True))

@@ -1,6 +1,7 @@
 """``lmbudget sweep``: wired into the main parser by ``register``."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -8,7 +9,11 @@ def cmd_sweep(a) -> None:
     from lmbudget.results.report import build_report
     from lmbudget.sweep.spec import apply_tuned, load_spec, narrow, split_list
     from lmbudget.sweep.runner import run_sweep, sweep_status
+    from lmbudget.sweep.spec import SweepError
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # every rank would claim a different run
+        raise SweepError("lmbudget sweep runs under one process, not torchrun: start it plainly; each run's ranks "
+                         "come from --launcher slurm's jobs (one task per GPU) or `torchrun -m lmbudget train`")
     spec = load_spec(a.spec)
     if a.tuned:
         spec = apply_tuned(spec, a.tuned)
@@ -18,7 +23,6 @@ def cmd_sweep(a) -> None:
                   eval_max_train=a.eval_max_train, eval_max_eval=a.eval_max_eval,
                   baseline_budgets=split_list(a.baseline_budgets))
     out = Path(a.out or f"results/{spec.name}")
-    from lmbudget.sweep.spec import SweepError
     if a.workers < 1:
         raise SweepError(f"--workers {a.workers}: give at least 1 worker process")
     if a.max_attempts < 1:
@@ -28,8 +32,9 @@ def cmd_sweep(a) -> None:
     if a.slurm and a.launcher == "local":
         raise SweepError("--slurm sets the jobs' sbatch parameters: add --launcher slurm")
     if a.launcher != "local":
-        from lmbudget.sweep.slurm import parse_slurm
+        from lmbudget.sweep.slurm import job_parameters, parse_slurm
         slurm_params = parse_slurm(a.slurm)  # an unknown parameter fails before anything runs
+        job_parameters(slurm_params)  # and tasks the GPUs cannot hold
     from lmbudget.lock import mount_warning
     warning = mount_warning(out)   # a folder on a mount that does not share locks between hosts
     if warning:
@@ -48,7 +53,7 @@ def cmd_sweep(a) -> None:
     if a.launcher != "local":
         from lmbudget.sweep.slurm import launch
         result = launch(spec, out, a.launcher, slurm_params, evaluate=not a.no_eval, report=not a.no_report,
-                        device=a.device)
+                        device=a.device, max_attempts=a.max_attempts)
         if result is None:  # submitted to Slurm: the report job writes the report
             return
     elif a.workers > 1:
@@ -99,8 +104,11 @@ def register(subparsers) -> None:
     s.add_argument("--launcher", choices=["local", "slurm", "submitit-local"], default="local",
                    help="local: this process (or --workers); slurm: one job per run through submitit, requeued on "
                    "preemption, then a report job; submitit-local: the same jobs as local processes (a rehearsal)")
-    s.add_argument("--slurm", default=None, metavar="KEY=VALUE,...",
-                   help="sbatch parameters in submitit's names, e.g. partition=gpu,gpus_per_node=1,time=26:00:00")
+    s.add_argument("--slurm", action="append", default=None, metavar="KEY=VALUE,...",
+                   help="sbatch parameters in submitit's names, e.g. partition=gpu,gpus_per_node=8,time=26:00:00 "
+                   "(repeatable; separate with ';' to keep commas in values: 'mail_type=END,FAIL;exclude=n1,n2'); "
+                   "setup=LINE (a shell line before the job, repeatable); additional_parameters.OPTION=VALUE "
+                   "(an sbatch option submitit lacks, e.g. reservation)")
     s.add_argument("--workers", type=int, default=1,
                    help="worker processes on this host sharing the sweep (runs are claimed through their locks; "
                    "sweeps started on other hosts on the same folder join in)")
