@@ -11,7 +11,9 @@ PLATEAU_MARGIN = 0.5   # nats below the unigram entropy under which a comparison
 
 
 def headlines(section) -> list[str]:
-    """One sentence per configuration, at the largest budget it has a speedup for."""
+    """One sentence per configuration, at its headline budget (the largest it has a measurable
+    speedup at, else its largest), with the Holm-corrected decision; then what the interval lacks
+    or how the curve pooled, where that qualifies them."""
     sp = section.speedups
     if sp.curve is None:
         return [f"No speedup: {sp.reason}."]
@@ -19,10 +21,19 @@ def headlines(section) -> list[str]:
     for c in section.configs:
         if c == section.baseline:
             continue
-        cells = [sp.cells[c, b] for b in section.budgets if (c, b) in sp.cells]
-        lines.append(SP.headline(c, cells[-1], sp.curve, sp.geometric_mean(c), len(cells)) if cells else
+        cell = sp.headline_cell(c)
+        lines.append(SP.headline(c, cell, sp.curve, sp.comparisons) if cell else
                      f"**{c}**: no completed run at an RST budget, no speedup.")
-    return lines or ["Only the baseline ran: there is nothing to compare it with."]
+    if not lines:
+        return ["Only the baseline ran: there is nothing to compare it with."]
+    lines[0:0] = [f"Speedups from the final **{section.split}** loss" + (
+        "" if section.split == "test" else " (no test loss in the runs' summaries)") + "."]
+    pooled = sp.curve.pooled()
+    if pooled:
+        lines.append(f"The baseline's mean loss does not fall with budget at {', '.join(pooled)}: its curve pools "
+                     f"them (see the curve's table); a configuration at a budget the baseline ran reads the "
+                     f"baseline's raw mean there, so pooling cannot turn a worse loss into a speedup above 1.")
+    return lines
 
 
 def plateau(section) -> tuple[str, bool]:
