@@ -157,6 +157,98 @@ def speedup(budgets, fitted, loss: float, budget_s: float) -> Bounded:
     return Bounded(b.value / budget_s, b.side)
 
 
+ALPHAS = np.geomspace(0.01, 4.0, 41)   # the power law's exponents searched (then refined between neighbours)
+ALPHA_STEP = math.log(ALPHAS[1] / ALPHAS[0])
+
+
+@dataclass
+class CurveFit:
+    """The baseline's curve, fitted to each row of means (any number of rows): with 3 or more
+    budgets the power law L(b) = a + c (b / b_ref)^-alpha (c >= 0, alpha > 0: non-increasing),
+    with 2 the isotonic knots interpolated linearly in log(budget)."""
+    budgets: np.ndarray
+    knots: np.ndarray | None = None          # (rows, 2): the 2-budget curve
+    a: np.ndarray | None = None              # (rows,) the power law's parameters
+    c: np.ndarray | None = None
+    alpha: np.ndarray | None = None
+
+    @property
+    def ref(self) -> float:
+        return float(np.exp(np.log(self.budgets).mean()))
+
+    def at(self, budget) -> np.ndarray:
+        """The fitted loss at ``budget`` (within the budgets' range), per row."""
+        if self.knots is not None:
+            t = (math.log(budget) - math.log(self.budgets[0])) / (math.log(self.budgets[-1]) - math.log(self.budgets[0]))
+            return self.knots[:, 0] + t * (self.knots[:, 1] - self.knots[:, 0])
+        return self.a + self.c * (budget / self.ref) ** -self.alpha
+
+    def values(self) -> np.ndarray:
+        """(rows, k): the fitted loss at every budget."""
+        return np.column_stack([self.at(b) for b in self.budgets])
+
+    def reach(self, losses) -> tuple[np.ndarray, np.ndarray]:
+        """b* per row (``reach``'s convention); nothing extrapolated past the budgets' range."""
+        if self.knots is not None:
+            return reach(self.budgets, self.knots, losses)
+        x = np.asarray(losses, dtype=float)
+        first, last = self.at(self.budgets[0]), self.at(self.budgets[-1])
+        below, above = x > first + TOL, x < last - TOL
+        gap = np.where(x - self.a > 0, x - self.a, np.nan)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            b = self.ref * (self.c / gap) ** (1 / self.alpha)
+        b = np.clip(np.nan_to_num(b, nan=self.budgets[0]), self.budgets[0], self.budgets[-1])
+        b = np.where(np.abs(x - first) <= TOL, self.budgets[0], b)   # a flat curve reads as its first budget
+        value = np.where(below, self.budgets[0], np.where(above, self.budgets[-1], b))
+        return value, np.where(below, -1, np.where(above, 1, 0))
+
+
+def power_law(budgets, means, weights, anchor: int | None = None) -> CurveFit:
+    """Weighted least squares of L = a + c x, x = (b / b_ref)^-alpha, c clipped at 0 (a flat curve
+    then), over the grid ``ALPHAS`` and then a parabola through the best exponent's neighbours (in
+    log alpha); with ``anchor`` the curve passes through the mean at that budget (a = mean_anchor -
+    c x_anchor). Vectorised over the rows of ``means``: the grid is one matrix product."""
+    budgets = np.asarray(budgets, dtype=float)
+    y = np.atleast_2d(np.asarray(means, dtype=float))
+    w = np.asarray(weights, dtype=float) / np.sum(weights)
+    ref = float(np.exp(np.log(budgets).mean()))
+
+    def centre(v):            # deviations from the weighted mean, or from the anchor
+        return v - ((v * w).sum(-1, keepdims=True) if anchor is None else v[..., anchor:anchor + 1])
+
+    def parabola(u, gain, h):  # the vertex, in log alpha, of the parabola through the best point and its neighbours
+        best = np.clip(gain.argmax(axis=1), 1, gain.shape[1] - 2)
+        rows = np.arange(len(gain))
+        g0, g1, g2 = gain[rows, best - 1], gain[rows, best], gain[rows, best + 1]
+        curvature = g0 - 2 * g1 + g2
+        step = np.where(curvature < 0, 0.5 * (g0 - g2) / np.where(curvature < 0, curvature, -1.0), 0.0)
+        return u[rows, best] + np.clip(step, -1, 1) * h
+
+    x = (budgets / ref)[None, :] ** -ALPHAS[:, None]                  # grid x k
+    dx, dy = centre(x), centre(y)
+    gain = np.maximum((dy * w) @ dx.T, 0.0) ** 2 / (dx * dx * w).sum(-1)  # rows x grid: the SSE the slope removes
+    u = parabola(np.broadcast_to(np.log(ALPHAS), gain.shape), gain, ALPHA_STEP)
+    # a finer look around it, per row (5 exponents a quarter grid step apart), for a second parabola
+    fine = u[:, None] + np.arange(-2, 3) * ALPHA_STEP / 4
+    x = (budgets / ref)[None, None, :] ** -np.exp(fine)[..., None]   # rows x 5 x k
+    dx = centre(x)
+    gain = np.maximum((dx * dy[:, None, :] * w).sum(-1), 0.0) ** 2 / (dx * dx * w).sum(-1)
+    alpha = np.exp(parabola(fine, gain, ALPHA_STEP / 4))
+    x = (budgets / ref)[None, :] ** -alpha[:, None]                    # rows x k: the refined exponent
+    dx = centre(x)
+    c = np.maximum((w * dx * dy).sum(-1) / (w * dx * dx).sum(-1), 0.0)
+    at = (lambda v: (v * w).sum(-1)) if anchor is None else (lambda v: v[:, anchor])
+    return CurveFit(budgets, a=at(y) - c * at(x), c=c, alpha=alpha)
+
+
+def curve_fit(budgets, means, weights, anchor: int | None = None) -> CurveFit:
+    """The curve a speedup reads (``CurveFit``), for each row of ``means``."""
+    means = np.atleast_2d(np.asarray(means, dtype=float))
+    if len(budgets) >= 3:
+        return power_law(budgets, means, weights, anchor)
+    return CurveFit(np.asarray(budgets, dtype=float), knots=fit_curve(means, weights, anchor))
+
+
 def percentile_ends(samples: list[Bounded], level: float = LEVEL) -> tuple[Bounded, Bounded]:
     """The two-sided ``level`` interval's ends as order statistics ("lower" and "higher" methods)."""
     ordered = sorted(samples, key=Bounded.key)
@@ -198,9 +290,8 @@ def interval(config: dict[int, float], budget_s: float, budgets, baseline: list[
     """The speedup's 95 % interval and p-value (module docstring); needs >= 2 values everywhere."""
     rng = np.random.default_rng(seed)
     means, paired = draw_means(config, baseline, draws, rng)
-    anchor = anchor_index(budgets, budget_s)
-    fitted = fit_curve(means[:, :-1], [len(v) for v in baseline], anchor)
-    value, side = reach(budgets, fitted, means[:, -1])
+    fit = curve_fit(budgets, means[:, :-1], [len(v) for v in baseline], anchor_index(budgets, budget_s))
+    value, side = fit.reach(means[:, -1])
     s = value / budget_s
     # a draw censored below at s > 1 (or above at s < 1) could lie on either side of 1: counted on both
     maybe_le = np.where(side == -1, True, np.where(side == 1, s < 1 - TOL, s <= 1 + TOL))
@@ -236,20 +327,31 @@ class BaselineCurve:
     labels: list[str]                 # budget labels, ascending
     budgets: list[float]              # RST seconds
     values: list[dict[int, float]]    # per budget: seed -> final loss
-    fitted: list[float]               # the isotonic fit (unanchored: what the curve table and plot show)
+    fitted: list[float]               # the unanchored fit at each budget (what the curve table and plot show)
 
     @property
     def means(self) -> list[float]:
         return [sum(v.values()) / len(v) for v in self.values]
 
-    def fitted_at(self, budget_s: float) -> np.ndarray:
+    def fit(self, budget_s: float | None = None) -> CurveFit:
         """The curve a configuration at ``budget_s`` reads: anchored at the raw mean there if the
-        baseline ran at that budget."""
-        return fit_curve(self.means, [len(v) for v in self.values], anchor_index(self.budgets, budget_s))
+        baseline ran at that budget; unanchored without one."""
+        anchor = None if budget_s is None else anchor_index(self.budgets, budget_s)
+        return curve_fit(self.budgets, self.means, [len(v) for v in self.values], anchor)
 
-    def pooled(self) -> list[str]:
-        """The budgets whose fitted loss differs from their raw mean (pooled as noise)."""
-        return [label for label, m, f in zip(self.labels, self.means, self.fitted) if abs(m - f) > TOL]
+    def rises(self) -> list[str]:
+        """The budgets whose raw mean is above the previous budget's (noise a monotone curve smooths)."""
+        m = self.means
+        return [self.labels[i] for i in range(1, len(m)) if m[i] > m[i - 1] + TOL]
+
+    def misfit(self) -> list[str]:
+        """The budgets whose raw mean is more than 3 standard errors from the fitted curve."""
+        out = []
+        for label, v, m, f in zip(self.labels, self.values, self.means, self.fitted):
+            se = float(np.std(list(v.values()), ddof=1)) / math.sqrt(len(v)) if len(v) > 1 else math.inf
+            if abs(m - f) > 3 * se + TOL:
+                out.append(label)
+        return out
 
 
 @dataclass
@@ -318,8 +420,9 @@ def baseline_curve(section) -> tuple[BaselineCurve | None, str | None]:
     keys = sorted(per_budget)
     values = [per_budget[k] for k in keys]
     means = [sum(v.values()) / len(v) for v in values]
-    fitted = fit_curve(means, [len(v) for v in values])
-    return BaselineCurve([b for _, b in keys], [s for s, _ in keys], values, [float(f) for f in fitted]), None
+    budgets = [s for s, _ in keys]
+    fitted = curve_fit(budgets, means, [len(v) for v in values]).values()[0]
+    return BaselineCurve([b for _, b in keys], budgets, values, [float(f) for f in fitted]), None
 
 
 def missing_for_interval(values: dict[int, float], curve: BaselineCurve) -> str | None:
@@ -353,8 +456,8 @@ def compute(section) -> Speedups:
             if not done and not failed:
                 continue
             values, budget_s = done | {s: worst for s in failed}, runs[0].budget_value
-            fitted = curve.fitted_at(budget_s)
-            point = speedup(curve.budgets, fitted, sum(values.values()) / len(values), budget_s)
+            value, side = curve.fit(budget_s).reach([sum(values.values()) / len(values)])
+            point = Bounded(float(value[0]) / budget_s, SIDES[int(side[0])])
             if failed and point.side == "=":   # a failed seed's real outcome is worse than the worst measured
                 point = Bounded(point.value, "<")
             cell = SpeedupCell(config, budget, budget_s, values, point, failed=failed,
