@@ -157,15 +157,25 @@ def speedup(budgets, fitted, loss: float, budget_s: float) -> Bounded:
     return Bounded(b.value / budget_s, b.side)
 
 
-ALPHAS = np.geomspace(0.01, 4.0, 41)   # the power law's exponents searched (then refined between neighbours)
-ALPHA_STEP = math.log(ALPHAS[1] / ALPHAS[0])
+ALPHAS = np.concatenate([[0.0], np.geomspace(0.01, 4.0, 40)])  # exponents searched; 0 is the log-linear limit
+ALPHA_STEP = math.log(ALPHAS[2] / ALPHAS[1])
+
+
+def regressor(budgets, alpha, ref: float) -> np.ndarray:
+    """x such that the power law reads L = a + c x: ((b / ref)^-alpha - 1) / alpha, continuous at
+    alpha = 0 (-log(b / ref): the log-linear curve); broadcasts ``alpha`` against ``budgets``."""
+    t = -np.log(np.asarray(budgets, dtype=float) / ref)
+    alpha = np.asarray(alpha, dtype=float)
+    positive = alpha > 0
+    return np.where(positive, np.expm1(alpha * t) / np.where(positive, alpha, 1.0), t)
 
 
 @dataclass
 class CurveFit:
     """The baseline's curve, fitted to each row of means (any number of rows): with 3 or more
-    budgets the power law L(b) = a + c (b / b_ref)^-alpha (c >= 0, alpha > 0: non-increasing),
-    with 2 the isotonic knots interpolated linearly in log(budget)."""
+    budgets the power law L(b) = a + c ((b / b_ref)^-alpha - 1) / alpha (c >= 0, alpha >= 0, the
+    log-linear curve at alpha = 0: non-increasing), with 2 the isotonic knots interpolated
+    linearly in log(budget)."""
     budgets: np.ndarray
     knots: np.ndarray | None = None          # (rows, 2): the 2-budget curve
     a: np.ndarray | None = None              # (rows,) the power law's parameters
@@ -181,7 +191,7 @@ class CurveFit:
         if self.knots is not None:
             t = (math.log(budget) - math.log(self.budgets[0])) / (math.log(self.budgets[-1]) - math.log(self.budgets[0]))
             return self.knots[:, 0] + t * (self.knots[:, 1] - self.knots[:, 0])
-        return self.a + self.c * (budget / self.ref) ** -self.alpha
+        return self.a + self.c * regressor(budget, self.alpha, self.ref)
 
     def values(self) -> np.ndarray:
         """(rows, k): the fitted loss at every budget."""
@@ -191,23 +201,25 @@ class CurveFit:
         """b* per row (``reach``'s convention); nothing extrapolated past the budgets' range."""
         if self.knots is not None:
             return reach(self.budgets, self.knots, losses)
-        x = np.asarray(losses, dtype=float)
+        loss = np.asarray(losses, dtype=float)
         first, last = self.at(self.budgets[0]), self.at(self.budgets[-1])
-        below, above = x > first + TOL, x < last - TOL
-        gap = np.where(x - self.a > 0, x - self.a, np.nan)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            b = self.ref * (self.c / gap) ** (1 / self.alpha)
-        b = np.clip(np.nan_to_num(b, nan=self.budgets[0]), self.budgets[0], self.budgets[-1])
-        b = np.where(np.abs(x - first) <= TOL, self.budgets[0], b)   # a flat curve reads as its first budget
+        below, above = loss > first + TOL, loss < last - TOL
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):   # flat curves: clipped below
+            x = (loss - self.a) / self.c
+            t = np.where(self.alpha > 0, np.log1p(self.alpha * x) / np.where(self.alpha > 0, self.alpha, 1.0), x)
+            b = self.ref * np.exp(-t)
+        b = np.clip(np.nan_to_num(b, nan=self.budgets[-1], posinf=self.budgets[-1]), self.budgets[0], self.budgets[-1])
+        b = np.where(np.abs(loss - first) <= TOL, self.budgets[0], b)   # a flat curve reads as its first budget
         value = np.where(below, self.budgets[0], np.where(above, self.budgets[-1], b))
         return value, np.where(below, -1, np.where(above, 1, 0))
 
 
 def power_law(budgets, means, weights, anchor: int | None = None) -> CurveFit:
-    """Weighted least squares of L = a + c x, x = (b / b_ref)^-alpha, c clipped at 0 (a flat curve
-    then), over the grid ``ALPHAS`` and then a parabola through the best exponent's neighbours (in
-    log alpha); with ``anchor`` the curve passes through the mean at that budget (a = mean_anchor -
-    c x_anchor). Vectorised over the rows of ``means``: the grid is one matrix product."""
+    """Weighted least squares of L = a + c x(alpha) (``regressor``), c clipped at 0 (a flat curve
+    then), over the grid ``ALPHAS``, then refined by parabolas through the best exponent's
+    neighbours (in log alpha); with ``anchor`` the curve passes through the mean at that budget
+    (a = mean_anchor - c x_anchor). Vectorised over the rows of ``means``: the grid is one matrix
+    product."""
     budgets = np.asarray(budgets, dtype=float)
     y = np.atleast_2d(np.asarray(means, dtype=float))
     w = np.asarray(weights, dtype=float) / np.sum(weights)
@@ -216,25 +228,28 @@ def power_law(budgets, means, weights, anchor: int | None = None) -> CurveFit:
     def centre(v):            # deviations from the weighted mean, or from the anchor
         return v - ((v * w).sum(-1, keepdims=True) if anchor is None else v[..., anchor:anchor + 1])
 
-    def parabola(u, gain, h):  # the vertex, in log alpha, of the parabola through the best point and its neighbours
-        best = np.clip(gain.argmax(axis=1), 1, gain.shape[1] - 2)
-        rows = np.arange(len(gain))
-        g0, g1, g2 = gain[rows, best - 1], gain[rows, best], gain[rows, best + 1]
+    def gain(x):              # the weighted SSE the slope c >= 0 removes, for regressors x (..., k)
+        dx = centre(x)
+        return np.maximum((dx * dy[:, None, :] * w).sum(-1), 0.0) ** 2 / (dx * dx * w).sum(-1)
+
+    def parabola(u, g, h):    # the vertex, in log alpha, of the parabola through the best point and its neighbours
+        best = np.clip(g.argmax(axis=1), 1, g.shape[1] - 2)
+        rows = np.arange(len(g))
+        g0, g1, g2 = g[rows, best - 1], g[rows, best], g[rows, best + 1]
         curvature = g0 - 2 * g1 + g2
         step = np.where(curvature < 0, 0.5 * (g0 - g2) / np.where(curvature < 0, curvature, -1.0), 0.0)
         return u[rows, best] + np.clip(step, -1, 1) * h
 
-    x = (budgets / ref)[None, :] ** -ALPHAS[:, None]                  # grid x k
-    dx, dy = centre(x), centre(y)
-    gain = np.maximum((dy * w) @ dx.T, 0.0) ** 2 / (dx * dx * w).sum(-1)  # rows x grid: the SSE the slope removes
-    u = parabola(np.broadcast_to(np.log(ALPHAS), gain.shape), gain, ALPHA_STEP)
+    dy = centre(y)
+    dx = centre(regressor(budgets[None, :], ALPHAS[:, None], ref))    # grid x k
+    grid = np.maximum((dy * w) @ dx.T, 0.0) ** 2 / (dx * dx * w).sum(-1)  # rows x grid
+    positive = grid[:, 1:]
+    u = parabola(np.broadcast_to(np.log(ALPHAS[1:]), positive.shape), positive, ALPHA_STEP)
     # a finer look around it, per row (5 exponents a quarter grid step apart), for a second parabola
     fine = u[:, None] + np.arange(-2, 3) * ALPHA_STEP / 4
-    x = (budgets / ref)[None, None, :] ** -np.exp(fine)[..., None]   # rows x 5 x k
-    dx = centre(x)
-    gain = np.maximum((dx * dy[:, None, :] * w).sum(-1), 0.0) ** 2 / (dx * dx * w).sum(-1)
-    alpha = np.exp(parabola(fine, gain, ALPHA_STEP / 4))
-    x = (budgets / ref)[None, :] ** -alpha[:, None]                    # rows x k: the refined exponent
+    alpha = np.exp(parabola(fine, gain(regressor(budgets, np.exp(fine)[..., None], ref)), ALPHA_STEP / 4))
+    alpha = np.where(grid[:, 0] >= grid[:, 1:].max(axis=1), 0.0, alpha)   # the log-linear limit fits best
+    x = regressor(budgets[None, :], alpha[:, None], ref)               # rows x k
     dx = centre(x)
     c = np.maximum((w * dx * dy).sum(-1) / (w * dx * dx).sum(-1), 0.0)
     at = (lambda v: (v * w).sum(-1)) if anchor is None else (lambda v: v[:, anchor])
@@ -540,10 +555,11 @@ def decision_text(cell: SpeedupCell, comparisons: int) -> str:
     if cell.p_value is None:
         return ""
     p = cell.p_adjusted if cell.p_adjusted is not None else cell.p_value
-    family = f"after correction for {comparisons} comparisons" if comparisons > 1 else "(one comparison)"
+    p_text = f"p = {p:.2g}" if p > 0 else f"p < {2 / DRAWS:.1g}"   # the draws' resolution
+    family = f" after correction for {comparisons} comparisons" if comparisons > 1 else ""
     if cell.clear:
-        return f"a clear difference {family} (p = {p:.3g})"
-    return f"not distinguishable from the baseline {family} (p = {p:.3g})"
+        return f"clear{family} ({p_text})"
+    return f"not distinguishable from the baseline{family} ({p_text})"
 
 
 def headline(config: str, cell: SpeedupCell, curve: BaselineCurve, comparisons: int = 1) -> str:

@@ -13,7 +13,7 @@ PLATEAU_MARGIN = 0.5   # nats below the unigram entropy under which a comparison
 def headlines(section) -> list[str]:
     """One sentence per configuration, at its headline budget (the largest it has a measurable
     speedup at, else its largest), with the Holm-corrected decision; then what the interval lacks
-    or how the curve pooled, where that qualifies them."""
+    or where the curve and the raw means disagree."""
     sp = section.speedups
     if sp.curve is None:
         return [f"No speedup: {sp.reason}."]
@@ -28,11 +28,15 @@ def headlines(section) -> list[str]:
         return ["Only the baseline ran: there is nothing to compare it with."]
     lines[0:0] = [f"Speedups from the final **{section.split}** loss" + (
         "" if section.split == "test" else " (no test loss in the runs' summaries)") + "."]
-    pooled = sp.curve.pooled()
-    if pooled:
-        lines.append(f"The baseline's mean loss does not fall with budget at {', '.join(pooled)}: its curve pools "
-                     f"them (see the curve's table); a configuration at a budget the baseline ran reads the "
-                     f"baseline's raw mean there, so pooling cannot turn a worse loss into a speedup above 1.")
+    rises, misfit = sp.curve.rises(), sp.curve.misfit()
+    if rises:
+        lines.append(f"The baseline's mean loss rises with budget at {', '.join(rises)} (noise: its curve is "
+                     f"non-increasing, see the curve's table); a configuration at a budget the baseline ran reads "
+                     f"a curve through the baseline's raw mean there, so a loss worse than the baseline's at the "
+                     f"same budget never reads as a speedup above 1.")
+    if misfit:
+        lines.append(f"**Warning: the baseline's fitted curve misses its raw mean by more than 3 standard errors "
+                     f"at {', '.join(misfit)}**: speedups read between those budgets rest on the curve's shape.")
     return lines
 
 
