@@ -280,6 +280,7 @@ def test_a_diverged_seed_counts_as_the_worst_outcome_and_is_named(tmp_path):
             write_run(root, "baseline", "adamw", budget, seed, law(budget) + offset)
         write_run(root, "layer-stacking", "adamw", 20, seed, law(30) + offset,
                   status="diverged" if seed == 2 else "completed")
+    write_run(root, "baseline", "adamw", 80, 0, law(80), status="failed")    # the baseline's loss: named, not worst
     s = R.Section("bert-micro", section_runs(root))
     cell = s.speedups.cells["layer-stacking+adamw", "20s"]
     assert cell.failed == {2: "diverged"} and cell.values[2] == pytest.approx(law(10) + 0.01)  # the worst measured
@@ -288,6 +289,7 @@ def test_a_diverged_seed_counts_as_the_worst_outcome_and_is_named(tmp_path):
     md = R.build_report(root, plots=False).markdown
     verdict = md.split("## Verdict")[1].split("\n## ")[0]
     assert "1 of 3 seeds diverged (counted as the worst outcome)" in verdict
+    assert "**The baseline lost 1 run** (seed 0 at 80s failed): its curve averages the seeds that completed." in verdict
     assert "(1 of 3 seeds diverged)" in md.split("### Speedup")[1]
     row = read_csv(root / "tables" / "speedup.csv")[0]
     assert row["failed_seeds"] == "2:diverged" and row["ci95_low_side"] == "<"

@@ -274,7 +274,8 @@ def section_markdown(s: Section, root: Path, plots: bool) -> tuple[str, str, lis
     md.append(f"### Speedup against the fully-decayed baseline\n\n{speedup}")
     md.append(f"### Time to the baseline's final validation loss\n\n{ttt_table(s)}")
     md.append(f"### Win/loss against the baseline\n\nOver every budget and metric above "
-              f"(significant: paired t-test, p < 0.05).\n\n{win_loss_table(s)}")
+              f"(significant: p < 0.05, uncorrected; for the final loss the speedup's test, for downstream "
+              f"scores a paired t-test).\n\n{win_loss_table(s)}")
     md.append(f"### RST breakdown at {s.budgets[-1]}\n\nShare of the charged RST by kind of work (mean over "
               f"seeds); uncharged work (the paper's \"for free\" ablations, the IL model unless charged) is "
               f"shown beside it.\n\n{breakdown_table(s, s.budgets[-1])}")

@@ -28,6 +28,12 @@ def headlines(section) -> list[str]:
         return ["Only the baseline ran: there is nothing to compare it with."]
     lines[0:0] = [f"Speedups from the final **{section.split}** loss" + (
         "" if section.split == "test" else " (no test loss in the runs' summaries)") + "."]
+    lost = [r for r in section.runs if r.config == section.baseline and r.status in SP.FAILED]
+    if lost:  # the curve cannot count them as worst (that would flatter every rival): it names them
+        lost.sort(key=lambda r: (r.budget_value or 0, r.seed))
+        each = ", ".join(f"seed {r.seed} at {r.budget} {r.status}" for r in lost)
+        lines.append(f"**The baseline lost {len(lost)} run{'s' if len(lost) > 1 else ''}** ({each}): its curve "
+                     f"averages the seeds that completed.")
     rises, misfit = sp.curve.rises(), sp.curve.misfit()
     if rises:
         lines.append(f"The baseline's mean loss rises with budget at {', '.join(rises)} (noise: its curve is "
