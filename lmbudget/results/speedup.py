@@ -530,7 +530,8 @@ def censoring_text(cell: SpeedupCell, curve: BaselineCurve) -> str:
     p = cell.point
     if p.side == "<":
         if cell.failed and not math.isclose(p.value * cell.budget_s, curve.budgets[0]):
-            return "the speedup is at most this, as a failed seed's real outcome is worse than the worst loss measured"
+            statuses = " or ".join(sorted(set(cell.failed.values())))
+            return f"the speedup is at most this: a {statuses} seed's real outcome is worse than the worst loss measured"
         what = (f"it ends worse than the baseline at its smallest budget, {curve.labels[0]}, so its speedup is below "
                 f"{p.value:.2f}x")
         return what + (": slower by a factor this curve cannot measure (run smaller baseline budgets to measure it)"
