@@ -369,11 +369,13 @@ def test_unigram_plateau_line_and_warning(tmp_path):
     speedup_sweep(near, entropy=4.2)
     md = R.build_report(far).markdown
     # the baseline at the largest compared budget (40s, not the baseline-only 80s): 4.0, 1.0 below 5.0
-    assert ("Past the plateau: baseline+adamw ends at 4.000 nat at 40s (mean over 3 seeds), 1.00 nat below the "
+    assert ("Past the plateau: baseline+adamw ends at a validation loss of 4.000 nat at 40s (mean over 3 seeds), "
+            "1.00 nat below the "
             "unigram entropy (5.000 nat") in md
     assert "Warning" not in md.split("## Verdict")[1].split("\n## ")[0]
     md = R.build_report(near, plots=False).markdown
-    warning = ("**Warning: the comparison is on the unigram plateau and says little**: baseline+adamw ends at 4.000 "
+    warning = ("**Warning: the comparison is on the unigram plateau and says little**: baseline+adamw ends at a "
+               "validation loss of 4.000 "
                "nat at 40s (mean over 3 seeds), 0.20 nat below")
     assert warning in md.split("## Verdict")[1].split("\n## ")[0]
     above = tmp_path / "above"

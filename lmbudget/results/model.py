@@ -189,10 +189,10 @@ class Section:
                 cell.diff = replace(cell.diff, p_value=speedup.p_value)
         return cell
 
-    def targets(self, budget: str, metric: Metric = None) -> dict[int, float]:
-        """Per seed, the baseline's final loss at ``budget`` (validation unless another ``metric``:
+    def targets(self, budget: str) -> dict[int, float]:
+        """Per seed, the baseline's final validation loss at ``budget`` (whatever the verdict's split:
         what the validation curves and the unigram entropy compare with)."""
-        return self.cell(metric or VAL_LOSS, self.baseline, budget).values if self.baseline else {}
+        return self.cell(VAL_LOSS, self.baseline, budget).values if self.baseline else {}
 
     def target(self, budget: str, seed: int | None = None) -> float | None:
         """The baseline's final validation loss for ``seed`` (paired), else its mean over seeds."""

@@ -239,7 +239,8 @@ def speedup_markdown(s: Section) -> str:
     header, rows = SP.table(s)
     return (f"From the final {s.split} loss. Point value [95% interval]; see \"How to read the tables\".\n\n"
             f"{md_table(header, rows)}\n"
-            f"The baseline's curve ({s.baseline}; fitted: made non-increasing, see the method):\n\n"
+            f"The baseline's curve ({s.baseline}; fitted: the monotone curve the speedups read, see the "
+            f"method):\n\n"
             + md_table(["budget", "seeds", f"mean final {s.split} loss", "fitted"], SP.curve_rows(s)))
 
 

@@ -59,7 +59,7 @@ def plateau(section) -> tuple[str, bool]:
     values = section.targets(budget)
     loss = sum(values.values()) / len(values)
     gap = entropy - loss
-    where = (f"{section.baseline} ends at {loss:.3f} nat at {budget} (mean over {len(values)} seed"
+    where = (f"{section.baseline} ends at a validation loss of {loss:.3f} nat at {budget} (mean over {len(values)} seed"
              f"{'s' if len(values) != 1 else ''}), {abs(gap):.2f} nat {'below' if gap >= 0 else 'above'} the unigram "
              f"entropy ({entropy:.3f} nat: the validation loss of predicting training-set token frequencies)")
     if gap >= PLATEAU_MARGIN:
