@@ -237,11 +237,23 @@ def speedup_markdown(s: Section) -> str:
     if sp.curve is None:
         return f"No speedup: {sp.reason}.\n"
     header, rows = SP.table(s)
-    return (f"From the final {s.split} loss. Point value [95% interval]; see \"How to read the tables\".\n\n"
+    return (f"From the final {s.split} loss{sampling_error(s)}. Point value [95% interval]; see \"How to read the "
+            f"tables\".\n\n"
             f"{md_table(header, rows)}\n"
             f"The baseline's curve ({s.baseline}; fitted: the monotone curve the speedups read, see the "
             f"method):\n\n"
             + md_table(["budget", "seeds", f"mean final {s.split} loss", "fitted"], SP.curve_rows(s)))
+
+
+def sampling_error(s: Section) -> str:
+    """", whose sampling error is ..." for the test split: the runs' mean standard error and targets."""
+    runs = [r for r in s.runs if r.completed and r.final_test_loss_se is not None]
+    if s.split != "test" or not runs:
+        return ""
+    se = sum(r.final_test_loss_se for r in runs) / len(runs)
+    targets = [r.test_targets for r in runs if r.test_targets]
+    on = f" over {sum(targets) / len(targets):,.0f} targets" if targets else ""
+    return f" (its sampling error: a standard error of {se:.4f} nat per run{on}, mean over {len(runs)} runs)"
 
 
 def verdict_markdown(sections: list[Section]) -> str:
