@@ -300,10 +300,15 @@ def test_one_seed_says_what_is_missing_and_prints_no_interval(tmp_path):
     for budget in (10, 20, 40):
         write_run(root, "baseline", "adamw", budget, 0, law(budget))
     write_run(root, "layer-stacking", "adamw", 20, 0, law(30))
+    for seed in (0, 1):                                             # two seeds, but the baseline has one
+        write_run(root, "layer-dropping", "adamw", 20, seed, law(30))
     verdict = R.build_report(root, plots=False).markdown.split("## Verdict")[1].split("\n## ")[0]
     line = next(x for x in verdict.splitlines() if "layer-stacking" in x)
     assert "(no interval: 1 seed: an interval needs 2 or more seeds of the configuration; run more seeds)" in line
     assert "CI" not in line and "clear" not in line and "distinguishable" not in line
+    line = next(x for x in verdict.splitlines() if "layer-dropping" in x)
+    assert ("(no interval: the baseline has one seed at 10s, 20s, 40s: an interval needs 2 or more seeds at every "
+            "baseline budget; run more seeds)") in line and "CI" not in line
 
 
 def test_the_test_split_is_the_verdicts_when_runs_measured_it(tmp_path):
