@@ -32,8 +32,9 @@ def quiet(*_):
 def write_run(root: Path, algorithm: str, optimizer: str, budget_s: float, seed: int, final_val: float,
               evals: dict | None = None, status: str = "completed", val_curve=None, breakdown=None,
               model: str = "bert-micro", steps: int = 10, unigram_entropy: float | None = None,
-              trials: int | None = None) -> Path:
-    """A run directory written by hand: config.yaml, metrics.jsonl, summary.json, sweep-run.json."""
+              trials: int | None = None, summary_extra: dict | None = None) -> Path:
+    """A run directory written by hand: config.yaml, metrics.jsonl, summary.json, sweep-run.json
+    (``summary_extra``: more summary keys, such as the test split's loss)."""
     label, budget = f"{algorithm}+{optimizer}", f"{budget_s:g}s"
     d = root / "runs" / f"{model}__{label}__{budget}__s{seed}"
     d.mkdir(parents=True)
@@ -57,6 +58,7 @@ def write_run(root: Path, algorithm: str, optimizer: str, budget_s: float, seed:
         summary["unigram_entropy"] = unigram_entropy
     if evals:
         summary["eval"] = {k: {"average": v, "tasks": {"t1": v}} for k, v in evals.items()}
+    summary.update(summary_extra or {})
     (d / "summary.json").write_text(json.dumps(summary))
     return d
 

@@ -3,7 +3,7 @@
 speedup against the fully-decayed baseline, the unigram entropy)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from lmbudget.results import speedup as SP
@@ -29,6 +29,9 @@ class Run:
     error: str | None
     rst_s: float | None
     final_val_loss: float | None
+    final_test_loss: float | None = None              # on the test split (runs that measured it)
+    final_test_loss_se: float | None = None           # its standard error over targets
+    test_targets: int | None = None
     evals: dict = field(default_factory=dict)
     val_curve: list = field(default_factory=list)     # (rst_s, val_loss)
     train_curve: list = field(default_factory=list)   # (rst_s, train_loss)
@@ -45,12 +48,17 @@ class Run:
 
 @dataclass(frozen=True)
 class Metric:
-    key: str            # "val_loss" or "eval:<suite>"
+    key: str            # "test_loss", "val_loss" or "eval:<suite>"
     title: str
     lower_is_better: bool
 
     def value(self, run: Run) -> float | None:
+        if self.key == "test_loss":
+            return run.final_test_loss
         return run.final_val_loss if self.key == "val_loss" else run.evals.get(self.key[5:])
+
+
+VAL_LOSS = Metric("val_loss", "Final validation loss", True)
 
 
 @dataclass
@@ -71,7 +79,8 @@ def load_runs(store: Store) -> list[Run]:
     for r in store.query("SELECT * FROM runs ORDER BY run_id"):
         runs[r["run_id"]] = Run(r["run_id"], r["model"], r["config"], r["algorithm"], r["optimizer"], r["budget"],
                                 r["budget_kind"], r["budget_value"], r["seed"], r["reference"], r["status"],
-                                r["error"], r["rst_s"], r["final_val_loss"], trials=r["trials"],
+                                r["error"], r["rst_s"], r["final_val_loss"], r["final_test_loss"],
+                                r["final_test_loss_se"], r["test_targets"], trials=r["trials"],
                                 unigram_entropy=r["unigram_entropy"])
     for r in store.query("SELECT run_id, rst_s, train_loss, val_loss FROM metrics ORDER BY run_id, line"):
         run = runs[r["run_id"]]
@@ -143,7 +152,11 @@ class Section:
         self.baseline_only = [b for b in every if b not in self.budgets]
         self.references = sorted({r.reference for r in self.runs if r.completed and r.reference})
         suites = sorted({s for r in self.runs for s in r.evals})
-        self.metrics = [Metric("val_loss", "Final validation loss", True)] + [
+        # The verdict's split: test where every completed run measured it (tuning never saw it), else validation.
+        done = [r for r in self.runs if r.completed]
+        self.split = "test" if done and all(r.final_test_loss is not None for r in done) else "validation"
+        loss = Metric("test_loss", "Final test loss", True) if self.split == "test" else VAL_LOSS
+        self.metrics = [loss] + [
             Metric(f"eval:{s}", f"{s} average", suite_lower_is_better(s)) for s in suites]
 
     @cached_property
@@ -156,6 +169,10 @@ class Section:
         values = [r.unigram_entropy for r in self.runs if r.unigram_entropy is not None]
         return sum(values) / len(values) if values else None
 
+    def loss(self, run: Run) -> float | None:
+        """The run's final loss on the section's split (``split``)."""
+        return self.metrics[0].value(run)
+
     def cell_runs(self, config: str, budget: str) -> list[Run]:
         return [r for r in self.runs if r.config == config and r.budget == budget]
 
@@ -166,11 +183,16 @@ class Section:
         if self.baseline and config != self.baseline:
             base = self.cell(metric, self.baseline, budget).values
             cell.diff = paired_difference(values, base) if values and base else Difference(0, None)
+            speedup = self.speedups.cells.get((config, budget)) if metric == self.metrics[0] else None
+            if speedup is not None and speedup.p_value is not None and cell.diff.diff is not None:
+                # the loss table's mark is the speedup's test (one procedure: they cannot disagree)
+                cell.diff = replace(cell.diff, p_value=speedup.p_value)
         return cell
 
     def targets(self, budget: str) -> dict[int, float]:
-        """Per seed, the baseline's final validation loss at ``budget``."""
-        return self.cell(self.metrics[0], self.baseline, budget).values if self.baseline else {}
+        """Per seed, the baseline's final validation loss at ``budget`` (whatever the verdict's split:
+        what the validation curves and the unigram entropy compare with)."""
+        return self.cell(VAL_LOSS, self.baseline, budget).values if self.baseline else {}
 
     def target(self, budget: str, seed: int | None = None) -> float | None:
         """The baseline's final validation loss for ``seed`` (paired), else its mean over seeds."""

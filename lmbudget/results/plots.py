@@ -8,6 +8,7 @@ import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 
 from lmbudget.results.model import Section, breakdown_means, category_rank  # noqa: E402
 from lmbudget.results.stats import mean_std  # noqa: E402
@@ -92,7 +93,7 @@ def loss_curves(section: Section, budget: str, path: Path) -> None:
 
 
 def scores_vs_budget(section: Section, path: Path) -> None:
-    """Final validation loss and each downstream average against the budget, mean ± std over seeds."""
+    """Final loss (the section's split) and each downstream average against the budget, mean ± std over seeds."""
     metrics = section.metrics
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics) + 2.5, 4.2), squeeze=False,
                              layout="constrained")
@@ -104,7 +105,7 @@ def scores_vs_budget(section: Section, path: Path) -> None:
             if points:
                 ax.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points],
                             marker="o", ms=4, capsize=3, color=color(section, config), label=config)
-        if metric.key == "val_loss":
+        if metric.key in ("val_loss", "test_loss"):
             unigram_line(section, ax)
         ax.set_xticks(xs, section.budgets)
         ax.set_xlabel("RST budget")
@@ -165,9 +166,11 @@ def rst_breakdown(section: Section, path: Path) -> None:
 
 
 def speedup_curve(section: Section, path: Path) -> None:
-    """Final validation loss against budget (log scale): the fully-decayed baseline's runs, mean and
-    fitted curve, and each configuration's mean ± std; the speedup is the horizontal distance from
-    a configuration's point to the baseline's curve."""
+    """Final loss (the section's split) against budget (log scale): the fully-decayed baseline's
+    runs, mean and fitted curve, and each configuration's mean ± std with its speedup interval as a
+    horizontal bar (the interval the verdict prints, drawn at the configuration's loss: from
+    low x B to high x B; an open end stops at the curve's range); the speedup is the horizontal
+    distance from a configuration's point to the baseline's curve."""
     curve = section.speedups.curve
     scale = rst_unit(max(curve.budgets + [c.budget_s for c in section.speedups.cells.values()]))[1]
     fig, ax = plt.subplots(figsize=(9, 5), layout="constrained")
@@ -175,22 +178,30 @@ def speedup_curve(section: Section, path: Path) -> None:
     for b, values in zip(curve.budgets, curve.values):
         ax.plot([b / scale] * len(values), list(values.values()), ".", color=base, alpha=0.4)
     ax.plot([b / scale for b in curve.budgets], curve.means, "o", color=base, ms=5)
-    ax.plot([b / scale for b in curve.budgets], curve.fitted, "-", color=base, lw=1.5,
-            label=f"{section.baseline} (fully decayed at each budget)")
+    grid = np.geomspace(curve.budgets[0], curve.budgets[-1], 100)
+    fit = curve.fit()
+    ax.plot(grid / scale, [float(fit.at(b)[0]) for b in grid], "-", color=base, lw=1.5,
+            label=f"{section.baseline} (fully decayed at each budget; fitted curve)")
     for config in section.configs:
         cells = [section.speedups.cells[config, b] for b in section.budgets if (config, b) in section.speedups.cells]
         if cells:
             stds = [mean_std(list(c.values.values()))[1] or 0.0 for c in cells]
             ax.errorbar([c.budget_s / scale for c in cells], [c.loss for c in cells], yerr=stds, fmt="s", ms=5,
                         capsize=3, color=color(section, config), label=config)
+            for c in cells:
+                if c.low is not None:
+                    ends = [min(max(e.value * c.budget_s, curve.budgets[0]), curve.budgets[-1]) / scale
+                            for e in (c.low, c.high)]
+                    ax.plot(ends, [c.loss] * 2, "-", color=color(section, config), lw=3, alpha=0.35)
     unigram_line(section, ax)
     ax.set_xscale("log")
     ticks = dict(zip(curve.budgets, curve.labels)) | {c.budget_s: c.budget for c in section.speedups.cells.values()}
     ax.set_xticks([b / scale for b in sorted(ticks)], [ticks[b] for b in sorted(ticks)])
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("RST budget (log scale)")
-    ax.set_ylabel("final validation loss (mean over seeds)")
+    ax.set_ylabel(f"final {section.split} loss (mean over seeds)")
     ax.grid(alpha=0.3, which="both")
     legend(fig, *ax.get_legend_handles_labels())
-    fig.suptitle(f"{section.model}: speedup against the fully-decayed baseline (horizontal distance)")
+    fig.suptitle(f"{section.model}: speedup against the fully-decayed baseline (horizontal distance; "
+                 f"bars: 95% intervals)")
     save(fig, path)

@@ -28,11 +28,15 @@ LEGEND = """\
   from one seed shows the value alone. `[k/n seeds]` marks a cell with fewer completed runs than
   the sweep's seeds (failed, diverged or unfinished runs are not averaged in).
 - `(Δ …)` is the mean difference to **baseline+adamw** at the same budget, paired by seed.
-  Significance: a two-sided paired t-test across the seeds both have: `**` p < 0.01, `*` p < 0.05,
-  `ns` not significant; `n/a` when only one seed pair exists (no test is possible with one seed;
-  run more seeds). For losses lower is better, for downstream scores higher is better.
-- Final validation loss is the run's last validation pass (masked-LM or span-corruption loss on
-  held-out data), measured at the end of the RST budget.
+  Significance: for the final loss, the speedup's own test (the same draws as its interval, see
+  "The speedup" below: the loss table and the speedup cannot disagree); for downstream scores a
+  two-sided paired t-test across the seeds both have: `**` p < 0.01, `*` p < 0.05, `ns` not
+  significant (neither corrected for multiple comparisons: the verdict's headlines are); `n/a`
+  when only one seed pair exists (no test is possible with one seed; run more seeds). For losses
+  lower is better, for downstream scores higher is better.
+- Final test (or validation) loss is the run's last pass over that split (masked-LM or
+  span-corruption loss on held-out data), measured at the end of the RST budget. The test split is
+  the verdict's when every run measured it: tuning selects on validation and never sees it.
 - Time to target: the RST a run took until its validation loss first reached the baseline's final
   validation loss at that budget and seed (the baseline's mean over seeds for a seed it lacks),
   read off the measured validation points (no interpolation, so its resolution is the validation
@@ -233,9 +237,23 @@ def speedup_markdown(s: Section) -> str:
     if sp.curve is None:
         return f"No speedup: {sp.reason}.\n"
     header, rows = SP.table(s)
-    return (f"Point value [95% bootstrap interval]; see \"How to read the tables\".\n\n{md_table(header, rows)}\n"
-            f"The baseline's curve ({s.baseline}; fitted: made non-increasing, see the method):\n\n"
-            + md_table(["budget", "seeds", "mean final val loss", "fitted"], SP.curve_rows(s)))
+    return (f"From the final {s.split} loss{sampling_error(s)}. Point value [95% interval]; see \"How to read the "
+            f"tables\".\n\n"
+            f"{md_table(header, rows)}\n"
+            f"The baseline's curve ({s.baseline}; fitted: the monotone curve the speedups read, see the "
+            f"method):\n\n"
+            + md_table(["budget", "seeds", f"mean final {s.split} loss", "fitted"], SP.curve_rows(s)))
+
+
+def sampling_error(s: Section) -> str:
+    """", whose sampling error is ..." for the test split: the runs' mean standard error and targets."""
+    runs = [r for r in s.runs if r.completed and r.final_test_loss_se is not None]
+    if s.split != "test" or not runs:
+        return ""
+    se = sum(r.final_test_loss_se for r in runs) / len(runs)
+    targets = [r.test_targets for r in runs if r.test_targets]
+    on = f" over {sum(targets) / len(targets):,.0f} targets" if targets else ""
+    return f" (its sampling error: a standard error of {se:.4f} nat per run{on}, mean over {len(runs)} runs)"
 
 
 def verdict_markdown(sections: list[Section]) -> str:
@@ -269,7 +287,8 @@ def section_markdown(s: Section, root: Path, plots: bool) -> tuple[str, str, lis
     md.append(f"### Speedup against the fully-decayed baseline\n\n{speedup}")
     md.append(f"### Time to the baseline's final validation loss\n\n{ttt_table(s)}")
     md.append(f"### Win/loss against the baseline\n\nOver every budget and metric above "
-              f"(significant: paired t-test, p < 0.05).\n\n{win_loss_table(s)}")
+              f"(significant: p < 0.05, uncorrected; for the final loss the speedup's test, for downstream "
+              f"scores a paired t-test).\n\n{win_loss_table(s)}")
     md.append(f"### RST breakdown at {s.budgets[-1]}\n\nShare of the charged RST by kind of work (mean over "
               f"seeds); uncharged work (the paper's \"for free\" ablations, the IL model unless charged) is "
               f"shown beside it.\n\n{breakdown_table(s, s.budgets[-1])}")
@@ -349,7 +368,8 @@ def build_report(root: Path, rebuild: bool = False, plots: bool = True) -> Repor
                                                        for r in problems]))
     md.append("## How to read the tables\n\n" + LEGEND + "\nThe speedup:\n\n" + SP.METHOD)
     md.append("## Files\n\n- `tables/cells.csv`: every cell (mean, std, difference, 95% interval, p-value)\n"
-              "- `tables/speedup.csv` (every speedup cell and geometric mean; `*_side`: `=`, `<` or `>`), "
+              "- `tables/speedup.csv` (every speedup cell: its split, interval, p-value and Holm-adjusted p-value; "
+              "`*_side`: `=`, `<` or `>`), "
               "`tables/baseline_curve.csv` (the baseline's runs the speedup reads)\n"
               "- `tables/time_to_target.csv`, `tables/win_loss.csv`, `tables/runs.csv`\n"
               "- `results.sqlite`: the store (runs, metrics, rst_breakdown, evals, eval_tasks); "

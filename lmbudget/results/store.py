@@ -10,7 +10,8 @@ Schema (``results.sqlite``)::
 
     runs(run_id PK, path, model, config, algorithm, optimizer, budget, budget_kind, budget_value,
          seed, reference, status, error, rst_s, wall_s, steps, tokens, final_val_loss,
-         final_train_loss, trials, unigram_entropy, config_json, summary_json, fingerprint)
+         final_train_loss, trials, unigram_entropy, final_test_loss, final_test_loss_se, test_targets,
+         config_json, summary_json, fingerprint)
     metrics(run_id, line, step, rst_s, wall_s, tokens, lr, train_loss, val_loss, final, extra_json)
     rst_breakdown(run_id, tag, rst_s, free_rst_s, units)
     evals(run_id, suite, average, protocol_json)
@@ -20,7 +21,9 @@ Schema (``results.sqlite``)::
 ``started`` or ``empty``. ``config`` is the table row's label (``baseline+adamw``). ``trials`` is the
 number of tuning trials the configuration's hyper-parameters came from (the sweep's coordinates;
 NULL: untuned defaults); ``unigram_entropy`` the summary's (nats: the validation loss of predicting
-training-set token frequencies). ``protocol_json`` is the suite's protocol (``eval/<suite>.json``).
+training-set token frequencies). ``final_test_loss`` (mean per-token loss on the test split, which
+tuning never sees), its standard error ``final_test_loss_se`` and ``test_targets`` (the number of
+targets it averages) are the summary's, NULL for runs that did not measure it. ``protocol_json`` is the suite's protocol (``eval/<suite>.json``).
 A store of an older schema is rebuilt from the run directories when opened. Example queries::
 
     -- mean final validation loss per configuration and budget
@@ -44,7 +47,7 @@ from pathlib import Path
 import yaml
 
 STORE_NAME = "results.sqlite"
-SCHEMA_VERSION = "2"   # a store with another version is rebuilt on opening
+SCHEMA_VERSION = "3"   # a store with another version is rebuilt on opening
 COORDS = "sweep-run.json"   # written by the sweep into each run directory: its grid coordinates
 FAILED = "failed.json"      # written when a run's training or evaluation raised
 SKIP_DIRS = {"checkpoints", "eval", "tensorboard", "wandb", "plots", "tables"}
@@ -59,7 +62,8 @@ CREATE TABLE runs (
     budget TEXT, budget_kind TEXT, budget_value REAL, seed INTEGER, reference TEXT,
     status TEXT NOT NULL, error TEXT,
     rst_s REAL, wall_s REAL, steps INTEGER, tokens INTEGER, final_val_loss REAL, final_train_loss REAL,
-    trials INTEGER, unigram_entropy REAL, config_json TEXT, summary_json TEXT, fingerprint TEXT NOT NULL);
+    trials INTEGER, unigram_entropy REAL, final_test_loss REAL, final_test_loss_se REAL, test_targets INTEGER,
+    config_json TEXT, summary_json TEXT, fingerprint TEXT NOT NULL);
 CREATE TABLE metrics (
     run_id TEXT NOT NULL, line INTEGER NOT NULL, step INTEGER, rst_s REAL, wall_s REAL, tokens INTEGER,
     lr REAL, train_loss REAL, val_loss REAL, final INTEGER, extra_json TEXT, PRIMARY KEY (run_id, line));
@@ -180,7 +184,8 @@ def read_run(run_dir: Path, root: Path, before: str | None = None) -> dict:
            budget_value, seed, coords.get("reference") or s.get("reference") or cfg.get("train", {}).get("reference"),
            status, error, _num(s.get("rst_s")), _num(s.get("wall_s")), _num(s.get("steps")), _num(s.get("tokens")),
            _num(s.get("final_val_loss")), train_losses[-1] if train_losses else None,
-           _num(coords.get("trials")), _num(s.get("unigram_entropy")),
+           _num(coords.get("trials")), _num(s.get("unigram_entropy")), _num(s.get("final_test_loss")),
+           _num(s.get("final_test_loss_se")), _num(s.get("test_targets")),
            json.dumps(config, sort_keys=True) if config is not None else None,
            json.dumps(summary, sort_keys=True) if summary is not None else None, before)
     return {"runs": [run], "metrics": metrics, "rst_breakdown": breakdown,

@@ -11,7 +11,9 @@ PLATEAU_MARGIN = 0.5   # nats below the unigram entropy under which a comparison
 
 
 def headlines(section) -> list[str]:
-    """One sentence per configuration, at the largest budget it has a speedup for."""
+    """One sentence per configuration, at its headline budget (the largest it has a measurable
+    speedup at, else its largest), with the Holm-corrected decision; then what the interval lacks
+    or where the curve and the raw means disagree."""
     sp = section.speedups
     if sp.curve is None:
         return [f"No speedup: {sp.reason}."]
@@ -19,10 +21,29 @@ def headlines(section) -> list[str]:
     for c in section.configs:
         if c == section.baseline:
             continue
-        cells = [sp.cells[c, b] for b in section.budgets if (c, b) in sp.cells]
-        lines.append(SP.headline(c, cells[-1], sp.curve, sp.geometric_mean(c), len(cells)) if cells else
+        cell = sp.headline_cell(c)
+        lines.append(SP.headline(c, cell, sp.curve, sp.comparisons) if cell else
                      f"**{c}**: no completed run at an RST budget, no speedup.")
-    return lines or ["Only the baseline ran: there is nothing to compare it with."]
+    if not lines:
+        return ["Only the baseline ran: there is nothing to compare it with."]
+    lines[0:0] = [f"Speedups from the final **{section.split}** loss" + (
+        "" if section.split == "test" else " (no test loss in the runs' summaries)") + "."]
+    lost = [r for r in section.runs if r.config == section.baseline and r.status in SP.FAILED]
+    if lost:  # the curve cannot count them as worst (that would flatter every rival): it names them
+        lost.sort(key=lambda r: (r.budget_value or 0, r.seed))
+        each = ", ".join(f"seed {r.seed} at {r.budget} {r.status}" for r in lost)
+        lines.append(f"**The baseline lost {len(lost)} run{'s' if len(lost) > 1 else ''}** ({each}): its curve "
+                     f"averages the seeds that completed.")
+    rises, misfit = sp.curve.rises(), sp.curve.misfit()
+    if rises:
+        lines.append(f"The baseline's mean loss rises with budget at {', '.join(rises)} (noise: its curve is "
+                     f"non-increasing, see the curve's table); a configuration at a budget the baseline ran reads "
+                     f"a curve through the baseline's raw mean there, so a loss worse than the baseline's at the "
+                     f"same budget never reads as a speedup above 1.")
+    if misfit:
+        lines.append(f"**Warning: the baseline's fitted curve misses its raw mean by more than 3 standard errors "
+                     f"at {', '.join(misfit)}**: speedups read between those budgets rest on the curve's shape.")
+    return lines
 
 
 def plateau(section) -> tuple[str, bool]:
@@ -38,7 +59,7 @@ def plateau(section) -> tuple[str, bool]:
     values = section.targets(budget)
     loss = sum(values.values()) / len(values)
     gap = entropy - loss
-    where = (f"{section.baseline} ends at {loss:.3f} nat at {budget} (mean over {len(values)} seed"
+    where = (f"{section.baseline} ends at a validation loss of {loss:.3f} nat at {budget} (mean over {len(values)} seed"
              f"{'s' if len(values) != 1 else ''}), {abs(gap):.2f} nat {'below' if gap >= 0 else 'above'} the unigram "
              f"entropy ({entropy:.3f} nat: the validation loss of predicting training-set token frequencies)")
     if gap >= PLATEAU_MARGIN:
