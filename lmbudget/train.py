@@ -8,6 +8,7 @@ through ``Clock.charge`` before it is done. The model comes from its family (``l
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from pathlib import Path
@@ -33,6 +34,12 @@ from lmbudget.summary import run_summary
 from lmbudget.tracking import make_tracker
 
 __all__ = ["EVAL_MASK_SEED", "RunError", "Trainer", "autocast", "cost_key", "cpu_lacks_bf16", "initial_model"]
+
+
+def stream_seed(seed: int, split: str) -> int:
+    """The data order's seed: the run's own on the train split; another one on any other split, so a run
+    on the holdout (RHO-loss's IL model) never walks its rows in the main run's order."""
+    return seed if split == "train" else int.from_bytes(hashlib.sha256(f"{split}:{seed}".encode()).digest()[:7], "big")
 
 
 def initial_model(cfg: RunConfig, special: dict) -> torch.nn.Module:
@@ -77,8 +84,8 @@ class Trainer(RunContext, Persistence):
         self.optim = optimizer_plugin(cfg.optim)
         self.clock.require_step(self.optim.cost_key, cfg.model_name, cfg.optim.name, log)  # before any work
         self.schedule = SCHEDULES.resolve(cfg.optim.schedule)
-        self.train_split = self.data.split("train")
-        self.stream = BatchStream(len(self.train_split), t.micro_batch, seed=t.seed)
+        self.train_split = self.data.split(cfg.data.train_split)  # "holdout": RHO-loss's irreducible-loss model
+        self.stream = BatchStream(len(self.train_split), t.micro_batch, seed=stream_seed(t.seed, cfg.data.train_split))
         self.mask_generator = torch.Generator().manual_seed(t.seed + 1)
         self.optimizer_generator = torch.Generator().manual_seed(t.seed + 2)  # the optimizer's stream
         self.generator = torch.Generator().manual_seed(t.seed + 3)  # the algorithm's stream

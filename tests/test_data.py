@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -323,3 +324,37 @@ def test_tokenizer_training_is_deterministic(kind, vocab):
     texts = [a["body"] for a in bbc_articles()[:300]]
     cfg = DataConfig(tokenizer=kind, vocab_size=vocab)
     assert train_tokenizer(texts, cfg).to_str() == train_tokenizer(texts, cfg).to_str()
+
+
+# ------------------------------------------------------------------------------------------ which split a run reads
+def test_rho_loss_il_model_trains_on_holdout_rows_only_and_the_main_run_on_train_rows(corpus, tmp_path, monkeypatch):
+    """The IL model must never have trained on a candidate it scores (Mindermann et al.): before the
+    fix it trained on the train split in the main run's own order (20.7% of a demo run's candidates)."""
+    from lmbudget.algorithms.rho_loss import IL_RECIPE, RhoLoss
+    from lmbudget.context import RunContext
+    from lmbudget.runs import make_config, train
+
+    monkeypatch.setenv("LMBUDGET_HOME", str(tmp_path / "home"))
+    drawn: dict[str, list] = {}
+    original = RunContext.draw
+
+    def spy(self, n):
+        batch = original(self, n)
+        drawn.setdefault(self.cfg.data.train_split, []).extend(batch.example_ids.tolist())
+        return batch
+
+    monkeypatch.setattr(RunContext, "draw", spy)
+    cfg = make_config("bert-micro", "rho-loss", budget="8 steps", seed=0,
+                      overrides=[f"data.corpus={corpus}", "train.threads=1", "algorithm.il_budget_fraction=1"])
+    summary = train(cfg, tmp_path / "run", progress=False, log=lambda *_: None)
+    assert summary["status"] == "completed" and IL_RECIPE >= 2
+    data = prepare_data(cfg.data, log=lambda *_: None)
+    ids = {s: set(data.split(s).example_ids.tolist()) for s in SPLITS}
+    il_rows, candidates = set(drawn["holdout"]), set(drawn["train"])
+    assert len(drawn["holdout"]) == 8 * cfg.train.batch and len(drawn["train"]) == 8 * 2 * cfg.train.batch
+    assert il_rows <= ids["holdout"] and candidates <= ids["train"]
+    assert not il_rows & candidates and summary["il_examples_scored"] == len(candidates)
+    # a cached IL model of the old recipe (the same config, which already said holdout) is not reused
+    il_cfg = RhoLoss({"il_budget_fraction": 1}).il_config(cfg)
+    old_key = hashlib.sha256(json.dumps(il_cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+    assert il_cfg.data.train_split == "holdout" and Path(summary["il_run_dir"]).name != old_key
