@@ -73,6 +73,7 @@ class TrainConfig:
     compile: bool = False
     eval_every: float = 0.1     # fraction of the budget between validation passes
     eval_batches: int = 8       # microbatches per validation pass
+    test_rows: int = 16384      # test-split rows of the final test loss (0: all; see lmbudget/testloss.py)
     checkpoint_every: float = 0.25  # fraction of the budget between checkpoints
     keep_checkpoints: bool = False  # also keep every checkpoint's weights (checkpoints/kept/), to evaluate them
     log_every: int = 1          # steps between metric lines
@@ -183,7 +184,7 @@ RULES: dict[str, dict[str, tuple]] = {
               "clip": (_at_least(0), ">= 0 (0 disables clipping)")},
     "train": {"seed": (_at_least(0), ">= 0"), "micro_batch": (_at_least(1), ">= 1"), "batch": (_at_least(1), ">= 1"),
               "eval_every": (_positive, "> 0 (a fraction of the budget; above 1: only at the end)"),
-              "eval_batches": (_at_least(1), ">= 1"),
+              "eval_batches": (_at_least(1), ">= 1"), "test_rows": (_at_least(0), ">= 0 (0: the whole test split)"),
               "checkpoint_every": (_positive, "> 0 (a fraction of the budget; above 1: only at the end)"),
               "log_every": (_at_least(1), ">= 1"), "threads": (_at_least(0), ">= 0 (0: leave as is)")},
 }

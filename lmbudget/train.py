@@ -31,6 +31,7 @@ from lmbudget.persistence import Persistence
 from lmbudget.registry import SCHEDULES
 from lmbudget.runlog import DIVERGENCE_MIN_LOSSES, MetricsLog, loss_rise
 from lmbudget.summary import run_summary
+from lmbudget.testloss import CHUNK as TEST_CHUNK, per_token_loss
 from lmbudget.tracking import make_tracker
 
 __all__ = ["EVAL_MASK_SEED", "RunError", "Trainer", "autocast", "cost_key", "cpu_lacks_bf16", "initial_model"]
@@ -95,6 +96,7 @@ class Trainer(RunContext, Persistence):
         self.next_eval = t.eval_every
         self.next_checkpoint = t.checkpoint_every
         self.last_val_loss: float | None = None
+        self.test_result: tuple[float, float, int] | None = None  # (loss per token, its SE, targets): testloss.py
         self.loss_start_end: tuple[float, float] | None = None  # first and last-10% mean of the logged train losses
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", enabled=self.world.is_main)
         self.progress = progress
@@ -139,6 +141,7 @@ class Trainer(RunContext, Persistence):
                 self.after_step(loss)
             if status == "completed":
                 self.last_val_loss = self.evaluate()
+                self.test_result = self.test_loss()
                 self.metrics.append(self.metric_line(None, val_loss=self.last_val_loss, final=True))
                 self.save_checkpoint()
                 if self.rose_for_good():
@@ -251,6 +254,29 @@ class Trainer(RunContext, Persistence):
                 count += len(losses)
         self.model.train(was_training)
         return total / count
+
+    @torch.no_grad()
+    def test_loss(self) -> tuple[float, float, int] | None:
+        """The final loss per target token on the test split, its standard error and the number of
+        targets (``lmbudget.testloss``); None when the data has no test split."""
+        data = self.data.split("test")
+        n = len(data) if self.cfg.train.test_rows == 0 else min(len(data), self.cfg.train.test_rows)
+        if n == 0:
+            return None
+        was_training = self.model.training
+        self.model.eval()
+        active = self.algorithm.eval_layers(self)
+        means, counts = [], []
+        with self.optim.evaluation(self.optimizer):
+            for k, start in enumerate(range(0, n, TEST_CHUNK)):
+                tokens = torch.from_numpy(data.tokens[start:min(start + TEST_CHUNK, n)].astype("int64"))
+                inputs = self.make_inputs(tokens, torch.Generator().manual_seed(EVAL_MASK_SEED + k))
+                counts.append((inputs["labels"] != -100).sum(1))
+                with autocast(self.cfg.train.precision, self.device):
+                    losses = self.model({name: v.to(self.device) for name, v in inputs.items()}, active=active, per_example=True)
+                means.append(losses.float().cpu())
+        self.model.train(was_training)
+        return per_token_loss(torch.cat(means).numpy(), torch.cat(counts).numpy())
 
     def unigram_entropy(self) -> float:
         """The validation loss of predicting target-token frequencies alone (see data/unigram.py)."""

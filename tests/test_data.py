@@ -327,7 +327,14 @@ def test_tokenizer_training_is_deterministic(kind, vocab):
 
 
 # ------------------------------------------------------------------------------------------ which split a run reads
-def test_rho_loss_il_model_trains_on_holdout_rows_only_and_the_main_run_on_train_rows(corpus, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def run_cache(tmp_path_factory):
+    """The data cache of this module's training runs (the conftest corpus, bert-micro), prepared once."""
+    return tmp_path_factory.mktemp("run-cache")
+
+
+def test_rho_loss_il_model_trains_on_holdout_rows_only_and_the_main_run_on_train_rows(corpus, run_cache, tmp_path,
+                                                                                      monkeypatch):
     """The IL model must never have trained on a candidate it scores (Mindermann et al.): before the
     fix it trained on the train split in the main run's own order (20.7% of a demo run's candidates)."""
     from lmbudget.algorithms.rho_loss import IL_RECIPE, RhoLoss
@@ -344,17 +351,61 @@ def test_rho_loss_il_model_trains_on_holdout_rows_only_and_the_main_run_on_train
         return batch
 
     monkeypatch.setattr(RunContext, "draw", spy)
-    cfg = make_config("bert-micro", "rho-loss", budget="8 steps", seed=0,
-                      overrides=[f"data.corpus={corpus}", "train.threads=1", "algorithm.il_budget_fraction=1"])
+    cfg = make_config("bert-micro", "rho-loss", budget="4 steps", seed=0,
+                      overrides=[f"data.corpus={corpus}", f"data.cache_dir={run_cache}", "train.threads=1",
+                                 "algorithm.il_budget_fraction=1"])
     summary = train(cfg, tmp_path / "run", progress=False, log=lambda *_: None)
     assert summary["status"] == "completed" and IL_RECIPE >= 2
     data = prepare_data(cfg.data, log=lambda *_: None)
     ids = {s: set(data.split(s).example_ids.tolist()) for s in SPLITS}
     il_rows, candidates = set(drawn["holdout"]), set(drawn["train"])
-    assert len(drawn["holdout"]) == 8 * cfg.train.batch and len(drawn["train"]) == 8 * 2 * cfg.train.batch
+    assert len(drawn["holdout"]) == 4 * cfg.train.batch and len(drawn["train"]) == 4 * 2 * cfg.train.batch
     assert il_rows <= ids["holdout"] and candidates <= ids["train"]
     assert not il_rows & candidates and summary["il_examples_scored"] == len(candidates)
     # a cached IL model of the old recipe (the same config, which already said holdout) is not reused
     il_cfg = RhoLoss({"il_budget_fraction": 1}).il_config(cfg)
     old_key = hashlib.sha256(json.dumps(il_cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
     assert il_cfg.data.train_split == "holdout" and Path(summary["il_run_dir"]).name != old_key
+
+
+# ------------------------------------------------------------------------------------------ the final test loss
+def test_per_token_test_loss_and_its_standard_error_match_a_simulation_with_known_truth():
+    """Rows of 1-8 targets, a shared per-row effect (tokens of a row are correlated) and per-token noise:
+    the estimate is unbiased for the per-token mean and its SE matches the spread over 2,000 replications."""
+    from lmbudget.testloss import per_token_loss
+
+    rng = np.random.default_rng(0)
+    truth, estimates, ses = 3.0, [], []
+    for _ in range(2000):
+        counts = rng.integers(0, 9, size=300)   # a row without targets is left out
+        noise = rng.normal(0, 2.0, size=300) / np.sqrt(np.maximum(counts, 1))  # the mean of c tokens' noise
+        means = np.where(counts > 0, truth + rng.normal(0, 1.5, size=300) + noise, 99.0)
+        mean, se, targets = per_token_loss(means, counts)
+        assert targets == counts.sum()
+        estimates.append(mean)
+        ses.append(se)
+    spread = np.std(estimates)
+    assert abs(np.mean(estimates) - truth) < 4 * spread / np.sqrt(2000)
+    assert 0.9 < np.mean(ses) / spread < 1.1
+    naive = np.hypot(2.0, 1.5) / np.sqrt(300 * 4)  # iid tokens would claim this: the row effect makes it too small
+    assert spread > 1.4 * naive
+    mean, se, _ = per_token_loss([1.0, 3.0], [1, 3])
+    assert mean == pytest.approx(2.5)           # per token (1 + 9) / 4, not per row (1 + 3) / 2
+
+
+def test_a_resumed_run_writes_the_same_final_test_loss_as_an_uninterrupted_one(corpus, run_cache, tmp_path, monkeypatch):
+    from lmbudget.conformance.runs import run_interrupted
+    from lmbudget.runs import make_config, train
+
+    monkeypatch.setenv("LMBUDGET_HOME", str(tmp_path / "home"))
+    cfg = make_config("bert-micro", budget="6 steps", seed=0,
+                      overrides=[f"data.corpus={corpus}", f"data.cache_dir={run_cache}", "train.threads=1",
+                                 "train.checkpoint_every=0.3"])
+    whole = train(cfg, tmp_path / "whole", progress=False, log=lambda *_: None)
+    run_interrupted(cfg, tmp_path / "cut", at_step=4)
+    resumed = train(cfg, tmp_path / "cut", resume=True, progress=False, log=lambda *_: None)
+    data = prepare_data(cfg.data, log=lambda *_: None)
+    assert whole["final_test_loss"] == resumed["final_test_loss"] and whole["final_test_loss_se"] > 0
+    assert whole["test_targets"] == resumed["test_targets"] > 0
+    assert len(data.split("test")) < cfg.train.test_rows  # the whole (small) test split was read
+    assert whole["final_test_loss"] != whole["final_val_loss"]  # another split, per token, all of it
