@@ -298,3 +298,63 @@ def test_the_default_sampler_covers_the_learning_rate_range_evenly_and_tune_seed
     for seed in (0, 2, 999):
         with pytest.raises(TuneError, match=f"tuning seed {seed} is below 1000: .* use --seed 1000 or higher"):
             run_tune(spec_of(["baseline"]), tmp_path / "low", "10 steps", 1, seed=seed, log=quiet)
+
+
+# ----------------------------------------------------------------------------- the report's fairness check
+
+def winners_entry(seed=1000, split="validation", dimensions=1, budget="30s", trials=4) -> dict:
+    return {"overrides": ["optim.lr=0.001"], "trials": trials, "budget": budget, "seed": seed, "seeds": [seed],
+            "split": split, "dimensions": dimensions}
+
+
+def sweep_folder(root: Path, winners: dict, seeds=(0, 1)) -> Path:
+    """A hand-made sweep folder: sweep.yaml naming a tuned file, one baseline run per seed."""
+    from test_results import write_run
+    root.mkdir()
+    (root / "w.tuned.yaml").write_text(yaml.safe_dump(winners))
+    (root / "sweep.yaml").write_text(yaml.safe_dump({"name": "leak", "seeds": list(seeds), "budgets": ["30s"],
+                                                     "baseline_budgets": [], "tuned": "w.tuned.yaml"}))
+    for seed in seeds:
+        write_run(root, "baseline", "adamw", 30, seed, 5.0 + 0.01 * seed, trials=4)
+    return root
+
+
+def test_a_tuned_file_made_on_the_verdicts_seeds_is_a_warning_and_an_error_with_strict(tmp_path, capsys):
+    from lmbudget.cli import main
+    from lmbudget.results.report import build_report
+
+    leaky = sweep_folder(tmp_path / "leaky", {"baseline+adamw": winners_entry(seed=0)})
+    report = build_report(leaky, plots=False).markdown
+    line = next(line for line in report.splitlines() if "tuning leaks" in line)
+    assert "w.tuned.yaml" in line and "verdict's own seed 0 " in line and "seeds 0, 1 on the test split" in line
+    with pytest.raises(SystemExit) as e:
+        main(["report", str(leaky), "--strict", "--no-plots"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and "w.tuned.yaml" in err[0] and "seed 0" in err[0], err
+
+    on_test = sweep_folder(tmp_path / "on-test", {"baseline+adamw": winners_entry(split="test")})
+    assert "own test split" in build_report(on_test, plots=False).markdown
+    clean = sweep_folder(tmp_path / "clean", {"baseline+adamw": winners_entry()})
+    main(["report", str(clean), "--strict", "--no-plots"])
+    text = (clean / "report.md").read_text()
+    assert "leaks" not in text and "got 4 trials over 1 dimension at 30s on seeds 1000" in text
+
+
+@pytest.mark.parametrize("field, other, shown", [
+    ("dimensions", 3, "dimensions: baseline+adamw 1, layer-dropping+adamw 3"),
+    ("trials", 8, "trials: baseline+adamw 4, layer-dropping+adamw 8"),
+    ("budget", "60s", "budget: baseline+adamw 30s, layer-dropping+adamw 60s"),
+    ("seed", 1001, "seeds: baseline+adamw [1000], layer-dropping+adamw [1001]"),
+])
+def test_the_fairness_check_flags_unequal_trials_budget_seeds_or_dimensions(tmp_path, field, other, shown):
+    from lmbudget.results.verdict import tuned_file_checks
+    winners = {"baseline+adamw": winners_entry(), "layer-dropping+adamw": winners_entry(**{field: other})}
+    (tmp_path / "w.yaml").write_text(yaml.safe_dump(winners))
+    spec = {"seeds": [0, 1, 2], "budgets": ["30s"], "baseline_budgets": ["15s", "60s"], "tuned": str(tmp_path / "w.yaml")}
+    lines = tuned_file_checks(spec, tmp_path)
+    assert [warn for _, warn in lines] == [True, True]
+    assert "unequal or unrecorded tuning" in lines[0][0] and shown in lines[0][0]
+    assert "the baseline's curve at 15s, 60s uses the hyper-parameters tuned at 30s" in lines[1][0]
+    old = {label: {"overrides": [], "trials": 4, "budget": "30s", "seed": 1000} for label in winners}
+    (tmp_path / "w.yaml").write_text(yaml.safe_dump(old))  # a file from before dimensions were recorded
+    assert "dimensions: baseline+adamw not recorded" in tuned_file_checks(spec, tmp_path)[0][0]
