@@ -409,3 +409,27 @@ def test_a_resumed_run_writes_the_same_final_test_loss_as_an_uninterrupted_one(c
     assert whole["test_targets"] == resumed["test_targets"] > 0
     assert len(data.split("test")) < cfg.train.test_rows  # the whole (small) test split was read
     assert whole["final_test_loss"] != whole["final_val_loss"]  # another split, per token, all of it
+
+
+# ------------------------------------------------------------------------------------------ seen text
+def test_downstream_tasks_on_pre_training_text_are_labelled_seen_text_in_notes_and_reports():
+    """fortune-category and wordnet-gloss test on text of offline-en's train split: every report line
+    listing them says so; bbc-topic (reserved from pre-training) is not labelled."""
+    from types import SimpleNamespace
+
+    from lmbudget.evaluate import tasks as T
+    from lmbudget.results.verdict import protocol
+
+    run = SimpleNamespace(evals={"probe": 0.5}, protocols={}, tasks={"probe": ["bbc-topic", "fortune-category",
+                                                                               "wordnet-gloss"]})
+    line = protocol(SimpleNamespace(runs=[run]), "probe")
+    assert "bbc-topic, fortune-category (seen text" in line and "wordnet-gloss (seen text" in line
+    assert "bbc-topic (seen" not in line
+    # the texts really are in the train split: a fortune test text occurs verbatim in the Fortunes source
+    fortunes = T.fortune_category()
+    if fortunes is None:
+        pytest.skip("fortunes is not installed")
+    assert fortunes.note.startswith("seen text") and "bbc-topic" not in T.SEEN_TEXT
+    source = {S.normalize(d) for d in S.Fortunes().documents()}
+    test_texts = fortunes.evals["test"].a
+    assert sum(S.normalize(t) in source for t in test_texts) > len(test_texts) / 2

@@ -74,9 +74,11 @@ def tuning(section) -> tuple[str, bool]:
 def protocol(section, suite: str) -> str:
     """Which downstream protocol a suite's table comes from: its tasks and recorded protocol."""
     runs = [r for r in section.runs if suite in r.evals]
+    from lmbudget.evaluate.tasks import SEEN_TEXT
     tasks = sorted({t for r in runs for t in r.tasks.get(suite, [])})
     known = sorted({r.protocols[suite] for r in runs if suite in r.protocols})
-    text = f"Downstream protocol: suite `{suite}`" + (f" (tasks: {', '.join(tasks)})" if tasks else "")
+    named = [f"{t} (seen text: its test texts are in the pre-training corpus)" if t in SEEN_TEXT else t for t in tasks]
+    text = f"Downstream protocol: suite `{suite}`" + (f" (tasks: {', '.join(named)})" if tasks else "")
     if not known:
         return text + "; no protocol recorded in its `eval/" + suite + ".json` files."
     rendered = [", ".join(f"{k}={v}" for k, v in sorted(json.loads(p).items())) if p.startswith("{") else p
