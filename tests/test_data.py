@@ -433,3 +433,63 @@ def test_downstream_tasks_on_pre_training_text_are_labelled_seen_text_in_notes_a
     source = {S.normalize(d) for d in S.Fortunes().documents()}
     test_texts = fortunes.evals["test"].a
     assert sum(S.normalize(t) in source for t in test_texts) > len(test_texts) / 2
+
+
+# ------------------------------------------------------------------------------------------ hygiene
+def hygiene_config(corpus) -> DataConfig:
+    return data_config(corpus, "unused", validation_fraction=0.2, holdout_fraction=0.2, test_fraction=0.2)
+
+
+def test_one_source_text_never_straddles_splits(tmp_path, articles):
+    """Each .txt file is one unit: all the documents cut from it land in the same split."""
+    for k in range(24):
+        body = "\n\n".join(f"{a['headline']}\n{a['body']}" for a in articles[4 * k:4 * k + 4])
+        (tmp_path / f"book{k}.txt").write_text(body)
+    source = S.LocalFiles(tmp_path)
+    units = {S.normalize(text): unit for unit, text in source.parts()}
+    assert len(units) > 24 * 1.5  # files are cut into several documents
+    corpus = collect([source], hygiene_config(tmp_path), lambda *_: None)
+    split_of_unit: dict[str, set] = {}
+    for split in SPLITS:
+        for _, text in corpus.docs[split]:
+            split_of_unit.setdefault(units[text], set()).add(split)
+    assert all(len(s) == 1 for s in split_of_unit.values())
+    assert len(set().union(*split_of_unit.values())) == 4   # and the files do spread over the four splits
+
+
+def test_near_duplicates_and_evaluation_documents_overlapping_train_are_removed(tmp_path, articles):
+    """A copy with a few words changed is a near duplicate (dropped wherever it lands); an evaluation
+    document a third of whose 13-word spans are train text is dropped from its split; one with a
+    single shared span (under LEAK_COVERAGE) stays."""
+    from lmbudget.data.corpus import LEAK_COVERAGE, unit_key
+    cfg = hygiene_config(tmp_path)
+    bodies = [" ".join(a["body"].split()) for a in articles[:200]]
+    bodies = [b for b in bodies if len(b.split()) > 150]
+    split = {b: split_of(unit_key("c", None, b), cfg.split_seed, 0.2, 0.2, 0.2) for b in bodies}
+    train = [b for b in bodies if split[b] == "train"]
+    base, rest = train[0], [b for b in bodies if b != train[0]]
+    words = base.split()
+    near = " ".join(("changed" if i % 40 == 0 else w) for i, w in enumerate(words))
+    third = len(words) // 3
+    leaky = next(" ".join(words[:third]) + " " + r for r in rest
+                 if split_of(" ".join(words[:third]) + " " + r, cfg.split_seed, 0.2, 0.2, 0.2) == "validation")
+    shared = next(" ".join(words[:13]) + " " + r for r in rest[5:]
+                  if split_of(" ".join(words[:13]) + " " + r, cfg.split_seed, 0.2, 0.2, 0.2) == "validation")
+    docs = [base, near, leaky, shared] + [b for b in rest if b not in leaky and b not in shared][:40]
+    with open(tmp_path / "docs.jsonl", "w") as f:
+        f.writelines(json.dumps({"text": t}) + "\n" for t in docs)
+    corpus = collect([S.LocalFiles(tmp_path / "docs.jsonl")], cfg, lambda *_: None)
+    kept = {t for s in SPLITS for _, t in corpus.docs[s]}
+    stats = corpus.stats[0]
+    assert base in kept and near not in kept and stats["near_duplicates_removed"] == 1
+    assert leaky not in kept and stats["train_overlap_removed"].get("validation", 0) >= 1
+    assert shared in kept and 1 / len(shared.split()) < LEAK_COVERAGE
+    assert len(kept) == len(docs) - 2
+
+
+def test_rest_table_borders_are_stripped_and_their_cells_kept():
+    table = ("Intro text.\n\n=====  ===========\nName   Meaning\n=====  ===========\n``a``  first\n"
+             "=====  ===========\n\n+------+-----+\n| x    | y   |\n+======+=====+\n\n- a list item\n")
+    text = S.normalize(S.PythonDocs.clean(table))
+    assert "=" not in text and "+-" not in text
+    assert text == "Intro text. Name Meaning a first | x | y | - a list item"
