@@ -358,3 +358,7 @@ def test_the_fairness_check_flags_unequal_trials_budget_seeds_or_dimensions(tmp_
     old = {label: {"overrides": [], "trials": 4, "budget": "30s", "seed": 1000} for label in winners}
     (tmp_path / "w.yaml").write_text(yaml.safe_dump(old))  # a file from before dimensions were recorded
     assert "dimensions: baseline+adamw not recorded" in tuned_file_checks(spec, tmp_path)[0][0]
+    old["baseline+adamw"]["overrides"] = ["optim.lr=0.002"]   # ... but its winners override what was searched
+    old["layer-dropping+adamw"]["overrides"] = ["optim.lr=0.002", "algorithm.theta=0.4"]
+    (tmp_path / "w.yaml").write_text(yaml.safe_dump(old))
+    assert "dimensions: baseline+adamw 1, layer-dropping+adamw 2" in tuned_file_checks(spec, tmp_path)[0][0]

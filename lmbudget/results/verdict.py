@@ -116,8 +116,9 @@ def tuned_winners(spec: dict, root: Path) -> tuple[Path | None, dict]:
 def tuning_record(entry: dict) -> dict:
     """One configuration's tuning, as compared: trials, budget, seeds, split, dimensions (None: not recorded)."""
     seeds = entry.get("seeds", [entry["seed"]] if entry.get("seed") is not None else None)
+    searched = entry.get("overrides") or None  # an older file: a winner overrides every key it searched
     return {"trials": entry.get("trials"), "budget": entry.get("budget"), "seeds": seeds,
-            "split": entry.get("split", OLD_TUNE_SPLIT), "dimensions": entry.get("dimensions")}
+            "split": entry.get("split", OLD_TUNE_SPLIT), "dimensions": entry.get("dimensions", searched and len(searched))}
 
 
 def same_budget(a, b) -> bool:
