@@ -8,7 +8,6 @@ through ``Clock.charge`` before it is done. The model comes from its family (``l
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from lmbudget.clock import BudgetExhausted, Clock, CostTable, default_reference,
 from lmbudget.config import RunConfig
 from lmbudget.context import EVAL_MASK_SEED, RunContext, RunError, autocast, cost_key, cpu_lacks_bf16
 from lmbudget.data import prepare_data
-from lmbudget.data.loader import BatchStream
+from lmbudget.data.loader import BatchStream, stream_seed
 from lmbudget.data.unigram import unigram_entropy
 from lmbudget.distributed import gradient_sync, init_world, parallelize
 from lmbudget.families import family
@@ -35,12 +34,6 @@ from lmbudget.testloss import CHUNK as TEST_CHUNK, per_token_loss
 from lmbudget.tracking import make_tracker
 
 __all__ = ["EVAL_MASK_SEED", "RunError", "Trainer", "autocast", "cost_key", "cpu_lacks_bf16", "initial_model"]
-
-
-def stream_seed(seed: int, split: str) -> int:
-    """The data order's seed: the run's own on the train split; another one on any other split, so a run
-    on the holdout (RHO-loss's IL model) never walks its rows in the main run's order."""
-    return seed if split == "train" else int.from_bytes(hashlib.sha256(f"{split}:{seed}".encode()).digest()[:7], "big")
 
 
 def initial_model(cfg: RunConfig, special: dict) -> torch.nn.Module:

@@ -394,17 +394,20 @@ def test_per_token_test_loss_and_its_standard_error_match_a_simulation_with_know
 
 
 def test_a_resumed_run_writes_the_same_final_test_loss_as_an_uninterrupted_one(corpus, run_cache, tmp_path, monkeypatch):
-    from lmbudget.conformance.runs import run_interrupted
+    """On the holdout split (as RHO-loss's IL model trains), whose data order has a seed of its own:
+    a resumed run continues that order, to the same weights and the same final test loss."""
+    from lmbudget.conformance.runs import max_weight_difference, run_interrupted
     from lmbudget.runs import make_config, train
 
     monkeypatch.setenv("LMBUDGET_HOME", str(tmp_path / "home"))
     cfg = make_config("bert-micro", budget="6 steps", seed=0,
                       overrides=[f"data.corpus={corpus}", f"data.cache_dir={run_cache}", "train.threads=1",
-                                 "train.checkpoint_every=0.3"])
+                                 "train.checkpoint_every=0.3", "data.train_split=holdout"])
     whole = train(cfg, tmp_path / "whole", progress=False, log=lambda *_: None)
     run_interrupted(cfg, tmp_path / "cut", at_step=4)
     resumed = train(cfg, tmp_path / "cut", resume=True, progress=False, log=lambda *_: None)
     data = prepare_data(cfg.data, log=lambda *_: None)
+    assert max_weight_difference(tmp_path / "whole", tmp_path / "cut") == 0
     assert whole["final_test_loss"] == resumed["final_test_loss"] and whole["final_test_loss_se"] > 0
     assert whole["test_targets"] == resumed["test_targets"] > 0
     assert len(data.split("test")) < cfg.train.test_rows  # the whole (small) test split was read
