@@ -478,7 +478,8 @@ def test_near_duplicates_and_evaluation_documents_overlapping_train_are_removed(
                  if split_of(" ".join(words[:third]) + " " + r, cfg.split_seed, 0.2, 0.2, 0.2) == "validation")
     shared = next(" ".join(words[:13]) + " " + r for r in rest[5:]
                   if split_of(" ".join(words[:13]) + " " + r, cfg.split_seed, 0.2, 0.2, 0.2) == "validation")
-    docs = [base, near, leaky, shared] + [b for b in rest if b not in leaky and b not in shared][:40]
+    variant = base.upper().replace(",", "").replace(".", " .")  # the same words: an exact duplicate
+    docs = [base, near, leaky, shared, variant] + [b for b in rest if b not in leaky and b not in shared][:40]
     with open(tmp_path / "docs.jsonl", "w") as f:
         f.writelines(json.dumps({"text": t}) + "\n" for t in docs)
     corpus = collect([S.LocalFiles(tmp_path / "docs.jsonl")], cfg, lambda *_: None)
@@ -487,7 +488,8 @@ def test_near_duplicates_and_evaluation_documents_overlapping_train_are_removed(
     assert base in kept and near not in kept and stats["near_duplicates_removed"] == 1
     assert leaky not in kept and stats["train_overlap_removed"].get("validation", 0) >= 1
     assert shared in kept and 1 / len(shared.split()) < LEAK_COVERAGE
-    assert len(kept) == len(docs) - 2
+    assert variant not in kept and stats["duplicates_removed"] == 1
+    assert len(kept) == len(docs) - 3
 
 
 def test_rest_table_borders_are_stripped_and_their_cells_kept():

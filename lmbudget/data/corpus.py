@@ -2,8 +2,9 @@
 
 Hygiene, in this order (``RECIPE`` versions it; it is part of the data cache key):
 
-1. Exact duplicates (a hash of the normalised text) are dropped, globally: a document seen in an
-   earlier source is dropped from later ones.
+1. Exact duplicates (a hash of the document's lower-cased words, so case, punctuation and layout do
+   not make a copy new) are dropped, globally: a document seen in an earlier source is dropped from
+   later ones.
 2. Near duplicates: a document at least ``NEAR_DUP_COVERAGE`` of whose 13-word spans (lower-cased
    words, punctuation ignored) occur in an earlier document is dropped.
 3. Each document goes to ``train``, ``validation``, ``holdout`` or ``test`` by a hash of its
@@ -110,7 +111,7 @@ def read_sources(sources: list[Source], cfg: DataConfig) -> tuple[list[tuple[int
             text = normalize(raw)
             if not text:
                 continue
-            key = hashlib.sha256(text.encode()).digest()
+            key = hashlib.sha256(" ".join(WORD.findall(text.lower())).encode()).digest()
             if key in seen:
                 dups += 1
                 continue
