@@ -478,7 +478,7 @@ def test_near_duplicates_and_evaluation_documents_overlapping_train_are_removed(
                  if split_of(" ".join(words[:third]) + " " + r, cfg.split_seed, 0.2, 0.2, 0.2) == "validation")
     shared = next(" ".join(words[:13]) + " " + r for r in rest[5:]
                   if split_of(" ".join(words[:13]) + " " + r, cfg.split_seed, 0.2, 0.2, 0.2) == "validation")
-    variant = base.upper().replace(",", "").replace(".", " .")  # the same words: an exact duplicate
+    variant = "\"" + base.upper() + "!\""  # the same words, another case and punctuation: an exact duplicate
     docs = [base, near, leaky, shared, variant] + [b for b in rest if b not in leaky and b not in shared][:40]
     with open(tmp_path / "docs.jsonl", "w") as f:
         f.writelines(json.dumps({"text": t}) + "\n" for t in docs)
