@@ -34,5 +34,5 @@ def per_token_loss(row_means, counts) -> tuple[float, float, int]:
     total = c.sum()
     mean = float((m * c).sum() / total)
     n = len(c)
-    se = math.sqrt(n / (n - 1) * float(((c * (m - mean)) ** 2).sum())) / total if n > 1 else math.inf
+    se = math.sqrt(n / (n - 1) * float(((c * (m - mean)) ** 2).sum())) / float(total) if n > 1 else math.inf
     return mean, se, int(total)

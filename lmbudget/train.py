@@ -12,6 +12,7 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from lmbudget import checkpoint
@@ -248,14 +249,19 @@ class Trainer(RunContext, Persistence):
         self.model.train(was_training)
         return total / count
 
-    @torch.no_grad()
     def test_loss(self) -> tuple[float, float, int] | None:
         """The final loss per target token on the test split, its standard error and the number of
         targets (``lmbudget.testloss``); None when the data has no test split."""
+        means, counts = self.test_row_losses()
+        return per_token_loss(means, counts) if len(counts) else None
+
+    @torch.no_grad()
+    def test_row_losses(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each test row's mean target loss and its number of targets, under the fixed test masks."""
         data = self.data.split("test")
         n = len(data) if self.cfg.train.test_rows == 0 else min(len(data), self.cfg.train.test_rows)
         if n == 0:
-            return None
+            return np.zeros(0), np.zeros(0, dtype=np.int64)
         was_training = self.model.training
         self.model.eval()
         active = self.algorithm.eval_layers(self)
@@ -269,7 +275,7 @@ class Trainer(RunContext, Persistence):
                     losses = self.model({name: v.to(self.device) for name, v in inputs.items()}, active=active, per_example=True)
                 means.append(losses.float().cpu())
         self.model.train(was_training)
-        return per_token_loss(torch.cat(means).numpy(), torch.cat(counts).numpy())
+        return torch.cat(means).numpy(), torch.cat(counts).numpy()
 
     def unigram_entropy(self) -> float:
         """The validation loss of predicting target-token frequencies alone (see data/unigram.py)."""
