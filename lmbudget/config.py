@@ -73,7 +73,7 @@ class TrainConfig:
     compile: bool = False
     eval_every: float = 0.1     # fraction of the budget between validation passes
     eval_batches: int = 8       # microbatches per validation pass
-    test_rows: int = 16384      # test-split rows of the final test loss (0: all; see lmbudget/testloss.py)
+    test_rows: int = 8192       # test-split rows of the final test loss (0: all; see lmbudget/testloss.py)
     checkpoint_every: float = 0.25  # fraction of the budget between checkpoints
     keep_checkpoints: bool = False  # also keep every checkpoint's weights (checkpoints/kept/), to evaluate them
     log_every: int = 1          # steps between metric lines
