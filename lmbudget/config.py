@@ -39,13 +39,14 @@ class DataConfig:
     lowercase: bool = True
     validation_fraction: float = 0.02
     holdout_fraction: float = 0.2
+    test_fraction: float = 0.05  # the test split: the verdict's final loss, never seen by tuning
     split_seed: int = 0
     max_documents: int = 0      # 0: all documents
     mlm_probability: float = 0.15
     noise_density: float = 0.15  # T5 span corruption
     mean_span_length: float = 3.0
     cache_dir: str = ""         # "": $LMBUDGET_HOME/data (default ~/.cache/lmbudget/data)
-    train_split: Literal["train", "holdout"] = "train"  # RHO-loss trains its irreducible-loss model on "holdout"
+    train_split: Literal["train", "holdout"] = "train"  # the split a run trains on; RHO-loss's IL model: "holdout"
 
 
 @dataclass
@@ -72,6 +73,7 @@ class TrainConfig:
     compile: bool = False
     eval_every: float = 0.1     # fraction of the budget between validation passes
     eval_batches: int = 8       # microbatches per validation pass
+    test_rows: int = 8192       # test-split rows of the final test loss (0: all; see lmbudget/testloss.py)
     checkpoint_every: float = 0.25  # fraction of the budget between checkpoints
     keep_checkpoints: bool = False  # also keep every checkpoint's weights (checkpoints/kept/), to evaluate them
     log_every: int = 1          # steps between metric lines
@@ -128,9 +130,10 @@ class RunConfig:
         if t.batch % t.micro_batch:
             raise ConfigError(f"train.batch={t.batch} must be a multiple of train.micro_batch={t.micro_batch}")
         d = self.data
-        if d.validation_fraction + d.holdout_fraction >= 1:
+        if d.validation_fraction + d.holdout_fraction + d.test_fraction >= 1:
             raise ConfigError(f"data.validation_fraction={d.validation_fraction} + data.holdout_fraction="
-                              f"{d.holdout_fraction} must be below 1 (something must be left to train on)")
+                              f"{d.holdout_fraction} + data.test_fraction={d.test_fraction} must be below 1 "
+                              f"(something must be left to train on)")
         from lmbudget.clock import ClockError, parse_budget
         try:
             parse_budget(t.budget)
@@ -172,6 +175,7 @@ RULES: dict[str, dict[str, tuple]] = {
     "data": {"vocab_size": (_at_least(16), ">= 16"), "seq_len": (_at_least(2), ">= 2"),
              "validation_fraction": (_open_unit, "a fraction in (0, 1)"),
              "holdout_fraction": (lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
+             "test_fraction": (lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
              "split_seed": (_at_least(0), ">= 0"), "max_documents": (_at_least(0), ">= 0 (0: all)"),
              "mlm_probability": (_open_unit, "a fraction in (0, 1)"),
              "noise_density": (_open_unit, "a fraction in (0, 1)"),
@@ -180,7 +184,7 @@ RULES: dict[str, dict[str, tuple]] = {
               "clip": (_at_least(0), ">= 0 (0 disables clipping)")},
     "train": {"seed": (_at_least(0), ">= 0"), "micro_batch": (_at_least(1), ">= 1"), "batch": (_at_least(1), ">= 1"),
               "eval_every": (_positive, "> 0 (a fraction of the budget; above 1: only at the end)"),
-              "eval_batches": (_at_least(1), ">= 1"),
+              "eval_batches": (_at_least(1), ">= 1"), "test_rows": (_at_least(0), ">= 0 (0: the whole test split)"),
               "checkpoint_every": (_positive, "> 0 (a fraction of the budget; above 1: only at the end)"),
               "log_every": (_at_least(1), ">= 1"), "threads": (_at_least(0), ">= 0 (0: leave as is)")},
 }

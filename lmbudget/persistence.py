@@ -86,7 +86,7 @@ class Persistence:
         state, algo_state = checkpoint.load(self.run_dir, self.load_model_state, self.load_optimizer_state,
                                             self.generators)
         self.clock.load_state_dict(state["clock"])
-        self.stream = BatchStream(len(self.train_split), self.micro_batch, seed=self.cfg.train.seed,
+        self.stream = BatchStream(len(self.train_split), self.micro_batch, seed=self.stream.seed,
                                   position=state["stream_position"])
         self.wall, self.tokens = state["wall"], state["tokens"]
         self.next_eval, self.next_checkpoint = state["next_eval"], state["next_checkpoint"]

@@ -25,6 +25,10 @@ def run_summary(trainer, status: str) -> dict:
         "rst_s": clock.used, "wall_s": t.wall, "steps": clock.steps, "tokens": t.tokens,
         "tokens_per_s": t.tokens / t.wall if t.wall else 0.0,
         "final_val_loss": t.last_val_loss, "unigram_entropy": t.unigram_entropy(),
+        # the verdict's loss: per target token on the test split, with its standard error (lmbudget/testloss.py)
+        "final_test_loss": t.test_result[0] if t.test_result else None,
+        "final_test_loss_se": t.test_result[1] if t.test_result else None,
+        "test_targets": t.test_result[2] if t.test_result else None,
         "rst_breakdown": clock.ledger,
         "train_loss_start_end": list(t.loss_start_end) if t.loss_start_end else None,
         "device": str(t.device), "clock_rule": CLOCK_RULE,

@@ -12,6 +12,7 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from lmbudget import checkpoint
@@ -20,7 +21,7 @@ from lmbudget.clock import BudgetExhausted, Clock, CostTable, default_reference,
 from lmbudget.config import RunConfig
 from lmbudget.context import EVAL_MASK_SEED, RunContext, RunError, autocast, cost_key, cpu_lacks_bf16
 from lmbudget.data import prepare_data
-from lmbudget.data.loader import BatchStream
+from lmbudget.data.loader import BatchStream, stream_seed
 from lmbudget.data.unigram import unigram_entropy
 from lmbudget.distributed import gradient_sync, init_world, parallelize
 from lmbudget.families import family
@@ -30,6 +31,7 @@ from lmbudget.persistence import SAVE_REQUEST, Persistence
 from lmbudget.registry import SCHEDULES
 from lmbudget.runlog import DIVERGENCE_MIN_LOSSES, MetricsLog, loss_rise
 from lmbudget.summary import run_summary
+from lmbudget.testloss import CHUNK as TEST_CHUNK, per_token_loss
 from lmbudget.tracking import make_tracker
 
 __all__ = ["EVAL_MASK_SEED", "RunError", "Trainer", "autocast", "cost_key", "cpu_lacks_bf16", "initial_model"]
@@ -77,8 +79,8 @@ class Trainer(RunContext, Persistence):
         self.optim = optimizer_plugin(cfg.optim)
         self.clock.require_step(self.optim.cost_key, cfg.model_name, cfg.optim.name, log)  # before any work
         self.schedule = SCHEDULES.resolve(cfg.optim.schedule)
-        self.train_split = self.data.split("train")
-        self.stream = BatchStream(len(self.train_split), t.micro_batch, seed=t.seed)
+        self.train_split = self.data.split(cfg.data.train_split)  # "holdout": RHO-loss's irreducible-loss model
+        self.stream = BatchStream(len(self.train_split), t.micro_batch, seed=stream_seed(t.seed, cfg.data.train_split))
         self.mask_generator = torch.Generator().manual_seed(t.seed + 1)
         self.optimizer_generator = torch.Generator().manual_seed(t.seed + 2)  # the optimizer's stream
         self.generator = torch.Generator().manual_seed(t.seed + 3)  # the algorithm's stream
@@ -88,6 +90,7 @@ class Trainer(RunContext, Persistence):
         self.next_eval = t.eval_every
         self.next_checkpoint = t.checkpoint_every
         self.last_val_loss: float | None = None
+        self.test_result: tuple[float, float, int] | None = None  # (loss per token, its SE, targets): testloss.py
         self.loss_start_end: tuple[float, float] | None = None  # first and last-10% mean of the logged train losses
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", enabled=self.world.is_main)
         self.progress = progress
@@ -140,6 +143,7 @@ class Trainer(RunContext, Persistence):
                     SAVE_REQUEST.serve()
             if status == "completed":
                 self.last_val_loss = self.evaluate()
+                self.test_result = self.test_loss()
                 self.metrics.append(self.metric_line(None, val_loss=self.last_val_loss, final=True))
                 self.save_checkpoint()
                 if self.rose_for_good():
@@ -252,6 +256,34 @@ class Trainer(RunContext, Persistence):
                 count += len(losses)
         self.model.train(was_training)
         return total / count
+
+    def test_loss(self) -> tuple[float, float, int] | None:
+        """The final loss per target token on the test split, its standard error and the number of
+        targets (``lmbudget.testloss``); None when the data has no test split."""
+        means, counts = self.test_row_losses()
+        return per_token_loss(means, counts) if len(counts) else None
+
+    @torch.no_grad()
+    def test_row_losses(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each test row's mean target loss and its number of targets, under the fixed test masks."""
+        data = self.data.split("test")
+        n = len(data) if self.cfg.train.test_rows == 0 else min(len(data), self.cfg.train.test_rows)
+        if n == 0:
+            return np.zeros(0), np.zeros(0, dtype=np.int64)
+        was_training = self.model.training
+        self.model.eval()
+        active = self.algorithm.eval_layers(self)
+        means, counts = [], []
+        with self.optim.evaluation(self.optimizer):
+            for k, start in enumerate(range(0, n, TEST_CHUNK)):
+                tokens = torch.from_numpy(data.tokens[start:min(start + TEST_CHUNK, n)].astype("int64"))
+                inputs = self.make_inputs(tokens, torch.Generator().manual_seed(EVAL_MASK_SEED + k))
+                counts.append((inputs["labels"] != -100).sum(1))
+                with autocast(self.cfg.train.precision, self.device):
+                    losses = self.model({name: v.to(self.device) for name, v in inputs.items()}, active=active, per_example=True)
+                means.append(losses.float().cpu())
+        self.model.train(was_training)
+        return torch.cat(means).numpy(), torch.cat(counts).numpy()
 
     def unigram_entropy(self) -> float:
         """The validation loss of predicting target-token frequencies alone (see data/unigram.py)."""

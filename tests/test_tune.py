@@ -11,6 +11,11 @@ from lmbudget.sweep.runner import run_sweep
 from lmbudget.sweep.spec import SweepError, load_spec, parse_spec
 from lmbudget.sweep.tune import STORAGE, TuneError, load_space, parse_space, run_tune
 
+# A space with the algorithms' and optimizers' own knobs (the built-in one tunes the learning rate alone).
+KNOBS = {"all": {"optim.lr": {"log_factor": [0.25, 4.0]}},
+         "layer-dropping": {"algorithm.theta": {"uniform": [0.3, 0.7]}},
+         "sophia": {"optim.rho": {"log_factor": [0.25, 4.0]}}}
+
 
 def quiet(*_):
     pass
@@ -82,12 +87,13 @@ def test_proposals_are_seeded_every_configuration_gets_the_same_trials_and_the_b
     trainer = FakeTrainer()
     monkeypatch.setattr("lmbudget.runs.train", trainer)
     spec = spec_of(["layer-dropping", "baseline+sophia"])
-    a = run_tune(spec, tmp_path / "a", "10 steps", 3, seed=0, log=quiet)
+    knobs = parse_space(KNOBS, "test")
+    a = run_tune(spec, tmp_path / "a", "10 steps", 3, seed=1000, space=knobs, log=quiet)
     # round by round: trial n of every configuration before trial n + 1 of any
     assert [k for k, _ in trainer.calls] == [f"{label}/t{n:03d}" for n in range(3)
                                              for label in ("layer-dropping+adamw", "baseline+sophia")]
-    b = run_tune(spec, tmp_path / "b", "10 steps", 3, seed=0, log=quiet)
-    run_tune(spec_of(["layer-dropping"]), tmp_path / "c", "10 steps", 3, seed=1, log=quiet)
+    b = run_tune(spec, tmp_path / "b", "10 steps", 3, seed=1000, space=knobs, log=quiet)
+    run_tune(spec_of(["layer-dropping"]), tmp_path / "c", "10 steps", 3, seed=1001, space=knobs, log=quiet)
     proposals = trial_overrides(tmp_path / "a")
     assert proposals == trial_overrides(tmp_path / "b") and a == b          # same space + seed: same proposals
     other = trial_overrides(tmp_path / "c")                                 # another seed: other proposals
@@ -111,23 +117,30 @@ def test_proposals_are_seeded_every_configuration_gets_the_same_trials_and_the_b
         losses = {k: json.loads((tmp_path / "a" / "trials" / k / "summary.json").read_text())["final_val_loss"] for k in trials}
         best = min(losses, key=losses.get)
         assert w["overrides"] == trials[best] and w["best_val_loss"] == losses[best] and w["trial"] == "trials/" + best
-        assert (w["budget"], w["seed"], w["model"]) == ("10 steps", 0, "bert-micro")
+        assert (w["budget"], w["seed"], w["seeds"], w["model"]) == ("10 steps", 1000, [1000], "bert-micro")
+        assert (w["split"], w["dimensions"], w["sampler"]) == ("validation", 2, "qmc") and len(w["space"]) == 2
     assert yaml.safe_load((tmp_path / "a" / "winners.yaml").read_text()) == a
 
 
-def test_killed_tune_resumes_without_rerunning_finished_trials_to_the_same_winners(tmp_path, monkeypatch):
-    """12 trials (past TPE's 10 random start-up trials): killed mid-run in the 11th trial, and a
-    proposal left half-made in the study; the restart finishes the killed trial with its own
-    parameters, trains no finished trial again, and ends with the uninterrupted tune's trials and winner."""
+@pytest.mark.parametrize("sampler", ["qmc", "tpe"])
+def test_killed_tune_resumes_without_rerunning_finished_trials_to_the_same_winners(tmp_path, monkeypatch, sampler):
+    """12 trials (past TPE's 10 random start-up trials; QMC's position in its sequence lives in the
+    storage): killed mid-run in the 11th trial, and a proposal left half-made in the study; the restart
+    finishes the killed trial with its own parameters, trains no finished trial again, and ends with
+    the uninterrupted tune's trials and winner."""
     import optuna
-    spec = spec_of(["layer-dropping"])
+    spec, knobs = spec_of(["layer-dropping"]), parse_space(KNOBS, "test")
+
+    def tune(out):
+        return run_tune(spec, out, "10 steps", 12, seed=1003, sampler=sampler, space=knobs, log=quiet)
+
     monkeypatch.setattr("lmbudget.runs.train", FakeTrainer())
-    clean = run_tune(spec, tmp_path / "clean", "10 steps", 12, seed=3, log=quiet)
+    clean = tune(tmp_path / "clean")
 
     cut = FakeTrainer(interrupt_call=11)
     monkeypatch.setattr("lmbudget.runs.train", cut)
     with pytest.raises(KeyboardInterrupt):
-        run_tune(spec, tmp_path / "cut", "10 steps", 12, seed=3, log=quiet)
+        tune(tmp_path / "cut")
     killed = "layer-dropping+adamw/t010"
     assert len(cut.finished) == 10 and killed not in cut.finished
     assert not (tmp_path / "cut" / ".sweep.lock").exists()  # the winners so far: 10 rounds
@@ -137,25 +150,25 @@ def test_killed_tune_resumes_without_rerunning_finished_trials_to_the_same_winne
 
     again = FakeTrainer()
     monkeypatch.setattr("lmbudget.runs.train", again)
-    resumed = run_tune(spec, tmp_path / "cut", "10 steps", 12, seed=3, log=quiet)
+    resumed = tune(tmp_path / "cut")
     assert again.calls[0] == (killed, True) and [k for k, _ in again.calls] == [killed, "layer-dropping+adamw/t011"]
     assert trial_overrides(tmp_path / "cut") == trial_overrides(tmp_path / "clean")
     assert resumed == clean and resumed["layer-dropping+adamw"]["trials"] == 12
 
     done = FakeTrainer()
     monkeypatch.setattr("lmbudget.runs.train", done)
-    assert run_tune(spec, tmp_path / "cut", "10 steps", 12, seed=3, log=quiet) == clean and done.calls == []
+    assert tune(tmp_path / "cut") == clean and done.calls == []
 
 
 def test_failed_and_diverged_trials_count_with_the_worst_score(tmp_path, monkeypatch):
     spec = spec_of(["baseline"])
     monkeypatch.setattr("lmbudget.runs.train", FakeTrainer())
-    run_tune(spec, tmp_path / "probe", "10 steps", 6, seed=0, log=quiet)
+    run_tune(spec, tmp_path / "probe", "10 steps", 6, seed=1000, log=quiet)
     proposals = [values(o)["optim.lr"] for o in trial_overrides(tmp_path / "probe").values()]
     by_loss = sorted(proposals, key=lambda lr: (math.log(lr) - math.log(1.5e-3)) ** 2)  # the best two fail, diverge
     trainer = FakeTrainer(fail=lambda cfg: cfg.optim.lr == by_loss[0], diverge=lambda cfg: cfg.optim.lr == by_loss[1])
     monkeypatch.setattr("lmbudget.runs.train", trainer)
-    w = run_tune(spec, tmp_path / "out", "10 steps", 6, seed=0, log=quiet)["baseline+adamw"]
+    w = run_tune(spec, tmp_path / "out", "10 steps", 6, seed=1000, log=quiet)["baseline+adamw"]
     assert len(proposals) == 6 and w["trials"] == 6 and w["failed_trials"] == 2
     assert values(w["overrides"])["optim.lr"] == by_loss[2]
     failed = [p for p in (tmp_path / "out" / "trials").glob("*/*/failed.json")]
@@ -167,18 +180,18 @@ def test_winners_round_trip_into_a_sweep(corpus, tmp_path):
     trains each configuration with its winning overrides, records the trial count, and reproduces
     the winning trial's loss."""
     overrides = [f"data.corpus={corpus}", "train.threads=1", "train.eval_every=0.5", "train.checkpoint_every=0.5"]
-    raw = {"name": "rt", "models": ["bert-micro"], "budgets": ["10 steps"], "seeds": [0],
+    raw = {"name": "rt", "models": ["bert-micro"], "budgets": ["10 steps"], "seeds": [1000],  # the trial's own seed
            "configurations": ["baseline", "layer-dropping", "selective-backprop"], "overrides": overrides}
     space = parse_space({"all": {"optim.lr": {"log_factor": [0.5, 2]}},
                          "layer-dropping": {"algorithm.theta": {"choices": [0.4, 0.6]}}}, "test")
     tuned_rows = parse_spec({**raw, "configurations": ["baseline", "layer-dropping"]})  # selective backprop untuned
-    winners = run_tune(tuned_rows, tmp_path / "tune", "10 steps", 2, seed=0, space=space, log=quiet)
+    winners = run_tune(tuned_rows, tmp_path / "tune", "10 steps", 2, seed=1000, space=space, log=quiet)
     for label, w in winners.items():
         trial_losses = [json.loads(p.read_text())["final_val_loss"]
                         for p in (tmp_path / "tune" / "trials" / label).glob("t*/summary.json")]
         assert len(trial_losses) == 2 and w["best_val_loss"] == min(trial_losses)
     # two configurations at once, each in its own process: the same trials and winners
-    assert run_tune(tuned_rows, tmp_path / "jobs", "10 steps", 2, seed=0, space=space, log=quiet, jobs=2) == winners
+    assert run_tune(tuned_rows, tmp_path / "jobs", "10 steps", 2, seed=1000, space=space, log=quiet, jobs=2) == winners
 
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({**raw, "tuned": "tune/winners.yaml"}))
     tuned = load_spec(tmp_path / "sweep.yaml")          # `tuned:` is relative to the spec file
@@ -188,14 +201,14 @@ def test_winners_round_trip_into_a_sweep(corpus, tmp_path):
     assert rows["selective-backprop+adamw"].trials is None  # not in the winners file: untuned
     run_sweep(tuned, tmp_path / "sweep", evaluate=False, log=quiet)
     for label, w in winners.items():
-        run_dir = tmp_path / "sweep" / "runs" / f"bert-micro__{label}__10steps__s0"
+        run_dir = tmp_path / "sweep" / "runs" / f"bert-micro__{label}__10steps__s1000"
         coords = json.loads((run_dir / "sweep-run.json").read_text())
         cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
         assert coords["trials"] == 2 and cfg["optim"]["lr"] == values(w["overrides"])["optim.lr"]
         # same model, budget, seed and overrides as the winning trial: the same run
         assert json.loads((run_dir / "summary.json").read_text())["final_val_loss"] == w["best_val_loss"]
     assert cfg["algo"]["theta"] == values(winners["layer-dropping+adamw"]["overrides"])["algorithm.theta"]
-    untuned = tmp_path / "sweep" / "runs" / "bert-micro__selective-backprop+adamw__10steps__s0" / "sweep-run.json"
+    untuned = tmp_path / "sweep" / "runs" / "bert-micro__selective-backprop+adamw__10steps__s1000" / "sweep-run.json"
     assert json.loads(untuned.read_text())["trials"] is None
 
 
@@ -234,7 +247,7 @@ def test_space_naming_an_unknown_key_fails_before_any_trial(tmp_path, monkeypatc
     trainer = FakeTrainer()
     monkeypatch.setattr("lmbudget.runs.train", trainer)
     with pytest.raises(TuneError) as e:
-        run_tune(spec_of(["baseline", "layer-dropping"]), tmp_path / "out", "10 steps", 2, seed=0,
+        run_tune(spec_of(["baseline", "layer-dropping"]), tmp_path / "out", "10 steps", 2, seed=1000,
                  space=parse_space(space, "test"), log=quiet)
     assert message in str(e.value) and "\n" not in str(e.value)
     assert trainer.calls == [] and not (tmp_path / "out").exists()
@@ -263,9 +276,89 @@ def test_cli_errors_zero_trials_and_a_tuned_file_naming_a_missing_configuration(
 
 def test_a_folder_tuned_with_other_settings_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr("lmbudget.runs.train", FakeTrainer())
-    run_tune(spec_of(["baseline"]), tmp_path / "out", "10 steps", 1, seed=0, log=quiet)
+    run_tune(spec_of(["baseline"]), tmp_path / "out", "10 steps", 1, seed=1000, log=quiet)
     with pytest.raises(TuneError, match="tuned with budget='10 steps', not '20 steps'"):
-        run_tune(spec_of(["baseline"]), tmp_path / "out", "20 steps", 1, seed=0, log=quiet)
+        run_tune(spec_of(["baseline"]), tmp_path / "out", "20 steps", 1, seed=1000, log=quiet)
     other = parse_space({"all": {"optim.lr": {"log_factor": [0.5, 2]}}}, "test")
     with pytest.raises(TuneError, match="tuned 'baseline\\+adamw' with another configuration or search space"):
-        run_tune(spec_of(["baseline"]), tmp_path / "out", "10 steps", 1, seed=0, space=other, log=quiet)
+        run_tune(spec_of(["baseline"]), tmp_path / "out", "10 steps", 1, seed=1000, space=other, log=quiet)
+
+
+def test_the_default_sampler_covers_the_learning_rate_range_evenly_and_tune_seeds_are_disjoint(tmp_path, monkeypatch):
+    """The built-in space is the learning rate alone; trials 1-7 of the QMC sampler (trial 0: the
+    default) land in 7 different eighths of its log range, where 7 random draws (TPE's start-up) leave
+    at least two in one eighth 99% of the time. A seed below 1000 (a sweep's) is refused."""
+    monkeypatch.setattr("lmbudget.runs.train", FakeTrainer())
+    w = run_tune(spec_of(["baseline"]), tmp_path / "out", "10 steps", 8, seed=1000, log=quiet)["baseline+adamw"]
+    assert (w["dimensions"], list(w["space"]), w["sampler"]) == (1, ["optim.lr"], "qmc")
+    lrs = [values(o)["optim.lr"] for k, o in sorted(trial_overrides(tmp_path / "out").items())]
+    assert lrs[0] == 1e-3  # trial 0: the untuned default
+    position = [(math.log(lr) - math.log(1e-3 / 4)) / math.log(16) for lr in lrs[1:]]
+    assert len({int(p * 8) for p in position}) == 7
+    for seed in (0, 2, 999):
+        with pytest.raises(TuneError, match=f"tuning seed {seed} is below 1000: .* use --seed 1000 or higher"):
+            run_tune(spec_of(["baseline"]), tmp_path / "low", "10 steps", 1, seed=seed, log=quiet)
+
+
+# ----------------------------------------------------------------------------- the report's fairness check
+
+def winners_entry(seed=1000, split="validation", dimensions=1, budget="30s", trials=4) -> dict:
+    return {"overrides": ["optim.lr=0.001"], "trials": trials, "budget": budget, "seed": seed, "seeds": [seed],
+            "split": split, "dimensions": dimensions}
+
+
+def sweep_folder(root: Path, winners: dict, seeds=(0, 1)) -> Path:
+    """A hand-made sweep folder: sweep.yaml naming a tuned file, one baseline run per seed."""
+    from test_results import write_run
+    root.mkdir()
+    (root / "w.tuned.yaml").write_text(yaml.safe_dump(winners))
+    (root / "sweep.yaml").write_text(yaml.safe_dump({"name": "leak", "seeds": list(seeds), "budgets": ["30s"],
+                                                     "baseline_budgets": [], "tuned": "w.tuned.yaml"}))
+    for seed in seeds:
+        write_run(root, "baseline", "adamw", 30, seed, 5.0 + 0.01 * seed, trials=4)
+    return root
+
+
+def test_a_tuned_file_made_on_the_verdicts_seeds_is_a_warning_and_an_error_with_strict(tmp_path, capsys):
+    from lmbudget.cli import main
+    from lmbudget.results.report import build_report
+
+    leaky = sweep_folder(tmp_path / "leaky", {"baseline+adamw": winners_entry(seed=0)})
+    report = build_report(leaky, plots=False).markdown
+    line = next(line for line in report.splitlines() if "tuning leaks" in line)
+    assert "w.tuned.yaml" in line and "verdict's own seed 0 " in line and "seeds 0, 1 on the test split" in line
+    with pytest.raises(SystemExit) as e:
+        main(["report", str(leaky), "--strict", "--no-plots"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and "w.tuned.yaml" in err[0] and "seed 0" in err[0], err
+
+    on_test = sweep_folder(tmp_path / "on-test", {"baseline+adamw": winners_entry(split="test")})
+    assert "own test split" in build_report(on_test, plots=False).markdown
+    clean = sweep_folder(tmp_path / "clean", {"baseline+adamw": winners_entry()})
+    main(["report", str(clean), "--strict", "--no-plots"])
+    text = (clean / "report.md").read_text()
+    assert "leaks" not in text and "got 4 trials over 1 dimension at 30s on seeds 1000" in text
+
+
+@pytest.mark.parametrize("field, other, shown", [
+    ("dimensions", 3, "dimensions: baseline+adamw 1, layer-dropping+adamw 3"),
+    ("trials", 8, "trials: baseline+adamw 4, layer-dropping+adamw 8"),
+    ("budget", "60s", "budget: baseline+adamw 30s, layer-dropping+adamw 60s"),
+    ("seed", 1001, "seeds: baseline+adamw [1000], layer-dropping+adamw [1001]"),
+])
+def test_the_fairness_check_flags_unequal_trials_budget_seeds_or_dimensions(tmp_path, field, other, shown):
+    from lmbudget.results.verdict import tuned_file_checks
+    winners = {"baseline+adamw": winners_entry(), "layer-dropping+adamw": winners_entry(**{field: other})}
+    (tmp_path / "w.yaml").write_text(yaml.safe_dump(winners))
+    spec = {"seeds": [0, 1, 2], "budgets": ["30s"], "baseline_budgets": ["15s", "60s"], "tuned": str(tmp_path / "w.yaml")}
+    lines = tuned_file_checks(spec, tmp_path)
+    assert [warn for _, warn in lines] == [True, True]
+    assert "unequal or unrecorded tuning" in lines[0][0] and shown in lines[0][0]
+    assert "the baseline's curve at 15s, 60s uses the hyper-parameters tuned at 30s" in lines[1][0]
+    old = {label: {"overrides": [], "trials": 4, "budget": "30s", "seed": 1000} for label in winners}
+    (tmp_path / "w.yaml").write_text(yaml.safe_dump(old))  # a file from before dimensions were recorded
+    assert "dimensions: baseline+adamw not recorded" in tuned_file_checks(spec, tmp_path)[0][0]
+    old["baseline+adamw"]["overrides"] = ["optim.lr=0.002"]   # ... but its winners override what was searched
+    old["layer-dropping+adamw"]["overrides"] = ["optim.lr=0.002", "algorithm.theta=0.4"]
+    (tmp_path / "w.yaml").write_text(yaml.safe_dump(old))
+    assert "dimensions: baseline+adamw 1, layer-dropping+adamw 2" in tuned_file_checks(spec, tmp_path)[0][0]

@@ -2,8 +2,9 @@
 Worth Learning, and Not Yet Learnt").
 
 An *irreducible-loss* (IL) model of the same architecture and recipe is trained on the holdout
-split for ``il_budget_fraction`` of the main budget (cached and reused across runs with the same
-configuration). From each mega-batch (``megabatch_factor`` x the batch) the loop keeps the top-k
+split (``data.train_split=holdout``: rows the main run never draws, in an order of their own) for
+``il_budget_fraction`` of the main budget, cached and reused across runs with the same configuration
+and ``IL_RECIPE`` (which is in the cache key: models from an older recipe are never reused). From each mega-batch (``megabatch_factor`` x the batch) the loop keeps the top-k
 examples by reducible loss = current loss (no grad) - IL loss. IL losses are computed once per
 example id (the ids travel with the data, so loader order does not matter) when the example is
 first seen, and reused. Charged: the selection forward passes. The IL model's training and loss
@@ -20,6 +21,8 @@ import torch
 
 from lmbudget.algorithms.base import Algorithm, Batch, Context
 from lmbudget.errors import ConfigError
+
+IL_RECIPE = 2  # 2: trained on the holdout split (1 read the train split: lmbudget ignored data.train_split)
 
 
 def top_k_reducible(current: torch.Tensor, irreducible: torch.Tensor, k: int) -> torch.Tensor:
@@ -69,7 +72,8 @@ class RhoLoss(Algorithm):
         if self.cfg.il_run_dir:
             run_dir = self.cfg.il_run_dir
         else:
-            key = hashlib.sha256(json.dumps(il_cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+            spec = {"il_recipe": IL_RECIPE, "config": il_cfg.to_dict()}
+            key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
             run_dir = lmbudget_home() / "il-models" / key
         ctx.log(f"rho-loss: irreducible-loss model in {run_dir} ({il_cfg.train.budget} RST on the holdout split)")
         summary, model = ctx.train_auxiliary(il_cfg, run_dir)

@@ -4,7 +4,7 @@
 touching the loop: a global forward pre-hook counts the examples that go through the trained
 model's class (the irreducible-loss model of RHO-loss is one) and a hook on each gradient-carrying
 output counts those that go back through it, while the run trains (``Trainer.run`` minus
-``Trainer.evaluate``: evaluation is free by design). ``Clock.charge`` is wrapped to count the
+``Trainer.evaluate`` and ``Trainer.test_row_losses``: evaluation is free by design). ``Clock.charge`` is wrapped to count the
 examples declared as ``fwd`` and ``fwd_bwd`` units, charged or recorded as free alike, and
 ``Clock.charge_seconds`` to note the unit the budget refused.
 """
@@ -50,8 +50,8 @@ def watch():
     """Yields the list of :class:`Watched` runs (in start order) of every Trainer.run inside the block."""
     runs: list[Watched] = []
     stack: list[Watched] = []
-    original = {"run": Trainer.run, "evaluate": Trainer.evaluate, "charge": Clock.charge,
-                "charge_seconds": Clock.charge_seconds}
+    original = {"run": Trainer.run, "evaluate": Trainer.evaluate, "test_row_losses": Trainer.test_row_losses,
+                "charge": Clock.charge, "charge_seconds": Clock.charge_seconds}
 
     def current() -> Watched | None:
         return stack[-1] if stack and not stack[-1].evaluating else None
@@ -65,15 +65,17 @@ def watch():
         finally:
             stack.remove(w)
 
-    def evaluate(self, *args, **kwargs):
-        w = next((w for w in stack if w.trainer is self), None)
-        if w:
-            w.evaluating += 1
-        try:
-            return original["evaluate"](self, *args, **kwargs)
-        finally:
+    def evaluation(name):  # validation and the final test pass: not counted
+        def wrapped(self, *args, **kwargs):
+            w = next((w for w in stack if w.trainer is self), None)
             if w:
-                w.evaluating -= 1
+                w.evaluating += 1
+            try:
+                return original[name](self, *args, **kwargs)
+            finally:
+                if w:
+                    w.evaluating -= 1
+        return wrapped
 
     def owner(clock) -> Watched | None:
         return next((w for w in reversed(stack) if w.trainer.clock is clock), None)
@@ -116,7 +118,7 @@ def watch():
                 w.backward += n
             output.register_hook(count_backward)
 
-    Trainer.run, Trainer.evaluate = run, evaluate
+    Trainer.run, Trainer.evaluate, Trainer.test_row_losses = run, evaluation("evaluate"), evaluation("test_row_losses")
     Clock.charge, Clock.charge_seconds = charge, charge_seconds
     handles = [torch.nn.modules.module.register_module_forward_pre_hook(pre_hook),
                torch.nn.modules.module.register_module_forward_hook(post_hook)]
@@ -126,6 +128,7 @@ def watch():
         for h in handles:
             h.remove()
         Trainer.run, Trainer.evaluate = original["run"], original["evaluate"]
+        Trainer.test_row_losses = original["test_row_losses"]
         Clock.charge, Clock.charge_seconds = original["charge"], original["charge_seconds"]
 
 

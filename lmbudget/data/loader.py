@@ -8,12 +8,20 @@ stream at position ``p`` left off.
 """
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % (2 ** 63)  # distinct for every (seed, epoch) in practical ranges
+
+
+def stream_seed(seed: int, split: str) -> int:
+    """The data order's seed: the run's own on the train split; another one on any other split, so a run
+    on the holdout (RHO-loss's IL model) never walks its rows in the main run's order."""
+    return seed if split == "train" else int.from_bytes(hashlib.sha256(f"{split}:{seed}".encode()).digest()[:7], "big")
 
 
 class BatchStream:

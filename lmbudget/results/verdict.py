@@ -4,7 +4,11 @@ which downstream protocol). Each takes a ``report.Section``."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import yaml
+
+from lmbudget.errors import ConfigError
 from lmbudget.results import speedup as SP
 
 PLATEAU_MARGIN = 0.5   # nats below the unigram entropy under which a comparison says little
@@ -91,9 +95,11 @@ def tuning(section) -> tuple[str, bool]:
 def protocol(section, suite: str) -> str:
     """Which downstream protocol a suite's table comes from: its tasks and recorded protocol."""
     runs = [r for r in section.runs if suite in r.evals]
+    from lmbudget.evaluate.tasks import SEEN_TEXT
     tasks = sorted({t for r in runs for t in r.tasks.get(suite, [])})
     known = sorted({r.protocols[suite] for r in runs if suite in r.protocols})
-    text = f"Downstream protocol: suite `{suite}`" + (f" (tasks: {', '.join(tasks)})" if tasks else "")
+    named = [f"{t} (seen text: its test texts are in the pre-training corpus)" if t in SEEN_TEXT else t for t in tasks]
+    text = f"Downstream protocol: suite `{suite}`" + (f" (tasks: {', '.join(named)})" if tasks else "")
     if not known:
         return text + "; no protocol recorded in its `eval/" + suite + ".json` files."
     rendered = [", ".join(f"{k}={v}" for k, v in sorted(json.loads(p).items())) if p.startswith("{") else p
@@ -101,3 +107,93 @@ def protocol(section, suite: str) -> str:
     if len(rendered) == 1:
         return f"{text}; protocol: {rendered[0]}."
     return f"{text}; **{len(rendered)} different protocols across runs**: " + " | ".join(rendered) + "."
+
+
+class TuningLeak(ConfigError):
+    """``lmbudget report --strict``: the sweep's tuned file was made on the verdict's own seeds or split."""
+
+
+# What must be equal for tuning to be equal, as the winners file records it (``lmbudget/sweep/tune.py``).
+TUNING_FIELDS = ("trials", "budget", "seeds", "split", "dimensions")
+OLD_TUNE_SPLIT = "validation"  # winners files before the split was recorded scored the validation loss
+
+
+def tuned_winners(spec: dict, root: Path) -> tuple[Path | None, dict]:
+    """The sweep's tuned file (``sweep.yaml``'s ``tuned``: as written, or relative to the sweep folder) and its
+    entries; (None, {}) when the sweep has none, (path, {}) when it cannot be read."""
+    if not spec.get("tuned"):
+        return None, {}
+    path = Path(spec["tuned"])
+    for candidate in (path, Path(root) / path, Path(root) / path.name):
+        if candidate.is_file():
+            try:
+                raw = yaml.safe_load(candidate.read_text())
+            except (OSError, yaml.YAMLError):
+                return candidate, {}
+            return candidate, {k: v for k, v in (raw or {}).items() if isinstance(v, dict)}
+    return path, {}
+
+
+def tuning_record(entry: dict) -> dict:
+    """One configuration's tuning, as compared: trials, budget, seeds, split, dimensions (None: not recorded)."""
+    seeds = entry.get("seeds", [entry["seed"]] if entry.get("seed") is not None else None)
+    searched = entry.get("overrides") or None  # an older file: a winner overrides every key it searched
+    return {"trials": entry.get("trials"), "budget": entry.get("budget"), "seeds": seeds,
+            "split": entry.get("split", OLD_TUNE_SPLIT), "dimensions": entry.get("dimensions", searched and len(searched))}
+
+
+def same_budget(a, b) -> bool:
+    from lmbudget.clock import ClockError, parse_budget
+    try:
+        return parse_budget(str(a)) == parse_budget(str(b))
+    except ClockError:
+        return str(a) == str(b)
+
+
+def tuned_file_checks(spec: dict, root: Path, verdict_split: str = "test", strict: bool = False) -> list[tuple[str, bool]]:
+    """(line, whether it is a warning) about the sweep's tuned file: whether tuning saw the verdict's seeds or
+    split (a leak: ``strict`` raises :class:`TuningLeak`), whether every configuration was tuned alike
+    (``TUNING_FIELDS``), and at which budget the baseline's curve was tuned."""
+    path, winners = tuned_winners(spec, root)
+    if path is None:
+        return []
+    if not winners:
+        return [(f"**Warning: tuned file {path} cannot be read**, so whether tuning was equal and kept apart from "
+                 f"the verdict is not checked.", True)]
+    records = {label: tuning_record(entry) for label, entry in winners.items()}
+    lines = []
+    verdict_seeds = [int(s) for s in spec.get("seeds") or []]
+    shared = sorted({int(s) for r in records.values() for s in r["seeds"] or []} & set(verdict_seeds))
+    same_split = sorted(label for label, r in records.items() if r["split"] == verdict_split)
+    if shared or same_split:
+        what = [f"seed{'s' if len(shared) != 1 else ''} {', '.join(map(str, shared))}"] if shared else []
+        what += [f"{verdict_split} split"] if same_split else []
+        leak = (f"**Warning: tuning leaks into the verdict**: {path} was tuned on the verdict's own {' and '.join(what)} "
+                f"(the verdict runs seeds {', '.join(map(str, verdict_seeds))} on the {verdict_split} split), so a verdict "
+                f"run can be a winning trial; re-tune with `lmbudget tune --seed 1000` (tuning seeds start at 1000).")
+        if strict:
+            raise TuningLeak(leak.replace("**", "") + " (--strict)")
+        lines.append((leak, True))
+    unequal = []
+    for field in TUNING_FIELDS:
+        values = {label: r[field] for label, r in records.items()}
+        if len({json.dumps(v) for v in values.values()}) > 1 or None in values.values():
+            unequal.append(f"{field}: " + ", ".join(f"{label} {'not recorded' if v is None else v}"
+                                                      for label, v in values.items()))
+    if unequal:
+        lines.append((f"**Warning: unequal or unrecorded tuning** in {path} ({'; '.join(unequal)}): equal tuning is "
+                      f"the same trials, budget, seeds, split and search dimensions for every configuration.", True))
+    else:
+        r = next(iter(records.values()))
+        lines.append((f"Tuning ({path.name}): every configuration got {r['trials']} trials over {r['dimensions']} "
+                      f"dimension{'s' if r['dimensions'] != 1 else ''} at {r['budget']} on seeds "
+                      f"{', '.join(map(str, r['seeds']))}, selected on the {r['split']} split; the verdict reads the "
+                      f"{verdict_split} split.", False))
+    baseline = winners.get("baseline+adamw")
+    curve = [str(b) for b in [*(spec.get("budgets") or []), *(spec.get("baseline_budgets") or [])]]
+    other = [b for b in curve if baseline and not same_budget(baseline.get("budget"), b)]
+    if other:
+        lines.append((f"**Warning: the baseline's curve at {', '.join(other)} uses the hyper-parameters tuned at "
+                      f"{baseline.get('budget')}**: an under-tuned baseline point flatters every configuration "
+                      f"compared through the curve.", True))
+    return lines

@@ -128,7 +128,7 @@ def cmd_tune(a) -> None:
     full = load_spec(a.spec)
     spec = narrow(full, models=split_list(a.models), algorithms=split_list(a.algorithms),
                   optimizers=split_list(a.optimizers))
-    seed = a.seed if a.seed is not None else spec.seeds[0]
+    seed = a.seed
     out = Path(a.out or f"results/tune-{spec.name}")
     space = load_space(a.space)
     winners = run_tune(spec, out, a.budget, a.trials, seed, space=space, sampler=a.sampler, progress=not a.quiet,
@@ -147,10 +147,12 @@ def register_tune(subparsers) -> None:
     s.add_argument("spec", help="a sweep YAML file or a built-in name: its model and configurations are tuned")
     s.add_argument("--budget", required=True, help="RST budget of every trial (e.g. 20s, 1min, '10 steps')")
     s.add_argument("--trials", type=int, required=True, help="trials per configuration (the same for every one)")
-    s.add_argument("--seed", type=int, default=None, help="training and sampler seed (default: the spec's first)")
+    s.add_argument("--seed", type=int, default=1000,
+                   help="training and sampler seed, 1000 or higher: disjoint from any sweep's seeds (default 1000)")
     s.add_argument("--space", default=None, help="search space YAML (default: the built-in one; see lmbudget/sweep/tune.py)")
-    s.add_argument("--sampler", default="tpe", choices=["tpe", "random"],
-                   help="Optuna sampler (tpe: random for its first 10 trials, then TPE)")
+    s.add_argument("--sampler", default="qmc", choices=["qmc", "tpe", "random"],
+                   help="Optuna sampler (qmc: scrambled Sobol, even at few trials; tpe: random for its first 10 "
+                   "trials, then TPE)")
     s.add_argument("--out", default=None, help="output folder (default results/tune-NAME)")
     s.add_argument("--jobs", type=int, default=1,
                    help="configurations tuned at once, each in its own process (the result is the same for any value)")

@@ -1,9 +1,22 @@
 """Equal tuning: every configuration of a sweep spec gets the same number of search trials.
 
 ``lmbudget tune SPEC --budget B --trials N --seed S --out OUT`` searches, per configuration, a
-declared space (the learning rate for every configuration, the algorithm's and optimizer's own
-knobs where they have any) with Optuna, scoring each trial on the validation split (the run's
+declared space with Optuna, scoring each trial on the validation split (the run's
 ``final_val_loss``). AlgoPerf's external-tuning rule: the same N for every configuration.
+
+Tuning cannot leak into a verdict: its seeds are ``TUNE_SEED_MIN`` (1000) and up, disjoint from
+any sweep's (0, 1, 2, ...), so no verdict run is a tuning trial; it selects on the validation split
+and the verdict reads the test split (``lmbudget/testloss.py``). The winners file records both
+(``seed``/``seeds``, ``split``) with the trial count, the budget and the space's ``dimensions``,
+and the report's fairness check compares them (``lmbudget.results.verdict.tuned_file_checks``).
+
+The built-in space (:data:`DEFAULT_SPACE`) tunes the learning rate alone, for every configuration:
+equal search (the same trials over the same one dimension) is what makes trial counts comparable;
+an algorithm's or optimizer's own knobs stay at the paper's values. A space file can add knobs,
+and the report then flags configurations searched over more dimensions than others.
+
+The default sampler is Optuna's ``QMCSampler`` (scrambled Sobol, seeded): at 4-8 trials it covers
+a range evenly, where TPE draws its first 10 trials at random.
 
 Layout of OUT::
 
@@ -19,10 +32,11 @@ Trials run round by round (trial n of every configuration before trial n + 1 of 
 stopped early is still equal. Restartable at any point: trials are proposed in order and each is a
 run directory trained with
 ``resume=True``; a trial a kill left running in the study is finished with the parameters it was
-given (its run directory resumes from its last checkpoint), finished trials are never re-run. The
-sampler is re-seeded per trial from (seed, trial index), so a proposal depends only on the finished
-trials before it and a resumed tune proposes exactly what an uninterrupted one would (Optuna keeps
-a sampler's random state in memory, not in the storage). The same seed gives every configuration
+given (its run directory resumes from its last checkpoint), finished trials are never re-run. A
+random sampler is re-seeded per trial from (seed, trial index), and QMC's position in its sequence
+is kept in the storage, so a proposal depends only on the finished trials before it and a resumed
+tune proposes exactly what an uninterrupted one would (Optuna keeps a sampler's random state in
+memory, not in the storage). The same seed gives every configuration
 the same random draws for its shared keys (common random numbers). A trial that diverges or raises
 counts as a trial with the worst score (+inf).
 
@@ -46,6 +60,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,15 +70,11 @@ from lmbudget.config import parse_override
 from lmbudget.io import atomic_write_json, atomic_write_text, read_yaml
 from lmbudget.sweep.spec import Configuration, RunSpec, SweepError, SweepSpec
 
-DEFAULT_SPACE = {
-    "all": {"optim.lr": {"log_factor": [0.25, 4.0]}},
-    "layer-dropping": {"algorithm.theta": {"uniform": [0.3, 0.7]}},
-    "selective-backprop": {"algorithm.beta": {"uniform": [0.5, 3.0]}},
-    "rho-loss": {"algorithm.megabatch_factor": {"choices": [2, 3, 4]}},
-    "sophia": {"optim.rho": {"log_factor": [0.25, 4.0]}},
-}
+DEFAULT_SPACE = {"all": {"optim.lr": {"log_factor": [0.25, 4.0]}}}  # the learning rate alone, for every configuration
 KINDS = ("uniform", "log_uniform", "int", "log_factor", "choices")
-SAMPLERS = ("tpe", "random")
+SAMPLERS = ("qmc", "tpe", "random")
+TUNE_SEED_MIN = 1000   # tuning seeds start here; sweeps use 0, 1, 2, ... (a verdict run is never a trial)
+TUNE_SPLIT = "validation"  # what trials are scored on; the verdict reads "test"
 STORAGE = "tune.sqlite"
 SETTINGS = "tune.yaml"
 WINNERS = "winners.yaml"
@@ -313,12 +324,20 @@ def trial_seed(seed: int, index: int) -> int:
     return int(hashlib.sha256(f"lmbudget-tune/{seed}/{index}".encode()).hexdigest()[:8], 16)
 
 
-def make_sampler(kind: str, seed: int):
+def make_sampler(kind: str, seed: int, index: int = 0):
+    """The sampler proposing trial ``index``: random streams are re-seeded per trial (a resumed tune
+    proposes what an uninterrupted one would); QMC keeps one scrambled Sobol sequence per seed, whose
+    position Optuna keeps in the storage."""
     import optuna
+    if kind == "qmc":  # keys it cannot place on the sequence (choices) are drawn at random
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.0; the interface used here is stable
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.QMCSampler(scramble=True, seed=seed, warn_independent_sampling=False,
+                                              independent_sampler=optuna.samplers.RandomSampler(seed=trial_seed(seed, index)))
     if kind == "tpe":  # its first 10 trials are random draws (n_startup_trials), then TPE
-        return optuna.samplers.TPESampler(seed=seed)
+        return optuna.samplers.TPESampler(seed=trial_seed(seed, index))
     if kind == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
+        return optuna.samplers.RandomSampler(seed=trial_seed(seed, index))
     raise TuneError(f"unknown sampler '{kind}'; choose one of {', '.join(SAMPLERS)}")
 
 
@@ -383,7 +402,7 @@ def tune_configuration(p: Plan, storage, trials: int, seed: int, sampler: str, o
         study.tell(t.number, run_trial(p, index, dict(t.params), out, log, progress, device))
     while len(done := counted(study, trials)) < trials:
         index = len(done)
-        study.sampler = make_sampler(sampler, trial_seed(seed, index))
+        study.sampler = make_sampler(sampler, seed, index)
         first = p.first_trial() if index == 0 else None
         if first is not None and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             study.enqueue_trial(first)  # a kill between here and ask() leaves it waiting: not enqueued twice
@@ -399,7 +418,8 @@ def winner(p: Plan, finished: list, budget: str, seed: int, sampler: str) -> dic
     entry = {"overrides": overrides_of(best.params) if math.isfinite(best.value) else [],
              "trials": len(finished),
              "best_val_loss": best.value if math.isfinite(best.value) else None,
-             "budget": budget, "seed": seed, "model": p.run.model, "sampler": sampler,
+             "budget": budget, "seed": seed, "seeds": [seed], "split": TUNE_SPLIT, "dimensions": len(p.params),
+             "space": {q.key: q.as_dict() for q in p.params}, "model": p.run.model, "sampler": sampler,
              "trial": f"{TRIALS_DIR}/{p.label}/t{best.user_attrs['index']:03d}" if math.isfinite(best.value) else None}
     if failed:
         entry["failed_trials"] = failed
@@ -407,7 +427,7 @@ def winner(p: Plan, finished: list, budget: str, seed: int, sampler: str) -> dic
 
 
 def run_tune(spec: SweepSpec, out: Path, budget: str, trials: int, seed: int, space: dict | None = None,
-             sampler: str = "tpe", log=print, progress: bool = False, device: str | None = None,
+             sampler: str = "qmc", log=print, progress: bool = False, device: str | None = None,
              labels: list[str] | None = None, space_name: str = "", jobs: int = 1) -> dict:
     """Tune every configuration of ``spec`` with ``trials`` trials; returns (and writes) the winners.
     ``labels``: the configuration labels the space may name (default: the spec's); ``space_name``:
@@ -423,6 +443,9 @@ def run_tune(spec: SweepSpec, out: Path, budget: str, trials: int, seed: int, sp
         raise TuneError(f"--jobs must be a positive integer (configurations tuned at once), got {jobs!r}")
     if sampler not in SAMPLERS:
         raise TuneError(f"unknown sampler '{sampler}'; choose one of {', '.join(SAMPLERS)}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < TUNE_SEED_MIN:
+        raise TuneError(f"tuning seed {seed!r} is below {TUNE_SEED_MIN}: sweeps use seeds 0, 1, 2, ..., so a trial "
+                        f"would be a verdict run; use --seed {TUNE_SEED_MIN} or higher")
     parse_budget(budget)
     if space is None:
         space, space_name = parse_space(DEFAULT_SPACE, "the built-in space"), "the built-in space"
@@ -499,9 +522,10 @@ def read_winners_file(path: Path) -> dict:
 
 
 def winners_table(winners: dict) -> str:
-    rows = ["| configuration | trials | best val loss | overrides |", "| --- | --- | --- | --- |"]
+    rows = ["| configuration | trials | dimensions | best val loss | overrides |", "| --- | --- | --- | --- | --- |"]
     for label, w in winners.items():
         loss = "n/a (every trial failed)" if w.get("best_val_loss") is None else f"{w['best_val_loss']:.4f}"
-        rows.append(f"| {label} | {w.get('trials')} | {loss} | {' '.join(w.get('overrides') or []) or '(defaults)'} |")
+        rows.append(f"| {label} | {w.get('trials')} | {w.get('dimensions', '?')} | {loss} | "
+                    f"{' '.join(w.get('overrides') or []) or '(defaults)'} |")
     return "\n".join(rows)
 
