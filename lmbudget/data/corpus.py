@@ -26,7 +26,7 @@ from lmbudget.config import DataConfig
 from lmbudget.data.sources import CorpusError, Source, normalize
 
 SPLITS = ("train", "validation", "holdout", "test")
-RECIPE = 2                # bump when cleaning, de-duplication or splitting changes (a new data cache key)
+RECIPE = 3                # bump when cleaning, de-duplication or splitting changes (a new data cache key)
 SPAN_WORDS = 13           # the span length of near-duplicate and leak checks (the audit's)
 NEAR_DUP_COVERAGE = 0.5   # this share of a document's spans seen earlier: a near duplicate, dropped
 LEAK_COVERAGE = 0.2       # this share of an evaluation document's spans in train: dropped from its split
