@@ -167,8 +167,12 @@ class CostTable:
 
     # -- matching and lookup
     def check_matches(self, signature: dict, seq_len: int) -> None:
-        diffs = [f"{k}: table {self.signature.get(k)!r} vs model {v!r}" for k, v in signature.items()
-                 if self.signature.get(k) != v]
+        # Both ways: a key only one side has is a difference too (an empty signature matches nothing).
+        keys = list(signature) + [k for k in self.signature if k not in signature]
+        diffs = [f"{k}: table {self.signature.get(k)!r} vs model {signature.get(k)!r}" for k in keys
+                 if self.signature.get(k) != signature.get(k)]
+        if not signature:
+            diffs.append("the model's signature() is empty: return the keys its cost depends on")
         if self.seq_len != seq_len:
             diffs.append(f"seq_len: table {self.seq_len} vs run {seq_len}")
         if diffs:

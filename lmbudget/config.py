@@ -258,7 +258,11 @@ def set_value(cfg: "RunConfig", section: str, key: str, value: Any) -> None:
         return
     config_class = plugin_config_class(section, str(value))
     base = ModelConfig if section == "model" else OptimConfig
-    shared = {f.name: getattr(obj, f.name) for f in dataclasses.fields(base)}
+    # Only values someone set travel: a key the old plug-in left at its default takes the new one's default
+    # (GPT's norm_eps is not BERT's).
+    defaults = type(obj)()
+    shared = {f.name: getattr(obj, f.name) for f in dataclasses.fields(base)
+              if getattr(obj, f.name) != getattr(defaults, f.name)}
     setattr(cfg, section, config_class(**dict(shared, **{key: str(value)})))
 
 

@@ -26,6 +26,8 @@ from torch import nn
 
 from lmbudget.config import ModelConfig
 
+PARAMETER_ROLES = ("hidden_matrix", "embedding", "head", "vector")
+
 
 class ModelFamily:
     name: ClassVar[str]
@@ -49,9 +51,20 @@ class ModelFamily:
         keys); deterministic given ``generator``."""
         raise NotImplementedError
 
-    def export(self, model: nn.Module, cfg: ModelConfig, tokenizer, out_dir) -> None:
-        """Write the model where other tools read it (e.g. a ``transformers`` folder for lm-eval); optional."""
-        raise NotImplementedError(f"the {self.name} family has no export")
+    def export(self, model: nn.Module, cfg: ModelConfig, special: dict, out_dir) -> None:
+        """Write the model (weights, config, generation config) as its exact ``transformers`` counterpart in
+        ``out_dir`` (``lmbudget export`` adds the tokenizer); a family without one raises NotImplementedError
+        with one line saying why."""
+        raise NotImplementedError(f"the {self.name} family has no exact transformers counterpart to export to")
+
+    def transformers_model(self, cfg: ModelConfig, special: dict | None = None) -> nn.Module:
+        """The ``transformers`` model of the same shape, untrained (``benchmarks/throughput.py``'s rival)."""
+        raise NotImplementedError(f"the {self.name} family names no transformers model of its shape")
+
+    def parameter_roles(self, model) -> dict[str, str]:
+        """Role of every parameter, by its name in model.named_parameters(): hidden_matrix (2-D weights inside
+        the blocks), embedding, head (tied heads are the embedding), vector (norms, biases, other 1-D)."""
+        raise NotImplementedError
 
     def synthetic_special(self, vocab_size: int) -> dict:
         """Special token ids for calibration's synthetic batches (no tokenizer there)."""
