@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     results = {}
     for mode in args.modes.split(","):
         precision = "bf16" if "bf16" in mode else "fp32"
-        peak = matmul_peak(torch.bfloat16 if precision == "bf16" else torch.float32, device)
+        peak = matmul_peak(torch.bfloat16 if precision == "bf16" else torch.float32, device, 512 if args.quick else 2048)
         torch.manual_seed(0)
         ours = fam.build(cfg, special).to(device)
         if "compile" in mode:

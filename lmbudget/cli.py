@@ -15,7 +15,8 @@ def user_errors() -> tuple[type, ...]:
     from lmbudget.lock import LockError
     from lmbudget.runs import RunDirError
     from lmbudget.context import RunError
-    return ConfigError, ClockError, CorpusError, RunDirError, CheckpointError, RunError, LockError
+    from lmbudget.export import ExportError
+    return ConfigError, ClockError, CorpusError, RunDirError, CheckpointError, RunError, LockError, ExportError
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -178,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     register_results(sub)
     register_status(sub)
     register_conformance(sub)
+    from lmbudget.export import register as register_export
+    register_export(sub)
     return p
 
 

@@ -38,7 +38,7 @@ QUICK = {
     "plugin_overhead.py": ([], "this tree / before"),
     "probe_vs_finetune.py": (["--out", "{tmp}/out", "{corpus_override}"], "Does the score follow"),
     "t5_throughput.py": ([], "ratio"),
-    "throughput.py": (["--model", "gpt-micro"], "HF LlamaForCausalLM"),
+    "throughput.py": (["--model", "gpt-micro", "--batch", "2x32"], "HF LlamaForCausalLM"),
 }
 
 

@@ -51,10 +51,10 @@ class ModelFamily:
         keys); deterministic given ``generator``."""
         raise NotImplementedError
 
-    def export(self, model: nn.Module, cfg: ModelConfig, special: dict, out_dir) -> None:
-        """Write the model (weights, config, generation config) as its exact ``transformers`` counterpart in
-        ``out_dir`` (``lmbudget export`` adds the tokenizer); a family without one raises NotImplementedError
-        with one line saying why."""
+    def export(self, model: nn.Module, cfg: ModelConfig, tokenizer, special: dict, out_dir) -> None:
+        """Write the model as its exact ``transformers`` counterpart in ``out_dir``: weights, config, generation
+        config and the tokenizer (``lmbudget.export.save_tokenizer``); ``lmbudget export`` adds the README. A
+        family without an exact counterpart raises NotImplementedError with one line saying why."""
         raise NotImplementedError(f"the {self.name} family has no exact transformers counterpart to export to")
 
     def transformers_model(self, cfg: ModelConfig, special: dict | None = None) -> nn.Module:
@@ -65,6 +65,12 @@ class ModelFamily:
         """Role of every parameter, by its name in model.named_parameters(): hidden_matrix (2-D weights inside
         the blocks), embedding, head (tied heads are the embedding), vector (norms, biases, other 1-D)."""
         raise NotImplementedError
+
+    def validation_weights(self, inputs: dict) -> torch.Tensor | None:
+        """Each row's weight (B,) in the validation loss, which averages the rows' mean losses: None weighs rows
+        alike (the paper's BERT and T5); a language model returns each row's count of predicted tokens, so the
+        validation loss is the loss per token, as LMs report it."""
+        return None
 
     def synthetic_special(self, vocab_size: int) -> dict:
         """Special token ids for calibration's synthetic batches (no tokenizer there)."""

@@ -74,6 +74,10 @@ class GPTFamily(ModelFamily):
         """Every token is its own label (the model shifts); padding predicts nothing."""
         return {"input_ids": tokens, "labels": tokens.masked_fill(tokens == special["pad"], -100)}
 
+    def validation_weights(self, inputs: dict) -> torch.Tensor:
+        """Predicted tokens per row: validation is the loss per token (rows that end in padding count less)."""
+        return (inputs["labels"][:, 1:] != -100).sum(1)
+
     def synthetic_special(self, vocab_size: int) -> dict:
         return {"pad": 0, "eos": 1, "unk": 2}
 
@@ -101,10 +105,13 @@ class GPTFamily(ModelFamily):
             bos_token_id=special.get("bos", special.get("eos")), use_cache=True)
         return LlamaForCausalLM(hf_cfg)
 
-    def export(self, model, cfg: GPTConfig, special: dict, out_dir) -> None:
+    def export(self, model, cfg: GPTConfig, tokenizer, special: dict, out_dir) -> None:
         """``LlamaForCausalLM`` weights, config and generation config in ``out_dir``: the weights are ours
-        under Llama's names (``model.`` prefix; the head only when untied)."""
+        under Llama's names (``model.`` prefix; the head only when untied). The tokenizer adds no special
+        tokens: the model trained on raw packed text, documents separated by the eos."""
         from transformers import GenerationConfig
+
+        from lmbudget.export import save_tokenizer
         hf = self.transformers_model(cfg, special)
         state = {("lm_head.weight" if k == "lm_head.weight" else f"model.{k}"): v
                  for k, v in model.state_dict().items()}
@@ -115,3 +122,4 @@ class GPTFamily(ModelFamily):
         hf.generation_config = GenerationConfig(do_sample=False, max_new_tokens=64, eos_token_id=special.get("eos"),
                                                 pad_token_id=special["pad"], bos_token_id=special.get("eos"))
         hf.save_pretrained(out_dir)
+        save_tokenizer(tokenizer, special, out_dir, add_special_tokens=False)

@@ -1,0 +1,145 @@
+"""The gpt family against its reference (transformers' LlamaForCausalLM), its objective against the formula,
+its export round trip, and the core's walls a causal-LM plug-in family hit (tests/kit_plugins/causal.py)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lmbudget.config import ConfigError
+from lmbudget.families import family
+from lmbudget.families.base import PARAMETER_ROLES
+from lmbudget.presets import preset_config
+from lmbudget.runs import make_config
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+transformers = pytest.importorskip("transformers")
+PLUGIN = "kit_plugins.causal:Causal"
+
+
+def micro_model(tie: bool = True, seed: int = 0):
+    cfg = preset_config("gpt-micro").model
+    cfg.vocab_size, cfg.tie_embeddings = 512, tie
+    fam = family("gpt")
+    torch.manual_seed(seed)
+    model = fam.build(cfg, fam.synthetic_special(512))
+    with torch.no_grad():  # norms away from 1, so a misplaced norm weight would show
+        for p in model.parameters():
+            if p.dim() == 1:
+                p.uniform_(0.5, 1.5)
+    return fam, cfg, model.eval()
+
+
+def as_llama(fam, cfg, model):
+    hf = fam.transformers_model(cfg)
+    state = {k if k == "lm_head.weight" else f"model.{k}": v for k, v in model.state_dict().items()}
+    missing, unexpected = hf.load_state_dict(state, strict=False)
+    assert not unexpected and missing == ([] if not cfg.tie_embeddings else ["lm_head.weight"])
+    return hf.eval()
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_gpt_is_llama_weight_for_weight(tie):
+    fam, cfg, model = micro_model(tie)
+    hf = as_llama(fam, cfg, model)
+    ids = torch.randint(3, 512, (3, 40), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert (model.logits(ids) - hf(input_ids=ids).logits).abs().max() < 1e-4
+        assert torch.allclose(model({"input_ids": ids, "labels": ids}), hf(input_ids=ids, labels=ids).loss, atol=1e-5)
+        ours = model.generate(ids[:, :6], max_new_tokens=6, eos_id=10**6)
+        theirs = hf.generate(ids[:, :6], max_new_tokens=6, do_sample=False, eos_token_id=None)[:, 6:].tolist()
+    assert ours == theirs
+    assert (model.head_weight() is model.embed_tokens.weight) == tie
+
+
+def test_next_token_loss_and_per_sequence_losses_follow_the_formula():
+    fam, cfg, model = micro_model()
+    tokens = torch.randint(3, 512, (4, 20), generator=torch.Generator().manual_seed(2))
+    tokens[1, 12:] = 0  # padding: predicts nothing
+    inputs = fam.make_inputs(tokens, None, fam.synthetic_special(512), 512, torch.Generator())
+    with torch.no_grad():
+        logits = model.logits(tokens)[:, :-1]
+        per_token = F.cross_entropy(logits.transpose(1, 2), inputs["labels"][:, 1:], reduction="none", ignore_index=-100)
+        counts = (inputs["labels"][:, 1:] != -100).sum(1)
+        assert counts.tolist() == [19, 11, 19, 19] == fam.validation_weights(inputs).tolist()
+        assert torch.allclose(model(inputs), per_token.sum() / counts.sum(), atol=1e-6)
+        assert torch.allclose(model(inputs, per_example=True), per_token.sum(1) / counts, atol=1e-6)
+        assert torch.equal(model.encode(tokens), model.hidden_states(tokens))
+        hessian = model.hessian_loss(inputs, torch.Generator().manual_seed(0))  # labels sampled from the logits
+    assert hessian.isfinite() and hessian.dim() == 0
+    with pytest.raises(ValueError, match="max_seq_len"):
+        model.logits(torch.zeros(1, cfg.max_seq_len + 1, dtype=torch.long))
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_parameter_roles(tie):
+    fam, cfg, model = micro_model(tie)
+    roles = fam.parameter_roles(model)
+    assert set(roles) == {n for n, _ in model.named_parameters()} and set(roles.values()) <= set(PARAMETER_ROLES)
+    assert roles["embed_tokens.weight"] == "embedding" and ("lm_head.weight" in roles) == (not tie)
+    for name, p in model.named_parameters():
+        assert (roles[name] == "hidden_matrix") == (p.dim() == 2 and name.startswith("layers."))
+        assert (roles[name] == "vector") == (p.dim() == 1)
+
+
+def test_family_defaults_are_its_own_not_berts():
+    gpt = make_config("gpt-micro")
+    assert gpt.model.norm_eps == 1e-5 and type(gpt.model).__name__ == "GPTConfig"
+    assert (gpt.optim.weight_decay, gpt.optim.clip, gpt.optim.eps) == (0.1, 1.0, 1e-8)
+    # Another family's preset switched to GPT: GPT's own defaults, and GPT's optimizer settings, taken after the switch.
+    switched = make_config("bert-micro", overrides=["model.family=gpt"])
+    assert switched.model.norm_eps == 1e-5 and switched.model.hidden == 64
+    assert (switched.optim.weight_decay, switched.optim.clip, switched.optim.eps) == (0.1, 1.0, 1e-8)
+    assert make_config("bert-micro").model.norm_eps == 1e-12  # BERT keeps its own
+
+
+def test_a_plugin_family_finds_its_presets_and_defaults():
+    with pytest.raises(ConfigError, match="unknown model 'causal-micro'"):
+        make_config("causal-micro")
+    cfg = make_config("causal-micro", overrides=[f"model.family={PLUGIN}"])
+    assert cfg.model.family == PLUGIN and cfg.model.norm_eps == 3e-6 and cfg.optim.weight_decay == 0.05
+    # Explicit values still win over the family's defaults.
+    assert make_config("causal-micro", overrides=[f"model.family={PLUGIN}", "model.norm_eps=1e-4",
+                                                  "optim.weight_decay=0.3"]).optim.weight_decay == 0.3
+
+
+def test_check_plugin_refuses_a_family_with_nothing_to_run():
+    from lmbudget.conformance import check, micro_presets
+    assert micro_presets(PLUGIN) == ["causal-micro"] and micro_presets("gpt") == ["gpt-micro"]
+    with pytest.raises(ConfigError, match="no \\*-micro preset"):
+        check("kit_plugins.causal:NoMicro", kind="model")
+
+
+def test_batch_carries_every_key_into_training(corpus, tmp_path):
+    """The plug-in's model refuses a batch without its ``positions``: training and validation both reach it."""
+    from lmbudget.runs import train
+    cfg = make_config("causal-micro", budget="3 steps", reference="cpu2-gpt-micro",
+                      overrides=[f"model.family={PLUGIN}", f"data.corpus={corpus}", "train.eval_every=0.5"])
+    summary = train(cfg, tmp_path / "run", progress=False, log=lambda *_: None)
+    assert summary["status"] == "completed" and summary["steps"] == 3
+
+
+def test_batch_select_split_cat_keep_extra_keys():
+    from lmbudget.algorithms.base import Batch
+    ids = torch.arange(12).view(6, 2)
+    batch = Batch.from_inputs({"input_ids": ids, "labels": ids + 1, "positions": ids * 10}, torch.arange(6))
+    parts = batch.split(4)
+    assert [len(p) for p in parts] == [4, 2] and torch.equal(Batch.cat(parts).extra["positions"], ids * 10)
+    picked = batch.select(torch.tensor([5, 0]))
+    assert torch.equal(picked.model_inputs()["positions"], torch.stack([ids[5], ids[0]]) * 10)
+
+
+def test_cost_table_signature_is_checked_both_ways():
+    from lmbudget.clock import ClockError, load_reference
+    table = load_reference("cpu2-bert-micro")
+    table.check_matches(dict(table.signature), table.seq_len)
+    with pytest.raises(ClockError, match="signature"):
+        table.check_matches({}, table.seq_len)
+    with pytest.raises(ClockError, match="ffn"):
+        table.check_matches({k: v for k, v in table.signature.items() if k != "ffn"}, table.seq_len)
+    with pytest.raises(ClockError, match="extra"):
+        table.check_matches(dict(table.signature, extra=1), table.seq_len)
