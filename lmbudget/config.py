@@ -138,6 +138,8 @@ class RunConfig:
             raise ConfigError(f"train.budget: {e}") from None
         SCHEDULES.resolve(self.optim.schedule)
         self.model.check()
+        from lmbudget.families import family
+        family(m.family).check_run(self)
         self.optim.check()
         build_algorithm(self.algorithm, self.algo, m.family)  # the algorithm's own ranges (its Config and check())
         return self

@@ -143,3 +143,139 @@ def test_cost_table_signature_is_checked_both_ways():
         table.check_matches({k: v for k, v in table.signature.items() if k != "ffn"}, table.seq_len)
     with pytest.raises(ClockError, match="extra"):
         table.check_matches(dict(table.signature, extra=1), table.seq_len)
+
+
+# ----------------------------------------------------------------------------- export
+
+@pytest.fixture(scope="module")
+def gpt_run(corpus, tmp_path_factory):
+    from lmbudget.runs import train
+    run_dir = tmp_path_factory.mktemp("gpt") / "run"
+    cfg = make_config("gpt-micro", budget="4 steps", overrides=[f"data.corpus={corpus}", "train.eval_every=2"])
+    assert train(cfg, run_dir, progress=False, log=lambda *_: None)["status"] == "completed"
+    return run_dir
+
+
+def test_export_loads_in_transformers_with_the_same_logits(gpt_run, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    from lmbudget.evaluate.pretrained import load_run
+    from lmbudget.export import export_run
+    out = export_run(gpt_run, tmp_path / "hf", log=lambda *_: None)
+    hf, tok = AutoModelForCausalLM.from_pretrained(out).eval(), AutoTokenizer.from_pretrained(out)
+    assert type(hf).__name__ == "LlamaForCausalLM" and GenerationConfig.from_pretrained(out).do_sample is False
+    run = load_run(gpt_run)
+    text = "The government said on Monday that the plans would go ahead.\nA second line."
+    ids = run.data.tokenizer.encode(text, add_special_tokens=False).ids
+    assert tok(text)["input_ids"] == ids and tok.eos_token_id == run.data.special["eos"]
+    with torch.no_grad():
+        ours = run.model().eval().logits(torch.tensor([ids]))
+        theirs = hf(input_ids=torch.tensor([ids])).logits
+    assert (ours - theirs).abs().max() < 1e-4
+    assert "final checkpoint" in (out / "README.md").read_text()
+
+
+def test_export_refuses_bad_input_and_overwrites_nothing(gpt_run, tmp_path):
+    import shutil
+
+    from lmbudget.export import ExportError, export_run
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "keep.txt").write_text("mine")
+    with pytest.raises(ExportError, match="not empty"):
+        export_run(gpt_run, taken)
+    assert [p.name for p in taken.iterdir()] == ["keep.txt"]
+    with pytest.raises(ExportError, match="not a run directory"):
+        export_run(tmp_path / "nothing", tmp_path / "out")
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(gpt_run, unfinished)
+    (unfinished / "summary.json").unlink()
+    with pytest.raises(ExportError, match="--allow-unfinished"):
+        export_run(unfinished, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    out = export_run(unfinished, tmp_path / "out", allow_unfinished=True, log=lambda *_: None)
+    assert "UNFINISHED" in (out / "README.md").read_text()
+
+
+@pytest.mark.parametrize("name, why", [("bert", "gated FFN"), ("t5", "relative position bias")])
+def test_families_without_an_exact_counterpart_refuse_export(name, why, tmp_path):
+    with pytest.raises(NotImplementedError, match=why) as e:
+        family(name).export(None, None, None, {}, tmp_path)
+    assert "\n" not in str(e.value) and not any(tmp_path.iterdir())
+
+
+def test_export_cli_is_one_line_exit_2(tmp_path):
+    import subprocess
+    proc = subprocess.run([sys.executable, "-m", "lmbudget", "export", str(tmp_path), "--format", "hf", "--out",
+                           str(tmp_path / "out")], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "not a run directory" in proc.stderr
+
+
+# ----------------------------------------------------------------------------- llm.c shards
+
+def write_shard(path: Path, tokens, magic: int = 20240520, count: int | None = None) -> Path:
+    import numpy as np
+    header = np.zeros(256, dtype="<i4")
+    header[:3] = magic, 1, len(tokens) if count is None else count
+    path.write_bytes(header.tobytes() + np.asarray(tokens, dtype="<u2").tobytes())
+    return path
+
+
+@pytest.fixture()
+def shards(tmp_path):
+    import numpy as np
+    rng = np.random.default_rng(0)
+    root = tmp_path / "fineweb10B"
+    root.mkdir()
+    for i in (1, 2):
+        write_shard(root / f"fineweb_train_{i:06d}.bin", rng.integers(0, 2048, 64 * 40 + 17))
+    write_shard(root / "fineweb_val_000000.bin", rng.integers(0, 2048, 64 * 10))
+    return root
+
+
+def test_llmc_shards_are_memory_mapped_rows(shards):
+    import numpy as np
+
+    from lmbudget.data import prepare_data
+    from lmbudget.data.llmc import read_shard
+    cfg = make_config("gpt-micro", overrides=[f"data.corpus=llmc:{shards}"]).data
+    data = prepare_data(cfg, log=lambda *_: None)
+    train, val = data.split("train"), data.split("validation")
+    assert len(train) == 80 and len(val) == 10 and data.vocab_size == 2048  # 40 whole rows per shard
+    assert all(isinstance(s, np.memmap) for s in train.tokens.shards)
+    second = read_shard(shards / "fineweb_train_000002.bin")
+    assert np.array_equal(train.tokens[[40, 79]], np.stack([second[:64], second[39 * 64:40 * 64]]))
+    assert np.array_equal(val.tokens[:2].reshape(-1), read_shard(shards / "fineweb_val_000000.bin")[:128])
+
+
+def test_llmc_corpus_trains(shards, tmp_path):
+    from lmbudget.runs import train
+    cfg = make_config("gpt-micro", budget="3 steps", overrides=[f"data.corpus=llmc:{shards}", "train.eval_every=2"])
+    summary = train(cfg, tmp_path / "run", progress=False, log=lambda *_: None)
+    assert summary["status"] == "completed" and summary["final_val_loss"] > 0
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("magic", "magic number 123"), ("truncated", "truncated"), ("vocabulary", "token id 4000"),
+    ("no-validation", "no validation shard")])
+def test_llmc_bad_shards_are_one_line_errors_naming_the_file(shards, damage, message):
+    from lmbudget.data import CorpusError, prepare_data
+    bad = shards / "fineweb_train_000001.bin"
+    if damage == "magic":
+        write_shard(bad, [1, 2, 3], magic=123)
+    elif damage == "truncated":
+        write_shard(bad, [1, 2, 3], count=1000)
+    elif damage == "vocabulary":
+        write_shard(bad, [1, 4000, 3])
+    else:
+        bad = shards / "fineweb_val_000000.bin"
+        bad.unlink()
+    cfg = make_config("gpt-micro", overrides=[f"data.corpus=llmc:{shards}"]).data
+    with pytest.raises(CorpusError, match=message) as e:
+        prepare_data(cfg, log=lambda *_: None)
+    assert "\n" not in str(e.value) and (str(bad) in str(e.value) or str(shards) in str(e.value))
+
+
+def test_sequence_longer_than_the_positions_is_refused():
+    with pytest.raises(ConfigError, match="model.max_seq_len"):
+        make_config("gpt-micro", overrides=["data.seq_len=128"])

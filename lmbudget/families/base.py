@@ -66,6 +66,10 @@ class ModelFamily:
         the blocks), embedding, head (tied heads are the embedding), vector (norms, biases, other 1-D)."""
         raise NotImplementedError
 
+    def check_run(self, cfg) -> None:
+        """Relations between the model and the other sections of a RunConfig (e.g. data.seq_len against the
+        model's positions); raise ConfigError naming the keys and the fix."""
+
     def validation_weights(self, inputs: dict) -> torch.Tensor | None:
         """Each row's weight (B,) in the validation loss, which averages the rows' mean losses: None weighs rows
         alike (the paper's BERT and T5); a language model returns each row's count of predicted tokens, so the

@@ -74,6 +74,13 @@ class GPTFamily(ModelFamily):
         """Every token is its own label (the model shifts); padding predicts nothing."""
         return {"input_ids": tokens, "labels": tokens.masked_fill(tokens == special["pad"], -100)}
 
+    def check_run(self, cfg) -> None:
+        from lmbudget.errors import ConfigError
+        if cfg.data.seq_len > cfg.model.max_seq_len:
+            raise ConfigError(f"data.seq_len={cfg.data.seq_len} is longer than model.max_seq_len="
+                              f"{cfg.model.max_seq_len} (the positions the model is built for): lower data.seq_len "
+                              f"or raise model.max_seq_len")
+
     def validation_weights(self, inputs: dict) -> torch.Tensor:
         """Predicted tokens per row: validation is the loss per token (rows that end in padding count less)."""
         return (inputs["labels"][:, 1:] != -100).sum(1)
