@@ -33,7 +33,7 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     corpus: str = "offline-en"  # "offline-en", a local file/folder, or "hf:NAME[:CONFIG]"
-    tokenizer: Literal["wordpiece", "unigram"] = "wordpiece"
+    tokenizer: Literal["wordpiece", "unigram", "bpe"] = "wordpiece"  # bpe: byte-level (lmbudget.data.bpe)
     vocab_size: int = 8192
     seq_len: int = 128
     lowercase: bool = True

@@ -279,3 +279,27 @@ def test_llmc_bad_shards_are_one_line_errors_naming_the_file(shards, damage, mes
 def test_sequence_longer_than_the_positions_is_refused():
     with pytest.raises(ConfigError, match="model.max_seq_len"):
         make_config("gpt-micro", overrides=["data.seq_len=128"])
+
+
+# ----------------------------------------------------------------------------- byte-level BPE
+
+BPE_SCRIPT = """
+import hashlib, sys
+from pathlib import Path
+from lmbudget.data.bpe import train_bpe
+texts = [p.read_text() for p in sorted(Path(sys.argv[1]).glob('*.txt'))[:150]]
+print(hashlib.sha256(train_bpe(texts, 1024).to_str().encode()).hexdigest())
+"""
+
+
+def test_bpe_is_deterministic_across_processes_and_byte_exact(corpus):
+    import subprocess
+
+    from lmbudget.data.bpe import bpe_special_ids, train_bpe
+    digests = {subprocess.run([sys.executable, "-c", BPE_SCRIPT, str(corpus)], capture_output=True, text=True,
+                              check=True).stdout for _ in range(2)}
+    assert len(digests) == 1
+    tok = train_bpe([p.read_text() for p in sorted(corpus.glob("*.txt"))[:150]], 1024)
+    assert tok.get_vocab_size() == 1024 and bpe_special_ids(tok) == {"eos": 0, "pad": 1}
+    text = "Line one\n\n  Ünïcödé → text the model never saw: 日本"
+    assert tok.decode(tok.encode(text).ids) == text  # bytes: nothing is unknown, layout kept

@@ -33,14 +33,14 @@ class GPTFamily(ModelFamily):
     presets = {
         "gpt-micro": {
             "model": dict(n_layers=4, hidden=64, heads=2, ffn=128, max_seq_len=64),
-            "data": dict(tokenizer="unigram", vocab_size=2048, seq_len=64, lowercase=False),
+            "data": dict(tokenizer="bpe", vocab_size=2048, seq_len=64, lowercase=False),
             "train": dict(micro_batch=8, batch=16, budget="20s", eval_batches=2, precision="fp32",
                           reference="cpu2-gpt-micro"),
         },
         # The demo's scale (bert-demo's model, fp32, one thread); lr_scale as bert-demo's: see the README.
         "gpt-demo": {
             "model": dict(n_layers=4, hidden=64, heads=2, ffn=128, max_seq_len=64),
-            "data": dict(tokenizer="unigram", vocab_size=2048, seq_len=64, lowercase=False),
+            "data": dict(tokenizer="bpe", vocab_size=2048, seq_len=64, lowercase=False),
             "train": dict(micro_batch=16, batch=16, budget="30s", eval_batches=32, eval_every=0.2,
                           precision="fp32", threads=1, reference="cpu2-gpt-demo"),
             "lr_scale": 6.0,
@@ -49,7 +49,7 @@ class GPTFamily(ModelFamily):
         # with Llama's blocks: the gated MLP's width 2048 keeps GPT-2's 4 x 768 MLP parameters.
         "gpt2-small": {
             "model": dict(n_layers=12, hidden=768, heads=12, ffn=2048, max_seq_len=1024, vocab_size=50304),
-            "data": dict(tokenizer="unigram", vocab_size=50304, seq_len=1024, lowercase=False),
+            "data": dict(tokenizer="bpe", vocab_size=50304, seq_len=1024, lowercase=False),
             "train": dict(micro_batch=32, batch=512, budget="2h", eval_batches=16, precision="bf16", compile=True),
         },
     }
@@ -86,7 +86,7 @@ class GPTFamily(ModelFamily):
         return (inputs["labels"][:, 1:] != -100).sum(1)
 
     def synthetic_special(self, vocab_size: int) -> dict:
-        return {"pad": 0, "eos": 1, "unk": 2}
+        return {"eos": 0, "pad": 1}  # the byte-level BPE tokenizer's (lmbudget.data.bpe)
 
     def parameter_roles(self, model) -> dict[str, str]:
         roles = {}
