@@ -238,7 +238,7 @@ def test_llmc_shards_are_memory_mapped_rows(shards):
 
     from lmbudget.data import prepare_data
     from lmbudget.data.llmc import read_shard
-    cfg = make_config("gpt-micro", overrides=[f"data.corpus=llmc:{shards}"]).data
+    cfg = make_config("gpt-micro", overrides=[f"data.corpus=llmc:{shards}", "data.seq_len=64"]).data
     data = prepare_data(cfg, log=lambda *_: None)
     train, val = data.split("train"), data.split("validation")
     assert len(train) == 80 and len(val) == 10 and data.vocab_size == 2048  # 40 whole rows per shard

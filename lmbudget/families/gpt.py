@@ -33,7 +33,7 @@ class GPTFamily(ModelFamily):
     presets = {
         "gpt-micro": {
             "model": dict(n_layers=4, hidden=64, heads=2, ffn=128, max_seq_len=64),
-            "data": dict(tokenizer="bpe", vocab_size=2048, seq_len=64, lowercase=False),
+            "data": dict(tokenizer="bpe", vocab_size=2048, seq_len=32, lowercase=False),
             "train": dict(micro_batch=8, batch=16, budget="20s", eval_batches=2, precision="fp32",
                           reference="cpu2-gpt-micro"),
         },
