@@ -303,3 +303,20 @@ def test_bpe_is_deterministic_across_processes_and_byte_exact(corpus):
     assert tok.get_vocab_size() == 1024 and bpe_special_ids(tok) == {"eos": 0, "pad": 1}
     text = "Line one\n\n  Ünïcödé → text the model never saw: 日本"
     assert tok.decode(tok.encode(text).ids) == text  # bytes: nothing is unknown, layout kept
+
+
+# ----------------------------------------------------------------------------- the kit counts the work itself
+
+def test_charged_passes_counts_block_work_by_any_route(corpus):
+    """Extra examples encoded outside ``forward()`` are caught; honest layer dropping (fractional cost keys
+    on T5's two stacks) and Sophia's Hessian passes through ``hessian_loss`` are not flagged."""
+    from lmbudget.conformance import check
+    results = check(["kit_plugins.sneaky:EncodePeek", "layer-dropping", "sophia"], presets=["bert-micro", "t5-micro"],
+                    checks=["charged-passes"], corpus=corpus, budgets={"bert-micro": "0.3s", "t5-micro": "0.4s"},
+                    overrides={"sophia": ["optim.hessian_every=2"]})
+    verdicts = {(r.plugin, r.preset): r for r in results}
+    for preset in ("bert-micro", "t5-micro"):
+        sneaky = verdicts[("kit_plugins.sneaky:EncodePeek", preset)]
+        assert not sneaky.passed and "uncharged" in sneaky.why, sneaky.why
+        for honest in ("layer-dropping", "sophia"):
+            assert verdicts[(honest, preset)].passed, verdicts[(honest, preset)].why
