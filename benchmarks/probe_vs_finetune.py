@@ -45,7 +45,6 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     if a.quick:
         a.model, a.budget, a.seeds, a.fractions, a.max_train, a.max_eval = "bert-micro", "4 steps", "0", "0.5,1.0", 8, 8
-        a.overrides = ["data.vocab_size=512", *a.overrides]
 
     import numpy as np
     import torch
