@@ -320,3 +320,33 @@ def test_charged_passes_counts_block_work_by_any_route(corpus):
         assert not sneaky.passed and "uncharged" in sneaky.why, sneaky.why
         for honest in ("layer-dropping", "sophia"):
             assert verdicts[(honest, preset)].passed, verdicts[(honest, preset)].why
+
+
+# ----------------------------------------------------------------------------- zero-shot
+
+def test_continuation_logprobs_follow_the_formula():
+    from lmbudget.evaluate.zeroshot import choose, continuation_logprobs
+    fam, cfg, model = micro_model()
+    prompt, candidates = [5, 9, 17, 33, 2], [[40], [41, 42, 43], [44, 45]]
+    got = continuation_logprobs(model, prompt, candidates, max_len=cfg.max_seq_len)
+    for k, c in enumerate(candidates):  # each candidate alone: log p(c_j | prompt, c_<j), summed
+        with torch.no_grad():
+            logp = F.log_softmax(model.logits(torch.tensor([prompt + c])), -1)[0]
+        assert torch.allclose(got[k], sum(logp[len(prompt) - 1 + j, t] for j, t in enumerate(c)), atol=1e-5)
+    cut = continuation_logprobs(model, list(range(3, 200)), candidates, max_len=cfg.max_seq_len)  # left-truncated
+    assert cut.isfinite().all()
+    raw, norm = choose(torch.tensor([[-3.0, -4.0]]).numpy(), torch.tensor([1.0, 4.0]).numpy())
+    assert raw.tolist() == [0] and norm.tolist() == [1]  # -4 over 4 bytes beats -3 over 1
+
+
+def test_zeroshot_suite_reports_against_random_and_unigram(gpt_run):
+    from lmbudget.evaluate import evaluate
+    result = evaluate(gpt_run, "zeroshot", tasks=["bbc-topic"], max_eval=25, progress=False, log=lambda *_: None)
+    task = result["tasks"]["bbc-topic"]
+    assert task["main_metric"] == "accuracy_norm" and task["sizes"] == {"test": 25}
+    assert 0 <= task["metrics"]["accuracy_norm"]["mean"] <= 100
+    assert task["baselines"]["random"]["accuracy"] == pytest.approx(20.0)  # 5 BBC topics
+    assert set(result["baselines"]) == {"random", "unigram"}
+    from lmbudget.evaluate import EvalError
+    with pytest.raises(EvalError, match="not available for a bert run|unknown"):
+        evaluate(gpt_run.parent / "nothing", "zeroshot-typo")

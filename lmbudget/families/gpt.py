@@ -63,7 +63,7 @@ class GPTFamily(ModelFamily):
                        rms_scaled=False, sophia_bs=0, hessian_batch_fraction=1.0, hessian_clip=False),
     }
     algorithm_defaults = {}
-    suites = {}
+    suites = {"zeroshot": "lmbudget.evaluate.zeroshot:zeroshot_suite"}
 
     def build(self, cfg: GPTConfig, special: dict):
         from lmbudget.models.gpt import GPTModel
