@@ -269,5 +269,5 @@ class Trainer(RunContext, Persistence):
     def resolve_reference(self) -> CostTable:
         ref = self.cfg.train.reference
         if ref:
-            return load_reference(ref)
+            return load_reference(ref, self.cfg.model.family)
         return default_reference(self.cfg.model_name, self.model.signature(), self.cfg.data.seq_len)

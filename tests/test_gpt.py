@@ -59,8 +59,9 @@ def test_gpt_is_llama_weight_for_weight(tie):
 def test_next_token_loss_and_per_sequence_losses_follow_the_formula():
     fam, cfg, model = micro_model()
     tokens = torch.randint(3, 512, (4, 20), generator=torch.Generator().manual_seed(2))
-    tokens[1, 12:] = 0  # padding: predicts nothing
-    inputs = fam.make_inputs(tokens, None, fam.synthetic_special(512), 512, torch.Generator())
+    special = fam.synthetic_special(512)
+    tokens[1, 12:] = special["pad"]  # padding: predicts nothing
+    inputs = fam.make_inputs(tokens, None, special, 512, torch.Generator())
     with torch.no_grad():
         logits = model.logits(tokens)[:, :-1]
         per_token = F.cross_entropy(logits.transpose(1, 2), inputs["labels"][:, 1:], reduction="none", ignore_index=-100)
@@ -350,3 +351,11 @@ def test_zeroshot_suite_reports_against_random_and_unigram(gpt_run):
     from lmbudget.evaluate import EvalError
     with pytest.raises(EvalError, match="not available for a bert run|unknown"):
         evaluate(gpt_run.parent / "nothing", "zeroshot-typo")
+
+
+def test_a_family_ships_named_reference_tables():
+    from lmbudget.clock import ClockError, load_reference
+    table = load_reference("causal-micro-table", PLUGIN)
+    assert table.name == "causal-micro-table" and table.signature["arch"] == "gpt"
+    with pytest.raises(ClockError, match="unknown reference 'causal-micro-table'"):
+        load_reference("causal-micro-table")  # no registry lists the plug-in: only through its family

@@ -87,7 +87,7 @@ def default_budget(preset: str, overrides: Sequence[str] = ()) -> str:
     cfg = make_config(preset, overrides=list(overrides))
     if not cfg.train.reference:
         return "1s"
-    table = load_reference(cfg.train.reference)
+    table = load_reference(cfg.train.reference, cfg.model.family)
     steps = table.costs["step"]
     per_step = (max(table.costs["fwd_bwd"].values()) * cfg.train.batch / table.micro_batch
                 + steps.get(cfg.optim.name, max(steps.values())))

@@ -38,6 +38,8 @@ class ModelFamily:
     # The paper's settings per optimizer name on this family (OptimConfig keys), and per algorithm name.
     optimizer_defaults: ClassVar[dict[str, dict]] = {}
     algorithm_defaults: ClassVar[dict[str, dict]] = {}
+    # Named cost tables the family ships: name -> JSON file beside the family's module (``train.reference=NAME``).
+    references: ClassVar[dict[str, str]] = {}
     # Evaluation suite -> "module:function" running it on a PretrainedRun (see lmbudget.evaluate).
     suites: ClassVar[dict[str, str]] = {}
 

@@ -29,6 +29,7 @@ class Causal(GPTFamily):
     name = "causal"
     Config = CausalConfig
     presets = {"causal-micro": GPTFamily.presets["gpt-micro"]}
+    references = {"causal-micro-table": "causal-micro-table.json"}  # a named table the package ships
     optimizer_defaults = {"adamw": dict(GPTFamily.optimizer_defaults["adamw"], weight_decay=0.05)}
 
     def build(self, cfg, special):
