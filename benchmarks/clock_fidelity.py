@@ -3,6 +3,7 @@ within 10% of the loop's own measured training wall time (evaluation and checkpo
 
     python benchmarks/clock_fidelity.py                       # calibrate bert-tiny here, train 60 RST s
     python benchmarks/clock_fidelity.py --model bert-micro --budget 20s
+    python benchmarks/clock_fidelity.py --quick [data.corpus=DIR]   # a smoke run of seconds (the test suite's)
 
 Calibrates into a temporary table (this machine, now), trains every algorithm on that table
 (or those given), and prints RST charged, wall time and their ratio for each.
@@ -10,6 +11,7 @@ Calibrates into a temporary table (this machine, now), trains every algorithm on
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -17,16 +19,22 @@ from lmbudget.calibrate import calibrate
 from lmbudget.runs import make_config, train
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--model", default="bert-tiny")
     p.add_argument("--budget", default="60s")
     p.add_argument("--algorithms", default="baseline,layer-stacking,layer-dropping,selective-backprop")
+    p.add_argument("--repeats", type=int, default=11, help="calibration timings per entry")
+    p.add_argument("--quick", action="store_true", help="a smoke run of seconds: bert-micro, 3 timings, 4 steps")
     p.add_argument("overrides", nargs="*")
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    if args.quick:
+        args.model, args.budget, args.algorithms, args.repeats = "bert-micro", "4 steps", "baseline", 3
     with tempfile.TemporaryDirectory() as tmp:
         cfg = make_config(args.model, overrides=args.overrides)
-        table = calibrate(cfg, log=lambda *_: None, name="fidelity")
+        table = calibrate(cfg, repeats=args.repeats, log=lambda *_: None, name="fidelity")
+        if args.quick:  # 3 timings on a shared machine: their spread says nothing, and nothing is concluded
+            table = dataclasses.replace(table.repaired(), spread={})
         path = Path(tmp) / "table.json"
         table.save(path)
         print(f"{args.model}: calibrated here ({table.system['device']}, {cfg.train.precision}); budget {args.budget}")

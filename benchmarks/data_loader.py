@@ -5,6 +5,7 @@ sequences/s for bert-tiny on a 2-core CPU, so the bar is >= 800 sequences/s (20x
 
     python benchmarks/data_loader.py                     # the default data config (offline-en, 8192, 128)
     python benchmarks/data_loader.py data.corpus=/path/to/texts --batch 32 --seconds 5
+    python benchmarks/data_loader.py --quick data.corpus=DIR    # a smoke run of seconds (the test suite's)
 """
 from __future__ import annotations
 
@@ -22,13 +23,16 @@ from lmbudget.data.mlm import mask_tokens
 TRAINING_RATE = 40  # sequences/s of bert-tiny training on the 2-core CPU
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("overrides", nargs="*", help="data.key=value")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (training keeps the others busy)")
-    a = p.parse_args()
+    p.add_argument("--quick", action="store_true", help="a smoke run of seconds: 0.2 s of timing, vocab 512, seq 32")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.seconds, a.overrides = 0.2, ["data.vocab_size=512", "data.seq_len=32", *a.overrides]
     torch.set_num_threads(a.threads)
     values = dict(o.removeprefix("data.").split("=", 1) for o in a.overrides)
     cfg = build_dataclass(DataConfig, values, "data")

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run-dir", type=Path, default=Path("runs/eval-demo"))
     p.add_argument("--model", default="bert-tiny")
@@ -24,7 +24,11 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads for the evaluation (0: all cores)")
     p.add_argument("--tasks", default=None, help="a subset, e.g. bbc-topic")
     p.add_argument("overrides", nargs="*", help="training overrides, e.g. train.threads=2")
-    a = p.parse_args()
+    p.add_argument("--max-examples", type=int, default=0, help="cap each task's train and eval examples (0: all)")
+    p.add_argument("--quick", action="store_true", help="a smoke run: bert-micro for 2 steps, one task, 16 examples")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.model, a.budget, a.tasks, a.max_examples = "bert-micro", "2 steps", a.tasks or "bbc-topic", 16
 
     import torch
 
@@ -42,7 +46,8 @@ def main() -> None:
         torch.set_num_threads(a.threads)
     start = time.time()
     result = evaluate(a.run_dir, "offline", seeds=[int(s) for s in a.seeds.split(",")],
-                      tasks=a.tasks.split(",") if a.tasks else None, threads=a.threads)
+                      tasks=a.tasks.split(",") if a.tasks else None, threads=a.threads,
+                      max_train=a.max_examples, max_eval=a.max_examples)
     wall = time.time() - start
     print(format_result(result))
     print(json.dumps({"suite": "offline", "model": a.model, "seeds": result["seeds"], "wall_s": round(wall, 1),

@@ -75,7 +75,7 @@ def spread(values: list[float]) -> str:
     return f"{q[0]:.3f}-{q[2]:.3f}"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--before", default="d7d531a", help="the commit before the plug-in machinery")
     p.add_argument("--steps", type=int, default=300)
@@ -83,7 +83,10 @@ def main() -> None:
     p.add_argument("--model", default="bert-micro")
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                    help="time per step in wall time (summary.json's wall_s) or in the main thread's CPU time")
-    args = p.parse_args()
+    p.add_argument("--quick", action="store_true", help="a smoke run: 2 steps, one pair")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.steps, args.pairs = 2, 1
     with tempfile.TemporaryDirectory(prefix="plugin-overhead-") as tmp:
         tmp = Path(tmp)
         trees = {f"before ({args.before})": extract(args.before, tmp / "before"), "this tree": REPO}

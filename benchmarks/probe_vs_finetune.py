@@ -28,7 +28,7 @@ def nearest(kept: list, fraction: float):
     return min(kept, key=lambda item: abs(item[1]["fraction"] - fraction))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("results/probe-vs-finetune"))
     p.add_argument("--model", default="bert-demo")
@@ -40,7 +40,11 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads for training and evaluation")
     p.add_argument("--table-only", action="store_true", help="print the table from the results already there")
     p.add_argument("overrides", nargs="*", help="training overrides, e.g. data.corpus=...")
-    a = p.parse_args()
+    p.add_argument("--quick", action="store_true",
+                   help="a smoke run: bert-micro for 4 steps, one seed, fractions 0.5,1, 8 examples per task (the probe too)")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.model, a.budget, a.seeds, a.fractions, a.max_train, a.max_eval = "bert-micro", "4 steps", "0", "0.5,1.0", 8, 8
 
     import numpy as np
     import torch
@@ -57,7 +61,7 @@ def main() -> None:
     seeds = [int(s) for s in a.seeds.split(",")]
     fractions = [float(f) for f in a.fractions.split(",")]
     quiet = dict(progress=False, log=lambda *_: None, threads=a.threads)
-    suites = {"probe": {}, "offline": dict(max_train=a.max_train, max_eval=a.max_eval, seeds=[0])}
+    suites = {"probe": dict(max_train=a.max_train, max_eval=a.max_eval) if a.quick else {}, "offline": dict(max_train=a.max_train, max_eval=a.max_eval, seeds=[0])}
     rows = []
     for seed in seeds:
         run_dir = a.out / f"{a.model}-{a.budget}-seed{seed}"

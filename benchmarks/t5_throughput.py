@@ -7,6 +7,7 @@ transformers 5 ties it to the input embedding whatever the config says: both do 
 
     python benchmarks/t5_throughput.py                        # t5-tiny-like size, fp32 and bf16
     python benchmarks/t5_throughput.py --steps 20 --modes bf16
+    python benchmarks/t5_throughput.py --quick                # a smoke run of seconds (the test suite's)
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def hf_t5(cfg: T5Config):
     return model
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--layers", type=int, default=4, help="per stack")
     p.add_argument("--hidden", type=int, default=256)
@@ -49,7 +50,11 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=8, help="timed steps of each model, alternating")
     p.add_argument("--modes", default="fp32,bf16")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads; 0: leave as is (1 is steadier on busy cores)")
-    args = p.parse_args()
+    p.add_argument("--quick", action="store_true", help="a smoke run of seconds: a 2-layer, 64-wide model, 2 steps, fp32")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.layers, args.hidden, args.heads, args.ffn, args.vocab = 2, 64, 2, 128, 512
+        args.input_length, args.batch, args.steps, args.modes = 32, 2, 2, "fp32"
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,12 +1,17 @@
-"""Training throughput of lmbudget's BERT against HF ``BertForMaskedLM`` of the same size.
+"""Training throughput of lmbudget's model against its ``transformers`` counterpart of the same shape.
 
-Both train on the same masked batches with the same (fused) AdamW, side by side in one process,
-alternating rounds so that machine noise hits both alike. HF runs with both of its attention
-implementations and is credited with the faster one in each precision. Prints tokens/s of each, their ratio, and model FLOP utilisation
-against a matrix-product peak measured in the same run.
+Any preset whose family names a ``transformers`` model of the same shape (``Family.transformers_model``:
+BERT -> ``BertForMaskedLM``, GPT -> ``LlamaForCausalLM``; T5 has its own ``t5_throughput.py``). Both
+train on the same batches (the family's own objective) with the same (fused) AdamW, side by side in
+one process, alternating rounds so that machine noise hits both alike. HF runs with both of its
+attention implementations and is credited with the faster one in each precision. Prints tokens/s of
+each, their ratio, and model FLOP utilisation (the matrix work of one training step, counted by
+torch's FLOP counter) against a matrix-product peak measured in the same run.
 
     python benchmarks/throughput.py                     # bert-tiny, fp32 and bf16 (+ compile)
+    python benchmarks/throughput.py --model gpt-demo --modes fp32
     python benchmarks/throughput.py --model bert-c5     # on a GPU
+    python benchmarks/throughput.py --quick             # a smoke run of seconds (the test suite's)
 """
 from __future__ import annotations
 
@@ -15,14 +20,12 @@ import statistics
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from lmbudget.data.mlm import mask_tokens
-from lmbudget.models.bert import BertMLM
+from lmbudget.families import family
 from lmbudget.optim.adamw import fused_adamw
-from lmbudget.presets import PRESETS, model_config
+from lmbudget.presets import all_presets, preset_config
 from lmbudget.train import autocast
-
-SPECIAL = {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}
 
 
 def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 2048, repeats: int = 10) -> float:
@@ -36,23 +39,6 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 2048, repeats
         a @ b
     sync()
     return 2 * n ** 3 * repeats / (time.perf_counter() - start)
-
-
-def train_flops_per_token(cfg, seq_len: int, mask_rate: float) -> float:
-    """6 x (matmul parameters) per token for the encoder, plus attention scores, plus the sparse head."""
-    h, f, layers, v = cfg.hidden, cfg.ffn, cfg.n_layers, cfg.vocab_size
-    per_layer = 3 * h * h + h * h + h * f + (f // 2) * h
-    attention = 2 * seq_len * h  # QK^T and AV per token per layer
-    head = mask_rate * (h * h + h * v)
-    return 6 * (layers * (per_layer + attention) + head)
-
-
-def hf_bert(cfg, seq_len: int, attention: str = "sdpa"):
-    from transformers import BertConfig, BertForMaskedLM
-    hf_cfg = BertConfig(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden, num_hidden_layers=cfg.n_layers,
-                        num_attention_heads=cfg.heads, intermediate_size=cfg.ffn, max_position_embeddings=seq_len,
-                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, attn_implementation=attention)
-    return BertForMaskedLM(hf_cfg)
 
 
 def make_step(model, is_hf: bool, precision: str, device, **hf_kwargs):
@@ -72,41 +58,67 @@ def make_step(model, is_hf: bool, precision: str, device, **hf_kwargs):
     return step
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--model", default="bert-tiny", choices=[k for k in PRESETS if k.startswith("bert")])
+def step_flops(model, batch: dict) -> float:
+    """Floating-point operations of one forward and backward pass of ``model`` on ``batch`` (matrix work)."""
+    with FlopCounterMode(display=False) as counter:
+        model(batch).backward()
+    model.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="bert-tiny", help="a preset whose family has a transformers counterpart")
+    p.add_argument("--batch", default=None, metavar="BxT", help="another shape, e.g. 4x256 (default: the preset's)")
     p.add_argument("--steps", type=int, default=6, help="timed steps per round")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--modes", default="fp32,bf16,bf16+compile")
-    args = p.parse_args()
+    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads; 0: leave as is")
+    p.add_argument("--quick", action="store_true", help="a smoke run of seconds: 1 step, 1 round, fp32")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.steps, args.rounds, args.modes = 1, 1, "fp32"
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    preset = PRESETS[args.model]
-    cfg = model_config(args.model)
-    cfg.vocab_size = preset["data"]["vocab_size"]
-    seq, micro = preset["data"]["seq_len"], preset["train"]["micro_batch"]
+    run_cfg = preset_config(args.model)
+    cfg = run_cfg.model
+    cfg.vocab_size = cfg.vocab_size or run_cfg.data.vocab_size
+    fam = family(cfg.family)
+    special = fam.synthetic_special(cfg.vocab_size)
+    micro, seq = run_cfg.train.micro_batch, run_cfg.data.seq_len
+    if args.batch:
+        micro, seq = (int(v) for v in args.batch.lower().split("x"))
+        cfg.max_seq_len = max(cfg.max_seq_len, seq)
+        run_cfg.data.seq_len = seq
     gen = torch.Generator().manual_seed(0)
     batches = []
     for _ in range(4):
-        tokens = torch.randint(len(SPECIAL), cfg.vocab_size, (micro, seq), generator=gen)
-        ids, labels = mask_tokens(tokens, SPECIAL, cfg.vocab_size, 0.15, gen)
-        batches.append({"input_ids": ids.to(device), "labels": labels.to(device)})
+        tokens = torch.randint(max(special.values()) + 1, cfg.vocab_size, (micro, seq), generator=gen)
+        inputs = fam.make_inputs(tokens, run_cfg, special, cfg.vocab_size, gen)
+        batches.append({k: v.to(device) for k, v in inputs.items()})
     tokens_per_step = micro * seq
+    torch.manual_seed(0)
+    flops = step_flops(fam.build(cfg, special).to(device), batches[0])
+    rival = type(fam.transformers_model(cfg, special)).__name__
     print(f"{args.model}: {cfg.n_layers}x{cfg.hidden}, vocab {cfg.vocab_size}, batch {micro}x{seq}, device {device}, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}")
-    flops_token = train_flops_per_token(cfg, seq, 0.15)
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}; {flops / tokens_per_step / 1e6:.2f} MFLOP "
+          f"per token per training step (counted)")
     results = {}
     for mode in args.modes.split(","):
         precision = "bf16" if "bf16" in mode else "fp32"
-        peak = matmul_peak(torch.bfloat16 if precision == "bf16" else torch.float32, device)
+        peak = matmul_peak(torch.bfloat16 if precision == "bf16" else torch.float32, device, 512 if args.quick else 2048)
         torch.manual_seed(0)
-        ours = BertMLM(cfg).to(device)
+        ours = fam.build(cfg, special).to(device)
         if "compile" in mode:
             for layer in ours.layers:
                 layer.compile()
         steps = {"lmbudget": make_step(ours, False, precision, device)}
         for attention in ("sdpa", "eager"):  # HF at its faster attention: eager wins in bf16 on CPU
             torch.manual_seed(0)
-            steps[f"HF {attention}"] = make_step(hf_bert(cfg, seq, attention).to(device), True, precision, device)
+            hf = fam.transformers_model(cfg, special)
+            hf.config._attn_implementation = attention
+            steps[f"HF {attention}"] = make_step(hf.to(device), True, precision, device)
         rates = {k: [] for k in steps}
         for name, step in steps.items():  # warm-up (and compilation) outside the timings
             for b in batches[:3]:
@@ -123,14 +135,14 @@ def main() -> None:
         tps = {k: statistics.median(v) for k, v in rates.items()}
         best_hf = max(("HF sdpa", "HF eager"), key=tps.get)
         results[mode] = tps
-        mfu = tps["lmbudget"] * flops_token / peak
-        print(f"  {mode:13s} lmbudget {tps['lmbudget']:7.0f} tok/s | HF BertForMaskedLM sdpa {tps['HF sdpa']:6.0f}, "
+        mfu = tps["lmbudget"] * flops / tokens_per_step / peak
+        print(f"  {mode:13s} lmbudget {tps['lmbudget']:7.0f} tok/s | HF {rival} sdpa {tps['HF sdpa']:6.0f}, "
               f"eager {tps['HF eager']:6.0f} tok/s | ratio to the faster HF {tps['lmbudget'] / tps[best_hf]:4.2f}x | "
               f"MFU {mfu:5.1%} of measured {precision} matmul peak {peak / 1e9:.0f} GFLOP/s", flush=True)
     if "fp32" in results:  # the issue's reference figure: the fastest mode against HF as it trains by default
         fastest = max(results, key=lambda m: results[m]["lmbudget"])
         default_hf = results["fp32"]["HF sdpa"]
-        print(f"  fastest lmbudget mode ({fastest}) vs HF BertForMaskedLM's default (fp32, sdpa): "
+        print(f"  fastest lmbudget mode ({fastest}) vs HF {rival}'s default (fp32, sdpa): "
               f"{results[fastest]['lmbudget'] / default_hf:4.2f}x")
 
 

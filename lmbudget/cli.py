@@ -15,7 +15,8 @@ def user_errors() -> tuple[type, ...]:
     from lmbudget.lock import LockError
     from lmbudget.runs import RunDirError
     from lmbudget.context import RunError
-    return ConfigError, ClockError, CorpusError, RunDirError, CheckpointError, RunError, LockError
+    from lmbudget.export import ExportError
+    return ConfigError, ClockError, CorpusError, RunDirError, CheckpointError, RunError, LockError, ExportError
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -94,6 +95,7 @@ def cmd_algorithms(a) -> None:
     import dataclasses
 
     from lmbudget.config import ConfigError
+    from lmbudget.families import family
     from lmbudget.optim import optimizer_defaults
     from lmbudget.presets import all_presets
     from lmbudget.registry import ALGORITHMS, FAMILIES, OPTIMIZERS, SCHEDULES
@@ -107,6 +109,13 @@ def cmd_algorithms(a) -> None:
                 ("model families (their presets: --model PRESET)", FAMILIES),
                 ("schedules (optim.schedule=NAME)", SCHEDULES))
     presets = all_presets()
+    families = []
+    for name in FAMILIES.names():
+        try:
+            family(name)
+            families.append(name)
+        except ConfigError:
+            pass
     for title, registry in sections:
         print(f"{title}:")
         for name in registry.names():
@@ -120,12 +129,17 @@ def cmd_algorithms(a) -> None:
             config = getattr(obj, "Config", None)
             if registry is FAMILIES:
                 print(f"  {'':20s} presets: {', '.join(p for p, (f, _) in presets.items() if f == name)}")
-            elif registry is OPTIMIZERS:
-                d = {k: v for k, v in optimizer_defaults(name, "bert").items() if k != "name"}
-                print(f"  {'':20s} on BERT: {', '.join(f'{k}={v}' for k, v in d.items())}")
+            elif registry is OPTIMIZERS:  # the paper's (or the family's own) settings differ per family
+                for fam in families:
+                    d = {k: v for k, v in optimizer_defaults(name, fam).items() if k != "name"}
+                    print(f"  {'':20s} on {fam}: {', '.join(f'{k}={v}' for k, v in d.items())}")
             elif config is not None and dataclasses.fields(config):
                 d = dataclasses.asdict(config())
                 print(f"  {'':20s} defaults: {', '.join(f'{k}={v}' for k, v in d.items())}")
+                for fam in families:
+                    own = family(fam).algorithm_defaults.get(getattr(obj, "name", name), {})
+                    if own:
+                        print(f"  {'':20s} on {fam}: {', '.join(f'{k}={v}' for k, v in own.items())}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     register_results(sub)
     register_status(sub)
     register_conformance(sub)
+    from lmbudget.export import register as register_export
+    register_export(sub)
     return p
 
 

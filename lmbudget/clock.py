@@ -167,8 +167,12 @@ class CostTable:
 
     # -- matching and lookup
     def check_matches(self, signature: dict, seq_len: int) -> None:
-        diffs = [f"{k}: table {self.signature.get(k)!r} vs model {v!r}" for k, v in signature.items()
-                 if self.signature.get(k) != v]
+        # Both ways: a key only one side has is a difference too (an empty signature matches nothing).
+        keys = list(signature) + [k for k in self.signature if k not in signature]
+        diffs = [f"{k}: table {self.signature.get(k)!r} vs model {signature.get(k)!r}" for k in keys
+                 if self.signature.get(k) != signature.get(k)]
+        if not signature:
+            diffs.append("the model's signature() is empty: return the keys its cost depends on")
         if self.seq_len != seq_len:
             diffs.append(f"seq_len: table {self.seq_len} vs run {seq_len}")
         if diffs:
@@ -214,14 +218,36 @@ def saved_tables() -> dict[str, Path]:
     return {p.stem: p for p in sorted(d.glob("*.json"))} if d.is_dir() else {}
 
 
-def load_reference(name_or_path: str) -> CostTable:
-    """A built-in name, a saved name, or a path to a table file; validated before use."""
-    path = builtin_tables().get(name_or_path) or saved_tables().get(name_or_path)
+def family_tables(family_ref: str | None = None) -> dict[str, Path]:
+    """Named tables model families ship (``ModelFamily.references``: name -> file beside the family's module):
+    ``family_ref``'s first (a plug-in no registry lists), then every registered family's."""
+    import inspect
+
+    from lmbudget.config import ConfigError
+    from lmbudget.families import family
+    from lmbudget.registry import FAMILIES
+    out: dict[str, Path] = {}
+    for ref in ([family_ref] if family_ref else []) + FAMILIES.names():
+        try:
+            fam = family(ref)
+        except ConfigError:  # an installed entry point that no longer imports
+            continue
+        base = Path(inspect.getfile(type(fam))).parent
+        for name, file in fam.references.items():
+            out.setdefault(name, base / file)
+    return out
+
+
+def load_reference(name_or_path: str, family_ref: str | None = None) -> CostTable:
+    """A built-in name, a name a model family ships (``family_ref``'s or a registered one's), a saved name,
+    or a path to a table file; validated before use."""
+    path = (builtin_tables().get(name_or_path) or family_tables(family_ref).get(name_or_path)
+            or saved_tables().get(name_or_path))
     if path is None:
         if os.path.exists(name_or_path):
             path = Path(name_or_path)
         else:
-            known = sorted(builtin_tables()) + sorted(saved_tables())
+            known = sorted(builtin_tables()) + sorted(family_tables(family_ref)) + sorted(saved_tables())
             raise ClockError(f"unknown reference '{name_or_path}': not a file, nor one of {', '.join(known) or '(none)'}; "
                              f"list them with `lmbudget references`")
     table = CostTable.load(path)

@@ -33,7 +33,7 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     corpus: str = "offline-en"  # "offline-en", a local file/folder, or "hf:NAME[:CONFIG]"
-    tokenizer: Literal["wordpiece", "unigram"] = "wordpiece"
+    tokenizer: Literal["wordpiece", "unigram", "bpe"] = "wordpiece"  # bpe: byte-level (lmbudget.data.bpe)
     vocab_size: int = 8192
     seq_len: int = 128
     lowercase: bool = True
@@ -141,6 +141,8 @@ class RunConfig:
             raise ConfigError(f"train.budget: {e}") from None
         SCHEDULES.resolve(self.optim.schedule)
         self.model.check()
+        from lmbudget.families import family
+        family(m.family).check_run(self)
         self.optim.check()
         build_algorithm(self.algorithm, self.algo, m.family)  # the algorithm's own ranges (its Config and check())
         return self
@@ -262,7 +264,11 @@ def set_value(cfg: "RunConfig", section: str, key: str, value: Any) -> None:
         return
     config_class = plugin_config_class(section, str(value))
     base = ModelConfig if section == "model" else OptimConfig
-    shared = {f.name: getattr(obj, f.name) for f in dataclasses.fields(base)}
+    # Only values someone set travel: a key the old plug-in left at its default takes the new one's default
+    # (GPT's norm_eps is not BERT's).
+    defaults = type(obj)()
+    shared = {f.name: getattr(obj, f.name) for f in dataclasses.fields(base)
+              if getattr(obj, f.name) != getattr(defaults, f.name)}
     setattr(cfg, section, config_class(**dict(shared, **{key: str(value)})))
 
 

@@ -77,7 +77,7 @@ class RunContext:
         tokens = torch.from_numpy(self.train_split.tokens[index].astype(np.int64))
         inputs = self.make_inputs(tokens, self.mask_generator)
         ids = torch.from_numpy(self.train_split.example_ids[index])
-        batch = Batch(inputs["input_ids"], inputs["labels"], ids)
+        batch = Batch.from_inputs(inputs, ids)
         return batch.select(torch.arange(n) + self.world.rank * n) if self.world.active else batch
 
     def to_device(self, batch: Batch) -> dict:

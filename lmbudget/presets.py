@@ -28,13 +28,22 @@ def all_presets() -> dict[str, tuple[str, dict]]:
     return out
 
 
-def preset_config(name: str) -> RunConfig:
-    presets = all_presets()
-    if name not in presets:
-        raise ConfigError(f"unknown model '{name}'; choose one of {', '.join(presets)}")
-    family_name, values = presets[name]
+def preset_config(name: str, family_ref: str | None = None) -> RunConfig:
+    """The preset ``name``'s configuration, its model section the family's own Config (its defaults, not
+    another family's). ``family_ref`` (a ``model.family=`` override, e.g. package.module:Name) is searched
+    first, so a plug-in family that no registry lists still finds its own presets."""
+    values = _family_presets(family_ref).get(name) if family_ref else None
+    if values is not None:
+        family_name = family_ref
+    else:
+        presets = all_presets()
+        if name not in presets:
+            raise ConfigError(f"unknown model '{name}'; choose one of {', '.join(presets)}"
+                              + ("" if family_ref else " (a plug-in family's preset: add model.family=package.module:Name)"))
+        family_name, values = presets[name]
     cfg = RunConfig(model_name=name)
-    set_value(cfg, "model", "family", family_name)
+    from lmbudget.config import plugin_config_class
+    cfg.model = plugin_config_class("model", family_name)(family=family_name)
     for section, entries in values.items():
         if section == "lr_scale":
             continue
@@ -43,8 +52,14 @@ def preset_config(name: str) -> RunConfig:
     return cfg
 
 
-def lr_scale(name: str) -> float:
-    return all_presets().get(name, ("", {}))[1].get("lr_scale", 1.0)
+def _family_presets(ref: str) -> dict:
+    from lmbudget.families import family
+    return family(ref).presets
+
+
+def lr_scale(name: str, family_ref: str | None = None) -> float:
+    values = _family_presets(family_ref).get(name) if family_ref else None
+    return (values if values is not None else all_presets().get(name, ("", {}))[1]).get("lr_scale", 1.0)
 
 
 def model_config(name: str):

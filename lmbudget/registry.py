@@ -147,7 +147,8 @@ OPTIMIZERS = Registry(
 FAMILIES = Registry(
     "model family", "lmbudget.models",
     {"bert": "lmbudget.families.bert:BertFamily",
-     "t5": "lmbudget.families.t5:T5Family"},
+     "t5": "lmbudget.families.t5:T5Family",
+     "gpt": "lmbudget.families.gpt:GPTFamily"},
     _subclass_of("lmbudget.families.base:ModelFamily"),
     "a model family (a subclass of lmbudget.families.ModelFamily)")
 

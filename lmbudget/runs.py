@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from lmbudget.config import ConfigError, RunConfig, apply_overrides, set_value
+from lmbudget.config import SELECTORS, ConfigError, RunConfig, apply_overrides, parse_override, set_value
 from lmbudget.io import atomic_write_text, read_json
 from lmbudget.presets import lr_scale, preset_config
 
@@ -21,19 +21,27 @@ def make_config(model: str, algorithm: str = "baseline", optimizer: str | None =
     from lmbudget.algorithms import build_algorithm
     from lmbudget.optim import optimizer_defaults
 
-    cfg = preset_config(model)
+    # The plug-in choices of the command line come first: they decide the presets searched, the model
+    # section's class and the optimizer's paper defaults (which are the family's).
+    chosen = {(section, key): value for section, key, value in map(parse_override, overrides)
+              if SELECTORS.get(section) == key}
+    family_ref = chosen.get(("model", "family"))
+    cfg = preset_config(model, family_ref)
+    if family_ref is not None and family_ref != cfg.model.family:
+        set_value(cfg, "model", "family", family_ref)
     cfg.algorithm = algorithm
-    name = optimizer or cfg.optim.name
+    name = chosen.get(("optim", "name")) or optimizer or cfg.optim.name
     set_value(cfg, "optim", "name", name)
+    scale = lr_scale(model, family_ref)
     for key, value in optimizer_defaults(name, cfg.model.family).items():
-        set_value(cfg, "optim", key, value * lr_scale(model) if key == "lr" else value)
+        set_value(cfg, "optim", key, value * scale if key == "lr" else value)
     if budget is not None:
         cfg.train.budget = budget
     if seed is not None:
         cfg.train.seed = seed
     if reference is not None:
         cfg.train.reference = reference
-    apply_overrides(cfg, list(overrides))
+    apply_overrides(cfg, [o for o in overrides if SELECTORS.get(parse_override(o)[0]) != parse_override(o)[1]])
     # Resolve the algorithm's parameters now, so config.yaml records every default it used.
     import dataclasses
     cfg.algo = dataclasses.asdict(build_algorithm(cfg.algorithm, cfg.algo, cfg.model.family).cfg)

@@ -251,9 +251,11 @@ class Trainer(RunContext, Persistence):
             for inputs in self.validation_inputs(split):
                 inputs = {k: v.to(self.device) for k, v in inputs.items()}
                 with autocast(self.cfg.train.precision, self.device):
-                    losses = self.model(inputs, active=active, per_example=True)
-                total += losses.float().sum().item()
-                count += len(losses)
+                    losses = self.model(inputs, active=active, per_example=True).float()
+                weights = self.family.validation_weights(inputs)  # None: each row counts once
+                weights = torch.ones_like(losses) if weights is None else weights.to(losses)
+                total += (losses * weights).sum().item()
+                count += weights.sum().item()
         self.model.train(was_training)
         return total / count
 
@@ -307,5 +309,5 @@ class Trainer(RunContext, Persistence):
     def resolve_reference(self) -> CostTable:
         ref = self.cfg.train.reference
         if ref:
-            return load_reference(ref)
+            return load_reference(ref, self.cfg.model.family)
         return default_reference(self.cfg.model_name, self.model.signature(), self.cfg.data.seq_len)

@@ -4,13 +4,13 @@ from lmbudget.conformance.pytest_plugin import conformance  # noqa: F401 - the k
 from lmbudget.registry import ALGORITHMS, OPTIMIZERS
 
 # The conformance kit's runs of every built-in: each algorithm (with the preset's optimizer, AdamW) and
-# each other optimizer (with the baseline), on both micro presets, at the budgets the loop's tests used
-# (about 70 and 18 baseline steps); beside them, one deliberately broken plug-in (tests/kit_plugins).
+# each other optimizer (with the baseline), on every micro preset, at the budgets the loop's tests used
+# (about 70, 18 and 17 baseline steps); beside them, one deliberately broken plug-in (tests/kit_plugins).
 BUILTINS = list(ALGORITHMS.builtins) + [o for o in OPTIMIZERS.builtins if o != "adamw"]
-MICRO = ["bert-micro", "t5-micro"]
+MICRO = ["bert-micro", "t5-micro", "gpt-micro"]
 BROKEN = "kit_plugins.broken:PeekAndForget"
 RANK_PRESETS = ["bert-micro"]  # the two-rank check's (the suite's time; test_optim covers T5's optimizer sharded)
-KIT_BUDGETS = {"bert-micro": "1s", "t5-micro": "1.2s"}
+KIT_BUDGETS = {"bert-micro": "1s", "t5-micro": "1.2s", "gpt-micro": "1s"}  # gpt-micro: 17 baseline steps
 # Sophia with Hessian updates every 2 steps and a rho at which the clamp does not bind, so its bs (the
 # tokens of the global batch, not of a rank's half) shapes every step: two ranks must get it right.
 SOPHIA_EQUIV = ["optim.hessian_every=2", "optim.rho=1000", "optim.hessian_batch_fraction=1"]

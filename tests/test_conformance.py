@@ -26,9 +26,10 @@ def test_kit_names_both_faults_of_a_broken_plugin_and_passes_the_rest(builtin_ki
     assert set(verdicts) == set(CHECKS)
     assert {name for name, r in verdicts.items() if not r.passed} == {"charged-passes", "resume"}
     # It looks at every batch once before training on it (and at the one the budget then refused): more
-    # than twice the declared examples went forward, the difference named as uncharged.
+    # than twice the declared block work went forward, the difference named as uncharged.
     passes = verdicts["charged-passes"].why
-    ran, declared, uncharged = (int(passes.split(word)[0].split()[-1]) for word in (" examples forward", " (fwd", " uncharged"))
+    ran, declared, uncharged = (int(passes.split(word)[0].split()[-1])
+                                for word in (" example-block passes forward", " (fwd", " uncharged"))
     assert ran >= 2 * declared and uncharged == ran - declared
     assert "uncharged; charge them with ctx.example_losses or ctx.backward_passes" in passes
     # Its step count restarts at 0 on resume: the resumed run replays its cheaper shallow steps, so it takes more.

@@ -19,7 +19,7 @@ clock sees it. Algorithms never touch the optimizer, the data stream or the cloc
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, Sequence
 
 import torch
@@ -30,26 +30,37 @@ from lmbudget.errors import ConfigError
 
 @dataclass
 class Batch:
-    """Examples ready for the model: masked inputs, labels, and the ids carried from the data."""
+    """Examples ready for the model: masked inputs, labels, the ids carried from the data, and every other
+    input the family's objective made (``extra``: e.g. position ids, document masks), split and selected
+    along with the rows."""
     input_ids: torch.Tensor
     labels: torch.Tensor
     example_ids: torch.Tensor
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
     def model_inputs(self) -> dict:
-        return {"input_ids": self.input_ids, "labels": self.labels}
+        return {"input_ids": self.input_ids, "labels": self.labels, **self.extra}
 
     def select(self, index: torch.Tensor) -> "Batch":
-        return Batch(self.input_ids[index], self.labels[index], self.example_ids[index])
+        return Batch(self.input_ids[index], self.labels[index], self.example_ids[index],
+                     {k: v[index] for k, v in self.extra.items()})
 
     def split(self, size: int) -> list["Batch"]:
         return [self.select(torch.arange(i, min(i + size, len(self)))) for i in range(0, len(self), size)]
 
     @staticmethod
+    def from_inputs(inputs: dict, example_ids: torch.Tensor) -> "Batch":
+        """A batch of every key of a family's ``make_inputs``."""
+        extra = {k: v for k, v in inputs.items() if k not in ("input_ids", "labels")}
+        return Batch(inputs["input_ids"], inputs["labels"], example_ids, extra)
+
+    @staticmethod
     def cat(batches: Sequence["Batch"]) -> "Batch":
-        return Batch(*(torch.cat([getattr(b, f.name) for b in batches]) for f in fields(Batch)))
+        return Batch(*(torch.cat([getattr(b, name) for b in batches]) for name in ("input_ids", "labels", "example_ids")),
+                     {k: torch.cat([b.extra[k] for b in batches]) for k in batches[0].extra})
 
 
 class Context(Protocol):

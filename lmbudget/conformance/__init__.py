@@ -71,19 +71,23 @@ def plugin_kind(ref: str, kind: str | None = None) -> str:
 
 
 def micro_presets(family: str | None = None) -> list[str]:
-    """The ``*-micro`` presets of every registered family (or of ``family``)."""
+    """The ``*-micro`` presets of every registered family, or those of the family ``family`` names (its class's
+    own presets, however it is referenced: built-in name, entry point or package.module:Name)."""
     from lmbudget.presets import all_presets
-    return [p for p, (f, _) in all_presets().items() if p.endswith("-micro") and family in (None, f)]
+    if family is None:
+        return [p for p in all_presets() if p.endswith("-micro")]
+    from lmbudget.families import family as resolve
+    return [p for p in resolve(family).presets if p.endswith("-micro")]
 
 
-def default_budget(preset: str) -> str:
+def default_budget(preset: str, overrides: Sequence[str] = ()) -> str:
     """The RST of BUDGET_STEPS baseline steps on the preset's own cost table ("1s" if it has none)."""
     from lmbudget.clock import load_reference
     from lmbudget.runs import make_config
-    cfg = make_config(preset)
+    cfg = make_config(preset, overrides=list(overrides))
     if not cfg.train.reference:
         return "1s"
-    table = load_reference(cfg.train.reference)
+    table = load_reference(cfg.train.reference, cfg.model.family)
     steps = table.costs["step"]
     per_step = (max(table.costs["fwd_bwd"].values()) * cfg.train.batch / table.micro_batch
                 + steps.get(cfg.optim.name, max(steps.values())))
@@ -141,9 +145,13 @@ def check(refs: str | Sequence[str], kind: str | None = None,
     tmp = None if workdir else tempfile.mkdtemp(prefix="lmbudget-conformance-")
     root = Path(workdir or tmp)
     for p in plugins:
-        for preset in for_ref(presets, p.ref) or micro_presets(p.ref if p.kind == "model" else None):
-            preset_config(preset)
-            budget = (budgets or {}).get(preset) or default_budget(preset)
+        chosen = for_ref(presets, p.ref) or micro_presets(p.ref if p.kind == "model" else None)
+        if not chosen:  # a check that runs nothing cannot fail: refuse it
+            raise ConfigError(f"{p.kind} '{p.ref}' has no *-micro preset to check on: add one to its family's "
+                              f"presets (or pass the presets to check)")
+        for preset in chosen:
+            preset_config(preset, p.ref if p.kind == "model" else None)
+            budget = (budgets or {}).get(preset) or default_budget(preset, p.selects())
             jobs.append((p, preset, budget, root / job_name(p, preset)))
     corpus = Path(corpus) if corpus else default_corpus()
     results: list[CheckResult] = []

@@ -33,8 +33,12 @@ class Plugin:
         from lmbudget.registry import KINDS
         return KINDS[self.kind].resolve(self.ref)
 
+    def selects(self) -> list[str]:
+        """The override choosing a model family under test (its presets are found through it)."""
+        return [f"model.family={self.ref}"] if self.kind == "model" else []
+
     def overrides_with(self, extra: Sequence[str] = (), ranks: bool = False) -> list[str]:
-        return ["train.checkpoint_every=0.3", "train.eval_every=0.5", *extra, *self.overrides,
+        return [*self.selects(), "train.checkpoint_every=0.3", "train.eval_every=0.5", *extra, *self.overrides,
                 *(self.rank_overrides if ranks else ())]
 
     def config(self, preset: str, budget: str, corpus: Path, extra: Sequence[str] = (), ranks: bool = False):

@@ -60,7 +60,7 @@ def run_interrupted(cfg, run_dir: Path, at_step: int) -> None:
 
 def max_unit(cfg) -> float:
     """The largest single unit the cost table charges this run: a whole-model microbatch's fwd_bwd or a step."""
-    t = load_reference(cfg.train.reference)
+    t = load_reference(cfg.train.reference, cfg.model.family)
     return max(max(t.costs["fwd_bwd"].values()) * cfg.train.micro_batch / t.micro_batch, max(t.costs["step"].values()))
 
 

@@ -31,7 +31,7 @@ def check_config_errors(p: Plugin, preset: str) -> CheckResult:
     from lmbudget.config import set_value
     from lmbudget.runs import make_config
 
-    cfg = make_config(preset)
+    cfg = make_config(preset, overrides=p.selects())
     family = cfg.model.family
     if p.kind == "algorithm":
         config_class = build_algorithm(p.ref, {}, family).Config

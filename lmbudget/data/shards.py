@@ -166,6 +166,9 @@ def prepare_data(cfg: DataConfig, log=print) -> PreparedData:
     """Tokenised, packed train/validation/holdout/test splits for ``cfg``: built once, then loaded from the cache."""
     if cfg.seq_len < 8:
         raise ConfigError(f"data.seq_len={cfg.seq_len} is too short; use at least 8")
+    if cfg.corpus.startswith("llmc:"):  # pre-tokenised shards: nothing to tokenise, pack or cache
+        from lmbudget.data import llmc
+        return llmc.prepare(cfg, cfg.vocab_size, log)
     sources, missing = usable_sources(cfg, log)
     key, spec = data_key(cfg, sources)
     root = cache_base(cfg) / key

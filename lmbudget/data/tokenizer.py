@@ -83,6 +83,9 @@ def train_unigram(texts: list[str], cfg: DataConfig, tok: Tokenizer) -> models.U
 
 
 def train(texts: list[str], cfg: DataConfig) -> Tokenizer:
+    if cfg.tokenizer == "bpe":  # byte-level BPE: lmbudget.data.bpe
+        from lmbudget.data.bpe import train_bpe
+        return train_bpe(texts, cfg.vocab_size)
     tok, trainer = build_untrained(cfg)
     if cfg.tokenizer == "wordpiece":
         tok.train_from_iterator(texts, trainer, length=len(texts))
@@ -105,6 +108,9 @@ def train(texts: list[str], cfg: DataConfig) -> Tokenizer:
 
 
 def special_ids(tok: Tokenizer, kind: str) -> dict[str, int]:
+    if kind == "bpe":
+        from lmbudget.data.bpe import bpe_special_ids
+        return bpe_special_ids(tok)
     names = WORDPIECE_SPECIAL if kind == "wordpiece" else UNIGRAM_SPECIAL
     special = {name: tok.token_to_id(token) for name, token in names.items()}
     if kind == "unigram":

@@ -44,7 +44,21 @@ from lmbudget.io import atomic_write_json, read_json
 
 SUITES = ("offline", "probe", "glue", "superglue", "sni", "valloss")
 
-__all__ = ["SUITES", "EvalError", "EvalDataError", "evaluate", "merge_summary", "results_path"]
+__all__ = ["SUITES", "EvalError", "EvalDataError", "all_suites", "evaluate", "merge_summary", "results_path"]
+
+
+def all_suites() -> list[str]:
+    """The built-in suites and every registered family's own (``ModelFamily.suites``: e.g. GPT's zeroshot)."""
+    from lmbudget.config import ConfigError
+    from lmbudget.families import family
+    from lmbudget.registry import FAMILIES
+    out = list(SUITES)
+    for name in FAMILIES.names():
+        try:
+            out += [s for s in family(name).suites if s not in out]
+        except ConfigError:  # an entry point that no longer imports
+            continue
+    return out
 
 
 def results_path(run_dir: Path, suite: str, checkpoint: str | None = None) -> Path:
@@ -80,12 +94,19 @@ def evaluate(run_dir: Path, suite: str, seeds: list[int] | None = None, tasks: l
     (``lmbudget.lock``: a training or another evaluation there is refused)."""
     from lmbudget.lock import DirLock
 
-    if suite not in SUITES:
-        raise EvalError(f"unknown suite '{suite}'; choose one of {', '.join(SUITES)}")
+    if suite not in all_suites():  # a plug-in family's own suite is checked against its run in family_suite
+        from lmbudget.runs import load_config
+        if not ((Path(run_dir) / "config.yaml").exists() and suite in family_of(load_config(run_dir)).suites):
+            raise EvalError(f"unknown suite '{suite}'; choose one of {', '.join(all_suites())}")
     owner = DirLock(run_dir, "evaluation") if Path(run_dir).is_dir() else contextlib.nullcontext()  # else: load_run says why
     with owner:
         return _evaluate(run_dir, suite, seeds, tasks, data_dir, corpora, protocol, max_train, max_eval, max_rows,
                          device, threads, progress, log, checkpoint)
+
+
+def family_of(cfg):
+    from lmbudget.families import family
+    return family(cfg.model.family)
 
 
 def family_suite(run: PretrainedRun, suite: str):

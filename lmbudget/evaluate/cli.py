@@ -24,13 +24,13 @@ def names_list(text: str) -> list[str]:
 
 
 def register(subparsers) -> argparse.ArgumentParser:
-    from lmbudget.evaluate import SUITES
+    from lmbudget.evaluate import all_suites
 
     s = subparsers.add_parser(
         "evaluate", help="held-out loss, downstream fine-tuning or a frozen-feature probe of a run's final checkpoint",
         description="Evaluate RUN_DIR's final checkpoint; results go to RUN_DIR/eval/SUITE.json and summary.json.")
     s.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    s.add_argument("--suite", required=True, choices=SUITES)
+    s.add_argument("--suite", required=True, help=f"one of {', '.join(all_suites())} (a plug-in family may add its own)")
     s.add_argument("--seeds", type=seeds_list, default=[0], help="fine-tuning seeds, e.g. 0,1,2 (default 0)")
     s.add_argument("--tasks", type=names_list, default=None, help="a subset of the suite's tasks, e.g. sst2,mrpc")
     s.add_argument("--data-dir", type=Path, default=None,

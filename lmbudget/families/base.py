@@ -26,6 +26,8 @@ from torch import nn
 
 from lmbudget.config import ModelConfig
 
+PARAMETER_ROLES = ("hidden_matrix", "embedding", "head", "vector")
+
 
 class ModelFamily:
     name: ClassVar[str]
@@ -36,6 +38,8 @@ class ModelFamily:
     # The paper's settings per optimizer name on this family (OptimConfig keys), and per algorithm name.
     optimizer_defaults: ClassVar[dict[str, dict]] = {}
     algorithm_defaults: ClassVar[dict[str, dict]] = {}
+    # Named cost tables the family ships: name -> JSON file beside the family's module (``train.reference=NAME``).
+    references: ClassVar[dict[str, str]] = {}
     # Evaluation suite -> "module:function" running it on a PretrainedRun (see lmbudget.evaluate).
     suites: ClassVar[dict[str, str]] = {}
 
@@ -49,9 +53,30 @@ class ModelFamily:
         keys); deterministic given ``generator``."""
         raise NotImplementedError
 
-    def export(self, model: nn.Module, cfg: ModelConfig, tokenizer, out_dir) -> None:
-        """Write the model where other tools read it (e.g. a ``transformers`` folder for lm-eval); optional."""
-        raise NotImplementedError(f"the {self.name} family has no export")
+    def export(self, model: nn.Module, cfg: ModelConfig, tokenizer, special: dict, out_dir) -> None:
+        """Write the model as its exact ``transformers`` counterpart in ``out_dir``: weights, config, generation
+        config and the tokenizer (``lmbudget.export.save_tokenizer``); ``lmbudget export`` adds the README. A
+        family without an exact counterpart raises NotImplementedError with one line saying why."""
+        raise NotImplementedError(f"the {self.name} family has no exact transformers counterpart to export to")
+
+    def transformers_model(self, cfg: ModelConfig, special: dict | None = None) -> nn.Module:
+        """The ``transformers`` model of the same shape, untrained (``benchmarks/throughput.py``'s rival)."""
+        raise NotImplementedError(f"the {self.name} family names no transformers model of its shape")
+
+    def parameter_roles(self, model) -> dict[str, str]:
+        """Role of every parameter, by its name in model.named_parameters(): hidden_matrix (2-D weights inside
+        the blocks), embedding, head (tied heads are the embedding), vector (norms, biases, other 1-D)."""
+        raise NotImplementedError
+
+    def check_run(self, cfg) -> None:
+        """Relations between the model and the other sections of a RunConfig (e.g. data.seq_len against the
+        model's positions); raise ConfigError naming the keys and the fix."""
+
+    def validation_weights(self, inputs: dict) -> torch.Tensor | None:
+        """Each row's weight (B,) in the validation loss, which averages the rows' mean losses: None weighs rows
+        alike (the paper's BERT and T5); a language model returns each row's count of predicted tokens, so the
+        validation loss is the loss per token, as LMs report it."""
+        return None
 
     def synthetic_special(self, vocab_size: int) -> dict:
         """Special token ids for calibration's synthetic batches (no tokenizer there)."""

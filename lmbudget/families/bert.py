@@ -79,3 +79,17 @@ class BertFamily(ModelFamily):
         from lmbudget.data.mlm import mask_tokens
         input_ids, labels = mask_tokens(tokens, special, vocab_size, cfg.data.mlm_probability, generator)
         return {"input_ids": input_ids, "labels": labels}
+
+    def transformers_model(self, cfg: BertConfig, special: dict | None = None):
+        """``BertForMaskedLM`` of the same size: not the same function (no gated FFN, learned positions), the
+        same shape of work (``benchmarks/throughput.py``)."""
+        from transformers import BertConfig as HFBertConfig, BertForMaskedLM
+        return BertForMaskedLM(HFBertConfig(
+            vocab_size=cfg.vocab_size, hidden_size=cfg.hidden, num_hidden_layers=cfg.n_layers,
+            num_attention_heads=cfg.heads, intermediate_size=cfg.ffn, max_position_embeddings=cfg.max_seq_len,
+            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+
+    def export(self, model, cfg: BertConfig, tokenizer, special: dict, out_dir) -> None:
+        raise NotImplementedError(
+            "the crammed BERT has no exact transformers counterpart (its gated FFN and scaled sinusoidal positions "
+            "are not in BertForMaskedLM): it cannot be exported; evaluate it with `lmbudget evaluate`")

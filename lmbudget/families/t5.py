@@ -79,5 +79,10 @@ class T5Family(ModelFamily):
         from lmbudget.data.span_corruption import span_corrupt_batch
         return span_corrupt_batch(tokens, cfg.data, special, generator)
 
+    def export(self, model, cfg: T5Config, tokenizer, special: dict, out_dir) -> None:
+        raise NotImplementedError(
+            "lmbudget's T5 gives every block its own relative position bias (so blocks can be copied or skipped); "
+            "T5ForConditionalGeneration computes it in block 0 and shares it: there is no exact counterpart")
+
     def synthetic_special(self, vocab_size: int) -> dict:
         return dict(super().synthetic_special(vocab_size), eos=1, sentinel_0=vocab_size - 1)

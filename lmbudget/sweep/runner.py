@@ -134,10 +134,10 @@ def run_sweep(spec: SweepSpec, out: Path, evaluate: bool = True, log=print, prog
     check_existing(runs, out)
     evaluate_run = evaluator(log, progress, device, spec.eval_max_train, spec.eval_max_eval) if evaluate and spec.evaluate else None
     if evaluate_run is not None:
-        from lmbudget.evaluate import SUITES
-        unknown = [s for s in spec.evaluate if s not in SUITES]
+        from lmbudget.evaluate import all_suites
+        unknown = [s for s in spec.evaluate if s not in all_suites()]
         if unknown:
-            raise SweepError(f"unknown evaluation suite '{unknown[0]}'; choose from {', '.join(SUITES)}")
+            raise SweepError(f"unknown evaluation suite '{unknown[0]}'; choose from {', '.join(all_suites())}")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "sweep.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
     if evaluate and spec.evaluate and evaluate_run is None:
