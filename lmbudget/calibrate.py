@@ -53,6 +53,18 @@ def timed_interleaved(fns: dict, repeats: int, warmup: int, sync) -> dict:
     return out
 
 
+def ordinary_token_range(special: dict, vocab_size: int, seq_len: int) -> tuple[int, int]:
+    """[low, high) of token ids that are no special token: above the specials at the bottom of the vocabulary
+    and below those at the top (T5's sentinels, which count down from there, one per span of a row)."""
+    bottom = [i for i in special.values() if i < vocab_size // 2]
+    top = [i for i in special.values() if i >= vocab_size // 2]
+    low, high = max(bottom, default=-1) + 1, (min(top) - seq_len if top else vocab_size)
+    if low >= high:
+        raise ValueError(f"a vocabulary of {vocab_size} leaves no ordinary token ids for calibration's synthetic "
+                         f"batch (special ids {sorted(special.values())}): use a larger model.vocab_size")
+    return low, high
+
+
 def system_info(cfg: RunConfig, device: torch.device) -> dict:
     return {
         "host": socket.gethostname(), "machine": platform.machine(), "processor": platform.processor(),
@@ -81,7 +93,7 @@ def calibrate(cfg: RunConfig, repeats: int = 11, warmup: int = 3, log=print, dev
             layer.compile()
     b, t = cfg.train.micro_batch, cfg.data.seq_len
     gen = torch.Generator().manual_seed(0)
-    tokens = torch.randint(max(special.values()) + 1, cfg.model.vocab_size, (b, t), generator=gen)
+    tokens = torch.randint(*ordinary_token_range(special, cfg.model.vocab_size, t), (b, t), generator=gen)
 
     def batch():  # masked anew each time, as the loop does
         inputs = fam.make_inputs(tokens, cfg, special, cfg.model.vocab_size, gen)
@@ -100,12 +112,12 @@ def calibrate(cfg: RunConfig, repeats: int = 11, warmup: int = 3, log=print, dev
                 model(batch(), active=active, per_example=True).float().cpu()
         return {("fwd_bwd", str(n)): fwd_bwd, ("fwd", str(n)): fwd}
 
-    def step_fn(opt_name: str):
+    def step_fn(opt_name: str, variant: dict | None = None):
         holder = RunConfig()
         set_value(holder, "optim", "name", opt_name)
-        for key, value in optimizer_defaults(opt_name, cfg.model.family).items():
+        for key, value in dict(optimizer_defaults(opt_name, cfg.model.family), **(variant or {})).items():
             set_value(holder, "optim", key, value)
-        plugin = optimizer_plugin(holder.optim)
+        plugin = optimizer_plugin(holder.optim, cfg.model.family)
         optimizer = plugin.build(model)
 
         def step():  # on the gradients of one real backward pass, left in place
@@ -122,7 +134,9 @@ def calibrate(cfg: RunConfig, repeats: int = 11, warmup: int = 3, log=print, dev
     model.zero_grad()
     with autocast(cfg.train.precision, dev):
         model(batch()).backward()
-    steps = dict(step_fn(o) for o in dict.fromkeys([*OPTIMIZERS.builtins, *optimizers]))
+    names = dict.fromkeys([*OPTIMIZERS.builtins, *optimizers])
+    steps = dict(step_fn(o) for o in names)
+    steps.update(step_fn(o, v) for o in names for v in OPTIMIZERS.resolve(o).cost_variants.values())
     results.update(timed_interleaved({("step", k): fn for k, fn in steps.items()}, repeats, warmup, sync))
     costs: dict = {"fwd_bwd": {}, "fwd": {}, "step": {}}
     spread: dict = {"fwd_bwd": {}, "fwd": {}, "step": {}}
@@ -131,7 +145,7 @@ def calibrate(cfg: RunConfig, repeats: int = 11, warmup: int = 3, log=print, dev
     for n in layer_counts(cfg.model.n_layers):
         log(f"  {n:2d} layers: fwd+bwd {costs['fwd_bwd'][str(n)] * 1e3:8.2f} ms   fwd {costs['fwd'][str(n)] * 1e3:8.2f} ms")
     for o in steps:
-        log(f"  step {o:6s} {costs['step'][o] * 1e3:8.2f} ms")
+        log(f"  step {o:13s} {costs['step'][o] * 1e3:8.2f} ms")
     table = CostTable(name=name or f"{cfg.model_name}@{socket.gethostname()}", signature=model.signature(),
                       seq_len=t, micro_batch=b, costs=costs, spread=spread, system=system_info(cfg, dev),
                       notes=f"measured by `lmbudget calibrate` ({repeats} timings after {warmup} warm-up, median)")

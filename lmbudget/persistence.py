@@ -17,7 +17,10 @@ class Persistence:
 
     def save_checkpoint(self) -> None:
         # Whole tensors on every layout (gathering is a collective under FSDP: every rank takes part).
-        model_state, optimizer_state = gather_full(self.model.state_dict()), gather_full(self.optimizer.state_dict())
+        # In the optimizer's evaluation context: the checkpoint holds the weights to evaluate (e.g. Schedule-Free's
+        # averaged ones); restore() loads them in the same context, so leaving it recovers the training weights.
+        with self.optim.evaluation(self.optimizer):
+            model_state, optimizer_state = gather_full(self.model.state_dict()), gather_full(self.optimizer.state_dict())
         if not self.world.is_main:
             return
         state = {
@@ -42,8 +45,9 @@ class Persistence:
                                     model_state=model_state)
 
     def restore(self) -> None:
-        state, algo_state = checkpoint.load(self.run_dir, self.load_model_state, self.load_optimizer_state,
-                                            self.generators)
+        with self.optim.evaluation(self.optimizer):  # as it was saved (see save_checkpoint)
+            state, algo_state = checkpoint.load(self.run_dir, self.load_model_state, self.load_optimizer_state,
+                                                self.generators)
         self.clock.load_state_dict(state["clock"])
         self.stream = BatchStream(len(self.train_split), self.micro_batch, seed=self.cfg.train.seed,
                                   position=state["stream_position"])

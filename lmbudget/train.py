@@ -27,7 +27,7 @@ from lmbudget.families import family
 from lmbudget.io import atomic_write_json
 from lmbudget.optim import optimizer_plugin
 from lmbudget.persistence import Persistence
-from lmbudget.registry import SCHEDULES
+from lmbudget.schedules import schedule_function
 from lmbudget.runlog import DIVERGENCE_MIN_LOSSES, MetricsLog, loss_rise
 from lmbudget.summary import run_summary
 from lmbudget.tracking import make_tracker
@@ -74,9 +74,9 @@ class Trainer(RunContext, Persistence):
         self.table.check_matches(self.model.signature(), cfg.data.seq_len)
         self.clock = Clock(self.table, self.budget)
         self.algorithm = build_algorithm(cfg.algorithm, cfg.algo, cfg.model.family)
-        self.optim = optimizer_plugin(cfg.optim)
+        self.optim = optimizer_plugin(cfg.optim, cfg.model.family)
         self.clock.require_step(self.optim.cost_key, cfg.model_name, cfg.optim.name, log)  # before any work
-        self.schedule = SCHEDULES.resolve(cfg.optim.schedule)
+        self.schedule = schedule_function(cfg.optim)
         self.train_split = self.data.split("train")
         self.stream = BatchStream(len(self.train_split), t.micro_batch, seed=t.seed)
         self.mask_generator = torch.Generator().manual_seed(t.seed + 1)
