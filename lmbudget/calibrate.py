@@ -74,70 +74,94 @@ def system_info(cfg: RunConfig, device: torch.device) -> dict:
     }
 
 
-def calibrate(cfg: RunConfig, repeats: int = 11, warmup: int = 3, log=print, device: str | None = None,
-              name: str | None = None, optimizers: list[str] = ()) -> CostTable:
-    """The table for ``cfg``'s model on this machine: every layer count, and the step of every built-in
-    optimizer plus ``optimizers`` (references of others, e.g. from your package)."""
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    if cfg.model.vocab_size == 0:
-        cfg.model.vocab_size = cfg.data.vocab_size
-    torch.manual_seed(0)
-    fam = family(cfg.model.family)
-    special = fam.synthetic_special(cfg.model.vocab_size)
-    model = fam.build(cfg.model, special).to(dev)
-    if cfg.train.compile:
-        for layer in model.layers:
-            layer.compile()
-    b, t = cfg.train.micro_batch, cfg.data.seq_len
-    gen = torch.Generator().manual_seed(0)
-    tokens = torch.randint(*ordinary_token_range(special, cfg.model.vocab_size, t), (b, t), generator=gen)
+class _Setup:
+    """The model of ``cfg`` on ``device`` and a synthetic batch masked anew each time, as the loop does."""
 
-    def batch():  # masked anew each time, as the loop does
-        inputs = fam.make_inputs(tokens, cfg, special, cfg.model.vocab_size, gen)
-        return {k: v.to(dev) for k, v in inputs.items()}
+    def __init__(self, cfg: RunConfig, device: str | None):
+        self.dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.sync = torch.cuda.synchronize if self.dev.type == "cuda" else (lambda: None)
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        if cfg.model.vocab_size == 0:
+            cfg.model.vocab_size = cfg.data.vocab_size
+        torch.manual_seed(0)
+        self.cfg, self.fam = cfg, family(cfg.model.family)
+        self.special = self.fam.synthetic_special(cfg.model.vocab_size)
+        self.model = self.fam.build(cfg.model, self.special).to(self.dev)
+        if cfg.train.compile:
+            for layer in self.model.layers:
+                layer.compile()
+        self.b, self.t = cfg.train.micro_batch, cfg.data.seq_len
+        self.gen = torch.Generator().manual_seed(0)
+        self.tokens = torch.randint(*ordinary_token_range(self.special, cfg.model.vocab_size, self.t), (self.b, self.t),
+                                    generator=self.gen)
 
-    def layer_fns(n: int) -> dict:
-        active = [stack[i] for stack in model.stacks for i in range(n)]
+    def batch(self) -> dict:
+        inputs = self.fam.make_inputs(self.tokens, self.cfg, self.special, self.cfg.model.vocab_size, self.gen)
+        return {k: v.to(self.dev) for k, v in inputs.items()}
 
-        def fwd_bwd():
-            with autocast(cfg.train.precision, dev):
-                loss = model(batch(), active=active)
-            loss.backward()
+    def step_fns(self, optimizers) -> dict:
+        """{cost key: one step} of every optimizer in ``optimizers`` and its ``cost_variants``, on the gradients
+        of one real backward pass, left in place."""
+        self.model.zero_grad()
+        with autocast(self.cfg.train.precision, self.dev):
+            self.model(self.batch()).backward()
+        names = dict.fromkeys(optimizers)
+        steps = dict(self.step_fn(o) for o in names)
+        steps.update(self.step_fn(o, v) for o in names for v in OPTIMIZERS.resolve(o).cost_variants.values())
+        return steps
 
-        def fwd():
-            with torch.no_grad(), autocast(cfg.train.precision, dev):
-                model(batch(), active=active, per_example=True).float().cpu()
-        return {("fwd_bwd", str(n)): fwd_bwd, ("fwd", str(n)): fwd}
-
-    def step_fn(opt_name: str, variant: dict | None = None):
+    def step_fn(self, opt_name: str, variant: dict | None = None):
         holder = RunConfig()
         set_value(holder, "optim", "name", opt_name)
-        for key, value in dict(optimizer_defaults(opt_name, cfg.model.family), **(variant or {})).items():
+        for key, value in dict(optimizer_defaults(opt_name, self.cfg.model.family), **(variant or {})).items():
             set_value(holder, "optim", key, value)
-        plugin = optimizer_plugin(holder.optim, cfg.model.family)
-        optimizer = plugin.build(model)
+        plugin = optimizer_plugin(holder.optim, self.cfg.model.family)
+        optimizer = plugin.build(self.model)
+        model, b, t = self.model, self.b, self.t
 
-        def step():  # on the gradients of one real backward pass, left in place
+        def step():
             if holder.optim.clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), holder.optim.clip)
             plugin.before_step(optimizer, b * t)
             optimizer.step()
         return plugin.cost_key, step
 
+
+def step_timings(cfg: RunConfig, optimizers: list[str], repeats: int = 11, warmup: int = 3,
+                 device: str | None = None) -> dict:
+    """{cost key: (median s, relative spread)} of AdamW's step and those of ``optimizers``, timed round-robin."""
+    s = _Setup(cfg, device)
+    steps = s.step_fns(["adamw", *optimizers])
+    return timed_interleaved(steps, repeats, warmup, s.sync)
+
+
+def calibrate(cfg: RunConfig, repeats: int = 11, warmup: int = 3, log=print, device: str | None = None,
+              name: str | None = None, optimizers: list[str] = ()) -> CostTable:
+    """The table for ``cfg``'s model on this machine: every layer count, and the step of every built-in
+    optimizer plus ``optimizers`` (references of others, e.g. from your package)."""
+    s = _Setup(cfg, device)
+    model, dev, b, t = s.model, s.dev, s.b, s.t
+
+    def layer_fns(n: int) -> dict:
+        active = [stack[i] for stack in model.stacks for i in range(n)]
+
+        def fwd_bwd():
+            with autocast(cfg.train.precision, dev):
+                loss = model(s.batch(), active=active)
+            loss.backward()
+
+        def fwd():
+            with torch.no_grad(), autocast(cfg.train.precision, dev):
+                model(s.batch(), active=active, per_example=True).float().cpu()
+        return {("fwd_bwd", str(n)): fwd_bwd, ("fwd", str(n)): fwd}
+
     fns = {}
     for n in layer_counts(cfg.model.n_layers):
         fns.update(layer_fns(n))
-    results = timed_interleaved(fns, repeats, warmup, sync)
-    model.zero_grad()
-    with autocast(cfg.train.precision, dev):
-        model(batch()).backward()
-    names = dict.fromkeys([*OPTIMIZERS.builtins, *optimizers])
-    steps = dict(step_fn(o) for o in names)
-    steps.update(step_fn(o, v) for o in names for v in OPTIMIZERS.resolve(o).cost_variants.values())
-    results.update(timed_interleaved({("step", k): fn for k, fn in steps.items()}, repeats, warmup, sync))
+    results = timed_interleaved(fns, repeats, warmup, s.sync)
+    steps = s.step_fns([*OPTIMIZERS.builtins, *optimizers])
+    results.update(timed_interleaved({("step", k): fn for k, fn in steps.items()}, repeats, warmup, s.sync))
     costs: dict = {"fwd_bwd": {}, "fwd": {}, "step": {}}
     spread: dict = {"fwd_bwd": {}, "fwd": {}, "step": {}}
     for (kind, key), (med, spr) in results.items():

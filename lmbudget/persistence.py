@@ -16,11 +16,15 @@ class Persistence:
     """The checkpoint half of :class:`lmbudget.train.Trainer` (which sets the attributes used here)."""
 
     def save_checkpoint(self) -> None:
-        # Whole tensors on every layout (gathering is a collective under FSDP: every rank takes part).
-        # In the optimizer's evaluation context: the checkpoint holds the weights to evaluate (e.g. Schedule-Free's
-        # averaged ones); restore() loads them in the same context, so leaving it recovers the training weights.
+        # In the optimizer's evaluation context, written before leaving it (a state dict's tensors share the
+        # weights' memory): the checkpoint holds the weights to evaluate (e.g. Schedule-Free's averaged ones);
+        # restore() loads them in the same context, so leaving it recovers the training weights exactly.
         with self.optim.evaluation(self.optimizer):
-            model_state, optimizer_state = gather_full(self.model.state_dict()), gather_full(self.optimizer.state_dict())
+            self.write_checkpoint()
+
+    def write_checkpoint(self) -> None:
+        # Whole tensors on every layout (gathering is a collective under FSDP: every rank takes part).
+        model_state, optimizer_state = gather_full(self.model.state_dict()), gather_full(self.optimizer.state_dict())
         if not self.world.is_main:
             return
         state = {

@@ -46,7 +46,9 @@ def optimizer_defaults(name: str, family_name: str) -> dict:
     from lmbudget.families import family
     from lmbudget.registry import OPTIMIZERS
     config = OPTIMIZERS.resolve(name).Config()
-    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name != "schedule"}
+    from lmbudget.schedules import SCHEDULE_KEYS
+    left_to_preset = ("schedule", *SCHEDULE_KEYS)
+    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name not in left_to_preset}
     if OPTIMIZERS.resolve(name).default_schedule:  # e.g. Schedule-Free: no decay, whatever the preset's
         values["schedule"] = OPTIMIZERS.resolve(name).default_schedule
     table = family(family_name).optimizer_defaults
