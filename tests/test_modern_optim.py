@@ -3,6 +3,8 @@ checked against its reference (Keller Jordan's Muon, the schedulefree package, t
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,6 +20,7 @@ from lmbudget.runs import make_config
 from lmbudget.schedules import lr_factor as schedule_factor
 from lmbudget.schedules import schedule_function
 
+sys.path.insert(0, str(Path(__file__).parent))
 MICRO = sorted(p for p in all_presets() if p.endswith("-micro"))
 
 
@@ -219,29 +222,39 @@ def test_schedule_free_with_a_decaying_schedule_is_a_one_line_error():
     make_config("bert-micro", optimizer="schedule-free", overrides=["optim.schedule=constant"])
 
 
-def test_schedule_free_killed_then_resumed_ends_as_uninterrupted_with_evaluation_weights_checkpointed(corpus, tmp_path):
-    """A real SIGKILL after a mid-run checkpoint, then --resume: the uninterrupted run's weights and metrics.
-    Checkpoints are saved in evaluation mode (the averaged weights, what evaluations read)."""
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).parent))
-    from helpers import CLI, comparable_metrics, final_weights, kill_9_after_checkpoint
+def test_schedule_free_interrupted_then_resumed_ends_as_uninterrupted_with_evaluation_weights_checkpointed(
+        corpus, tmp_path, monkeypatch):
+    """Stopped right after its step-4 checkpoint (everything in memory lost), then resumed: the uninterrupted
+    run's weights and metrics exactly. Checkpoints hold the evaluation weights (the averaged x). (A real kill -9
+    of the CLI is tests/test_training.py's, for the loop; this one is in-process to stay fast.)"""
+    from helpers import comparable_metrics, final_weights
 
     from lmbudget import checkpoint
-    args = ["--model", "bert-micro", "--optimizer", "schedule-free", "--budget", "8 steps", "--quiet",
-            f"data.corpus={corpus}", "train.checkpoint_every=0.5", "train.threads=1"]
-    cmd = [*CLI, "train"]
-    subprocess.run(cmd + args + ["--run-dir", str(tmp_path / "full")], check=True, capture_output=True)
-    kill_9_after_checkpoint(cmd + args + ["--run-dir", str(tmp_path / "cut")], tmp_path / "cut", step=4)
-    subprocess.run(cmd + args + ["--run-dir", str(tmp_path / "cut"), "--resume"], check=True, capture_output=True)
+    from lmbudget.persistence import Persistence
+    from lmbudget.runs import train
+    cfg = make_config("bert-micro", optimizer="schedule-free", budget="8 steps",
+                      overrides=[f"data.corpus={corpus}", "train.checkpoint_every=0.5", "train.threads=1"])
+    quiet = dict(progress=False, log=lambda *_: None)
+    full = train(cfg, tmp_path / "full", **quiet)
+
+    class Killed(Exception):
+        pass
+    save = Persistence.save_checkpoint
+
+    def save_then_die(self):
+        save(self)
+        raise Killed
+    monkeypatch.setattr(Persistence, "save_checkpoint", save_then_die)
+    with pytest.raises(Killed):
+        train(cfg, tmp_path / "cut", **quiet)
+    monkeypatch.undo()
+    assert checkpoint.latest(tmp_path / "cut").name.endswith("4")
+    assert train(cfg, tmp_path / "cut", resume=True, **quiet)["steps"] == full["steps"] == 8
     a, b = final_weights(tmp_path / "full"), final_weights(tmp_path / "cut")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert comparable_metrics(tmp_path / "full") == comparable_metrics(tmp_path / "cut")
-    assert json.loads((tmp_path / "cut" / "summary.json").read_text())["steps"] == 8
     saved = torch.load(checkpoint.latest(tmp_path / "cut") / "optimizer.pt", weights_only=True)
-    assert all(g["train_mode"] is False for g in saved["param_groups"])
+    assert all(g["train_mode"] is False for g in saved["param_groups"])  # saved in evaluation mode
 
 
 # ---------------------------------------------------------------------------------------------- wsd
