@@ -42,8 +42,7 @@ def warmup_constant(f: float, warmup: float = 0.05) -> float:
 def wsd(f: float, warmup: float = 0.05, cooldown: float = 0.2, cooldown_shape: str = "linear") -> float:
     """Warm-up, stable, decay (Hägele et al. 2024): linear warm-up from 0 over ``warmup``, the peak until the
     final ``cooldown`` fraction, then 1 - p ("linear") or 1 - sqrt(p) ("1-sqrt") with p the cooldown's
-    progress, exactly 0 at the budget. Before the cooldown it is the same for every budget, so one run
-    branched at a smaller budget's cooldown start is that budget's run."""
+    progress, exactly 0 at the budget."""
     start = 1 - cooldown
     if f >= start:
         p = min((f - start) / cooldown, 1.0)
