@@ -142,7 +142,8 @@ OPTIMIZERS = Registry(
      "lion": "lmbudget.optim.lion:LionPlugin",
      "sophia": "lmbudget.optim.sophia:SophiaPlugin",
      "muon": "lmbudget.optim.muon:MuonPlugin",
-     "schedule-free": "lmbudget.optim.schedule_free:ScheduleFreePlugin"},
+     "schedule-free": "lmbudget.optim.schedule_free:ScheduleFreePlugin",
+     "ademamix": "lmbudget.optim.ademamix:AdEMAMixPlugin"},
     _subclass_of("lmbudget.optim.base:OptimizerPlugin"),
     "an optimizer plug-in (a subclass of lmbudget.optim.OptimizerPlugin)")
 

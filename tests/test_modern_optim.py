@@ -315,3 +315,68 @@ def test_calibrate_times_each_optimizer_and_its_cost_variants():
     cfg.model.n_layers = 1
     assert set(_Setup(cfg, None).step_fns(["adamw", "muon", "schedule-free"])) == {
         "adamw", "muon", "muon-bf16", "schedule-free"}
+
+
+# ---------------------------------------------------------------------------------------------- AdEMAMix
+# The authors' AdEMAMix step, transcribed from github.com/apple/ml-ademamix (pytorch/ademamix.py: AdEMAMix.step,
+# linear_warmup_scheduler, linear_hl_warmup_scheduler), one tensor at a time.
+def reference_ademamix_step(p, grad, state, lr, betas, alpha_final, warmup, eps, lmbda):
+    beta1, beta2, beta3_final = betas
+    if not state:
+        state.update(step=0, fast=torch.zeros_like(p), slow=torch.zeros_like(p), sq=torch.zeros_like(p))
+    state["step"] += 1
+    step = state["step"]
+    bias_correction1, bias_correction2 = 1 - beta1 ** step, 1 - beta2 ** step
+    if step < warmup:
+        a = step / float(warmup)
+        alpha = a * alpha_final
+
+        def f(beta, eps=1e-8):
+            return math.log(0.5) / math.log(beta + eps) - 1
+        beta3 = math.pow(0.5, 1 / ((1.0 - a) * f(beta1) + a * f(beta3_final) + 1))
+    else:
+        alpha, beta3 = alpha_final, beta3_final
+    state["fast"].mul_(beta1).add_(grad, alpha=1 - beta1)
+    state["slow"].mul_(beta3).add_(grad, alpha=1 - beta3)
+    state["sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    denom = (state["sq"].sqrt() / math.sqrt(bias_correction2)).add_(eps)
+    update = (state["fast"].div(bias_correction1) + alpha * state["slow"]) / denom
+    update.add_(p, alpha=lmbda)
+    p.add_(-lr * update)
+
+
+def test_ademamix_matches_the_authors_code_after_10_steps_through_its_warmup():
+    from lmbudget.optim.ademamix import AdEMAMix
+    betas, alpha, warmup, lr, wd = (0.9, 0.999, 0.99), 5.0, 6, 1e-2, 0.1
+    gen = torch.Generator().manual_seed(0)
+    start = [torch.randn(s, generator=gen) for s in [(8, 4), (4,)]]
+    params = [nn.Parameter(t.clone()) for t in start]
+    reference = [t.clone() for t in start]
+    states = [{} for _ in start]
+    opt = AdEMAMix(params, lr=lr, betas=betas, alpha=alpha, eps=1e-8, weight_decay=wd)
+    for k in range(1, 11):
+        grads = [torch.randn(t.shape, generator=gen) for t in start]
+        opt.set_progress(k / warmup)  # step k of the reference's warm-up over `warmup` steps
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        opt.step()
+        for r, g, st in zip(reference, grads, states):
+            reference_ademamix_step(r, g.clone(), st, lr, betas, alpha, warmup, 1e-8, wd)
+    diff = max((p.detach() - r).abs().max().item() for p, r in zip(params, reference))
+    moved = min((p.detach() - s).abs().max().item() for p, s in zip(params, start))
+    print(f"ademamix: max |difference| after 10 steps {diff:.2e} (each tensor moved at least {moved:.2f})")
+    assert diff <= 1e-6 and moved > 0.05
+
+
+def test_ademamix_warms_up_over_its_fraction_of_the_budget():
+    from types import SimpleNamespace
+
+    from lmbudget.optim.ademamix import AdEMAMixPlugin, mix_settings
+    plugin = optimizer_plugin(AdEMAMixPlugin.Config(mix_warmup=0.5, alpha=8.0, beta1=0.9, beta3=0.9999))
+    opt = plugin.build(nn.Linear(2, 2))
+    assert (opt.param_groups[0]["alpha_now"], opt.param_groups[0]["beta3_now"]) == pytest.approx((0.0, 0.9))
+    plugin.after_step(opt, SimpleNamespace(fraction=0.25))  # half-way through the warm-up
+    assert opt.param_groups[0]["alpha_now"] == pytest.approx(4.0)
+    assert opt.param_groups[0]["beta3_now"] == pytest.approx(mix_settings(0.5, 8.0, 0.9, 0.9999)[1])
+    plugin.after_step(opt, SimpleNamespace(fraction=0.6))
+    assert (opt.param_groups[0]["alpha_now"], opt.param_groups[0]["beta3_now"]) == (8.0, 0.9999)
