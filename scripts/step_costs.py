@@ -36,9 +36,11 @@ def main() -> None:
         table = json.loads(path.read_text())
         anchor = table["costs"]["step"]["adamw"]
         for key, (median, spread) in timings.items():
+            if key in table["costs"]["step"]:
+                continue
             if spread > 0.4:  # what CostTable refuses: the machine was busy
                 print(f"step[{key}] not written: spread {spread:.0%} > 40%; rerun on a quieter machine")
-            elif key not in table["costs"]["step"]:
+            else:
                 table["costs"]["step"][key] = anchor * median / base
                 table["spread"]["step"][key] = spread
                 table["notes"] += (f"; step[{key}] = step[adamw] x {median / base:.4g}, timed beside AdamW by "
