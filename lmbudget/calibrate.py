@@ -32,7 +32,7 @@ def layer_counts(n_layers: int) -> list[int]:
     return sorted({1, 2, 3, 4, 6, 8, n_layers // 2, (3 * n_layers) // 4, n_layers})
 
 
-def timed_interleaved(fns: dict, repeats: int, warmup: int, sync) -> dict:
+def timed_interleaved(fns: dict, repeats: int, warmup: int, sync, timer=time.perf_counter) -> dict:
     """Median seconds and relative inter-quartile spread of each function, timed round-robin so that
     a change in machine load touches every entry alike instead of skewing a few."""
     for fn in fns.values():
@@ -42,10 +42,10 @@ def timed_interleaved(fns: dict, repeats: int, warmup: int, sync) -> dict:
     for _ in range(repeats):
         for k, fn in fns.items():
             sync()
-            start = time.perf_counter()
+            start = timer()
             fn()
             sync()
-            times[k].append(time.perf_counter() - start)
+            times[k].append(timer() - start)
     out = {}
     for k, ts in times.items():
         q, med = statistics.quantiles(ts, n=4), statistics.median(ts)
@@ -129,11 +129,22 @@ class _Setup:
 
 
 def step_timings(cfg: RunConfig, optimizers: list[str], repeats: int = 11, warmup: int = 3,
-                 device: str | None = None) -> dict:
-    """{cost key: (median s, relative spread)} of AdamW's step and those of ``optimizers``, timed round-robin."""
+                 device: str | None = None, inner: int = 1) -> dict:
+    """{cost key: (median s, relative spread)} of AdamW's step and those of ``optimizers``, timed round-robin,
+    each timing over ``inner`` consecutive steps. On one CPU thread the timer is the thread's CPU time: the
+    work done, not the time other processes of a busy machine held the core (the ratios are what is used)."""
     s = _Setup(cfg, device)
+    one_thread = s.dev.type == "cpu" and torch.get_num_threads() == 1
     steps = s.step_fns(["adamw", *optimizers])
-    return timed_interleaved(steps, repeats, warmup, s.sync)
+
+    def repeated(fn):
+        def run():
+            for _ in range(inner):
+                fn()
+        return run
+    timed = timed_interleaved({k: repeated(fn) for k, fn in steps.items()}, repeats, warmup, s.sync,
+                              timer=time.thread_time if one_thread else time.perf_counter)
+    return {k: (median / inner, spread) for k, (median, spread) in timed.items()}
 
 
 def calibrate(cfg: RunConfig, repeats: int = 11, warmup: int = 3, log=print, device: str | None = None,
