@@ -380,3 +380,20 @@ def test_ademamix_warms_up_over_its_fraction_of_the_budget():
     assert opt.param_groups[0]["beta3_now"] == pytest.approx(mix_settings(0.5, 8.0, 0.9, 0.9999)[1])
     plugin.after_step(opt, SimpleNamespace(fraction=0.6))
     assert (opt.param_groups[0]["alpha_now"], opt.param_groups[0]["beta3_now"]) == (8.0, 0.9999)
+
+
+# ---------------------------------------------------------------------------------------------- the sweep
+def test_demo_optimizers_spec_makes_a_valid_charged_run_of_each_optimizer():
+    """Every run of the built-in `demo-optimizers` spec configures (the checks a sweep stops at), and its
+    reference table charges each optimizer's step (no calibration needed on a fresh clone)."""
+    from lmbudget.clock import Clock, load_reference, parse_budget
+    from lmbudget.optim import optimizer_plugin as plugin_of
+    from lmbudget.sweep.spec import load_spec
+    spec = load_spec("demo-optimizers")
+    configs = [run.make_config() for run in spec.runs()]
+    assert {c.optim.name for c in configs} == {"adamw", "muon", "schedule-free", "ademamix"}
+    assert {c.optim.schedule for c in configs} == {"triangle", "warmup-constant", "wsd"}
+    for c in configs:
+        clock = Clock(load_reference(c.train.reference), parse_budget(c.train.budget))
+        clock.require_step(plugin_of(c.optim).cost_key, c.model_name, c.optim.name)  # a table entry, no transfer
+        assert not clock.transfers
