@@ -397,3 +397,13 @@ def test_demo_optimizers_spec_makes_a_valid_charged_run_of_each_optimizer():
         clock = Clock(load_reference(c.train.reference), parse_budget(c.train.budget))
         clock.require_step(plugin_of(c.optim).cost_key, c.model_name, c.optim.name)  # a table entry, no transfer
         assert not clock.transfers
+
+
+def test_muon_in_bf16_is_charged_its_own_measured_step():
+    from lmbudget.clock import load_reference
+    float32 = make_config("bert-demo", optimizer="muon")
+    bf16 = make_config("bert-demo", optimizer="muon", overrides=["optim.ns_dtype=bfloat16"])
+    keys = [optimizer_plugin(c.optim).cost_key for c in (float32, bf16)]
+    assert keys == ["muon", "muon-bf16"]
+    step = load_reference("cpu2-bert-demo").costs["step"]
+    assert step["muon-bf16"] > step["muon"] > step["adamw"]
