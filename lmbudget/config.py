@@ -58,6 +58,10 @@ class OptimConfig:
     weight_decay: float = 0.01  # on matrices only (lmbudget.optim.param_groups)
     clip: float = 0.5           # max global gradient norm; 0 disables
     schedule: str = "triangle"  # LR factor over the budget: built-in name, entry point or package.module:function
+    # The settings of the schedules that take them (wsd, warmup-constant), as fractions of the budget.
+    warmup: float = 0.05        # linear warm-up from 0 over this first fraction
+    cooldown: float = 0.2       # wsd: decay to 0 over this final fraction
+    cooldown_shape: Literal["linear", "1-sqrt"] = "linear"  # wsd: 1 - p, or 1 - sqrt(p), p the cooldown's progress
 
     def check(self) -> None:
         """The optimizer's own ranges and relations; raise ConfigError naming the key."""
@@ -140,10 +144,19 @@ class RunConfig:
         except ClockError as e:
             raise ConfigError(f"train.budget: {e}") from None
         SCHEDULES.resolve(self.optim.schedule)
+        o = self.optim
+        if o.schedule == "wsd" and o.warmup + o.cooldown > 1:
+            raise ConfigError(f"optim.warmup={o.warmup} + optim.cooldown={o.cooldown} must be at most 1 for "
+                              f"optim.schedule=wsd (warm-up and cooldown share the budget): lower one of them")
         self.model.check()
         from lmbudget.families import family
         family(m.family).check_run(self)
         self.optim.check()
+        from lmbudget.registry import OPTIMIZERS
+        if OPTIMIZERS.resolve(self.optim.name).needs_roles:  # before anything is written
+            from lmbudget.families import family
+            from lmbudget.optim.base import check_roles_declared
+            check_roles_declared(self.optim.name, family(m.family))
         build_algorithm(self.algorithm, self.algo, m.family)  # the algorithm's own ranges (its Config and check())
         return self
 
@@ -183,7 +196,9 @@ RULES: dict[str, dict[str, tuple]] = {
              "noise_density": (_open_unit, "a fraction in (0, 1)"),
              "mean_span_length": (_at_least(1), ">= 1")},
     "optim": {"lr": (_positive, "> 0"), "weight_decay": (_at_least(0), ">= 0"),
-              "clip": (_at_least(0), ">= 0 (0 disables clipping)")},
+              "clip": (_at_least(0), ">= 0 (0 disables clipping)"),
+              "warmup": (lambda v: 0 <= v < 1, "a fraction of the budget in [0, 1)"),
+              "cooldown": (_open_unit, "a fraction of the budget in (0, 1)")},
     "train": {"seed": (_at_least(0), ">= 0"), "micro_batch": (_at_least(1), ">= 1"), "batch": (_at_least(1), ">= 1"),
               "eval_every": (_positive, "> 0 (a fraction of the budget; above 1: only at the end)"),
               "eval_batches": (_at_least(1), ">= 1"), "test_rows": (_at_least(0), ">= 0 (0: the whole test split)"),

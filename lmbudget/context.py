@@ -59,6 +59,11 @@ class RunContext:
         return self.clock.steps
 
     @property
+    def fraction(self) -> float:
+        """Share of the budget used (what the lr schedule reads at the start of a step)."""
+        return self.clock.fraction
+
+    @property
     def generators(self) -> dict[str, torch.Generator]:
         """Every random stream of the run, checkpointed together."""
         return {"mask": self.mask_generator, "optimizer": self.optimizer_generator, "algorithm": self.generator}

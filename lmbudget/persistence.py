@@ -57,6 +57,13 @@ class Persistence:
     """The checkpoint half of :class:`lmbudget.train.Trainer` (which sets the attributes used here)."""
 
     def save_checkpoint(self) -> None:
+        # In the optimizer's evaluation context, written before leaving it (a state dict's tensors share the
+        # weights' memory): the checkpoint holds the weights to evaluate (e.g. Schedule-Free's averaged ones);
+        # restore() loads them in the same context, so leaving it recovers the training weights exactly.
+        with self.optim.evaluation(self.optimizer):
+            self.write_checkpoint()
+
+    def write_checkpoint(self) -> None:
         # Whole tensors on every layout (gathering is a collective under FSDP: every rank takes part).
         model_state, optimizer_state = gather_full(self.model.state_dict()), gather_full(self.optimizer.state_dict())
         if not self.world.is_main:
@@ -83,8 +90,9 @@ class Persistence:
                                     model_state=model_state)
 
     def restore(self) -> None:
-        state, algo_state = checkpoint.load(self.run_dir, self.load_model_state, self.load_optimizer_state,
-                                            self.generators)
+        with self.optim.evaluation(self.optimizer):  # as it was saved (see save_checkpoint)
+            state, algo_state = checkpoint.load(self.run_dir, self.load_model_state, self.load_optimizer_state,
+                                                self.generators)
         self.clock.load_state_dict(state["clock"])
         self.stream = BatchStream(len(self.train_split), self.micro_batch, seed=self.stream.seed,
                                   position=state["stream_position"])

@@ -140,7 +140,10 @@ OPTIMIZERS = Registry(
     "optimizer", "lmbudget.optimizers",
     {"adamw": "lmbudget.optim.adamw:AdamWPlugin",
      "lion": "lmbudget.optim.lion:LionPlugin",
-     "sophia": "lmbudget.optim.sophia:SophiaPlugin"},
+     "sophia": "lmbudget.optim.sophia:SophiaPlugin",
+     "muon": "lmbudget.optim.muon:MuonPlugin",
+     "schedule-free": "lmbudget.optim.schedule_free:ScheduleFreePlugin",
+     "ademamix": "lmbudget.optim.ademamix:AdEMAMixPlugin"},
     _subclass_of("lmbudget.optim.base:OptimizerPlugin"),
     "an optimizer plug-in (a subclass of lmbudget.optim.OptimizerPlugin)")
 
@@ -156,7 +159,9 @@ SCHEDULES = Registry(
     "schedule", "lmbudget.schedules",
     {"triangle": "lmbudget.schedules:triangle",
      "t5-cosine": "lmbudget.schedules:t5_cosine",
-     "constant": "lmbudget.schedules:constant"},
+     "constant": "lmbudget.schedules:constant",
+     "warmup-constant": "lmbudget.schedules:warmup_constant",
+     "wsd": "lmbudget.schedules:wsd"},
     callable, "a schedule (a function of the budget fraction returning the LR factor)")
 
 def build_algorithm(ref: str, params: dict, family_name: str):

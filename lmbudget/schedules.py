@@ -2,9 +2,13 @@
 so that the rate is fully decayed exactly when the budget ends, whatever the hardware.
 
 A schedule is a function ``fraction in [0, 1] -> factor of the peak lr``; ``optim.schedule`` names
-one (built-in, ``lmbudget.schedules`` entry point, or ``package.module:function``)."""
+one (built-in, ``lmbudget.schedules`` entry point, or ``package.module:function``). A schedule may take
+keyword arguments among ``SCHEDULE_KEYS`` (``optim.warmup``, ``optim.cooldown``, ``optim.cooldown_shape``);
+the run passes them from its config (``schedule_function``)."""
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 
 T5_WARMUP = 0.15      # nanoT5: linear 0.5x -> 1x over the first ~15% of the budget
@@ -29,7 +33,46 @@ def constant(f: float) -> float:
     return 1.0
 
 
-def lr_factor(schedule: str, fraction: float) -> float:
+def warmup_constant(f: float, warmup: float = 0.05) -> float:
+    """Linear warm-up from 0 over the first ``warmup`` of the budget, then the peak (no decay: for optimizers
+    that average their iterates instead, Schedule-Free)."""
+    return f / warmup if f < warmup else 1.0
+
+
+def wsd(f: float, warmup: float = 0.05, cooldown: float = 0.2, cooldown_shape: str = "linear") -> float:
+    """Warm-up, stable, decay (Hägele et al. 2024): linear warm-up from 0 over ``warmup``, the peak until the
+    final ``cooldown`` fraction, then 1 - p ("linear") or 1 - sqrt(p) ("1-sqrt") with p the cooldown's
+    progress, exactly 0 at the budget."""
+    start = 1 - cooldown
+    if f >= start:
+        p = min((f - start) / cooldown, 1.0)
+        return 1 - (math.sqrt(p) if cooldown_shape == "1-sqrt" else p)
+    return f / warmup if f < warmup else 1.0
+
+
+SCHEDULE_KEYS = ("warmup", "cooldown", "cooldown_shape")
+
+
+def schedule_function(cfg):
+    """The LR factor of ``cfg`` (an OptimConfig) as a function of the budget fraction: its schedule with the
+    settings (``SCHEDULE_KEYS``) the schedule's signature takes."""
+    from lmbudget.registry import SCHEDULES
+    fn = SCHEDULES.resolve(cfg.schedule)
+    try:
+        accepted = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # a builtin or C function: no settings
+        return fn
+    settings = {k: getattr(cfg, k) for k in SCHEDULE_KEYS if k in accepted and hasattr(cfg, k)}
+    return functools.partial(fn, **settings) if settings else fn
+
+
+def lr_factor(schedule: str, fraction: float, **settings) -> float:
     """Multiplier of the peak learning rate at ``fraction`` of the budget (clamped to [0, 1])."""
     from lmbudget.registry import SCHEDULES
-    return SCHEDULES.resolve(schedule)(min(max(fraction, 0.0), 1.0))
+    return SCHEDULES.resolve(schedule)(min(max(fraction, 0.0), 1.0), **settings)
+
+
+def decays(schedule) -> bool:
+    """Whether ``schedule`` (a function of the fraction) ends below its peak after warm-up: sampled on a grid."""
+    values = [schedule(i / 200) for i in range(201)]
+    return values[-1] < max(values) * (1 - 1e-9)

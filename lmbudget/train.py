@@ -28,7 +28,7 @@ from lmbudget.families import family
 from lmbudget.io import atomic_write_json
 from lmbudget.optim import optimizer_plugin
 from lmbudget.persistence import SAVE_REQUEST, Persistence
-from lmbudget.registry import SCHEDULES
+from lmbudget.schedules import schedule_function
 from lmbudget.runlog import DIVERGENCE_MIN_LOSSES, MetricsLog, loss_rise
 from lmbudget.summary import run_summary
 from lmbudget.testloss import CHUNK as TEST_CHUNK, per_token_loss
@@ -76,9 +76,9 @@ class Trainer(RunContext, Persistence):
         self.table.check_matches(self.model.signature(), cfg.data.seq_len)
         self.clock = Clock(self.table, self.budget)
         self.algorithm = build_algorithm(cfg.algorithm, cfg.algo, cfg.model.family)
-        self.optim = optimizer_plugin(cfg.optim)
+        self.optim = optimizer_plugin(cfg.optim, cfg.model.family)
         self.clock.require_step(self.optim.cost_key, cfg.model_name, cfg.optim.name, log)  # before any work
-        self.schedule = SCHEDULES.resolve(cfg.optim.schedule)
+        self.schedule = schedule_function(cfg.optim)
         self.train_split = self.data.split(cfg.data.train_split)  # "holdout": RHO-loss's irreducible-loss model
         self.stream = BatchStream(len(self.train_split), t.micro_batch, seed=stream_seed(t.seed, cfg.data.train_split))
         self.mask_generator = torch.Generator().manual_seed(t.seed + 1)

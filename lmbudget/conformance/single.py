@@ -190,7 +190,7 @@ def state_verdict(p: Plugin, trainer) -> tuple[bool, str]:
             torch.save(state, buffer)
             buffer.seek(0)
             loaded = torch.load(buffer, weights_only=True)
-            fresh = optimizer_plugin(trainer.cfg.optim).build(copy.deepcopy(trainer.model))
+            fresh = optimizer_plugin(trainer.cfg.optim, trainer.cfg.model.family).build(copy.deepcopy(trainer.model))
             fresh.load_state_dict(loaded)
             again = fresh.state_dict()
             what = f"optimizer state ({len(state['state'])} parameters)"

@@ -26,6 +26,7 @@ from torch import nn
 
 from lmbudget.config import ModelConfig
 
+# What an optimizer that treats parameters differently (Muon) is told about each one.
 PARAMETER_ROLES = ("hidden_matrix", "embedding", "head", "vector")
 
 
@@ -63,11 +64,6 @@ class ModelFamily:
         """The ``transformers`` model of the same shape, untrained (``benchmarks/throughput.py``'s rival)."""
         raise NotImplementedError(f"the {self.name} family names no transformers model of its shape")
 
-    def parameter_roles(self, model) -> dict[str, str]:
-        """Role of every parameter, by its name in model.named_parameters(): hidden_matrix (2-D weights inside
-        the blocks), embedding, head (tied heads are the embedding), vector (norms, biases, other 1-D)."""
-        raise NotImplementedError
-
     def check_run(self, cfg) -> None:
         """Relations between the model and the other sections of a RunConfig (e.g. data.seq_len against the
         model's positions); raise ConfigError naming the keys and the fix."""
@@ -78,6 +74,30 @@ class ModelFamily:
         validation loss is the loss per token, as LMs report it."""
         return None
 
+    def parameter_roles(self, model: nn.Module) -> dict[str, str]:
+        """Role of every parameter, by its name in model.named_parameters(): hidden_matrix (2-D weights inside
+        the blocks: attention and MLP projections), embedding (token/position tables), head (output projection;
+        tied heads are the embedding), vector (norms, biases, other 1-D)."""
+        raise NotImplementedError  # an optimizer that needs roles turns this into a one-line error
+
     def synthetic_special(self, vocab_size: int) -> dict:
         """Special token ids for calibration's synthetic batches (no tokenizer there)."""
         return {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}
+
+
+def block_roles(model: nn.Module, outside: dict[str, str], tables_in_blocks: tuple[str, ...] = ()) -> dict[str, str]:
+    """Roles by the usual layout: 1-D parameters are vectors; 2-D ones inside ``model.layers`` hidden matrices,
+    except those whose name ends in one of ``tables_in_blocks`` (lookup tables: embeddings); every other 2-D
+    parameter must be named in ``outside`` ({name: role}), so a new one is an error, not a guess."""
+    roles = {}
+    for name, p in model.named_parameters():
+        if p.ndim < 2:
+            roles[name] = "vector"
+        elif name.startswith("layers."):
+            roles[name] = "embedding" if name.endswith(tables_in_blocks) else "hidden_matrix"
+        elif name in outside:
+            roles[name] = outside[name]
+        else:
+            raise ValueError(f"no parameter role for '{name}' {tuple(p.shape)}: declare it in the family's "
+                             f"parameter_roles")
+    return roles

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 
 from lmbudget.config import ModelConfig
-from lmbudget.families.base import ModelFamily
+from lmbudget.families.base import ModelFamily, block_roles
 
 
 @dataclass
@@ -73,6 +73,10 @@ class BertFamily(ModelFamily):
     def build(self, cfg: BertConfig, special: dict):
         from lmbudget.models.bert import BertMLM
         return BertMLM(cfg)
+
+    def parameter_roles(self, model) -> dict[str, str]:
+        # The decoder is tied to the token table; head.weight is the MLM head's transform (outside the blocks).
+        return block_roles(model, {"embed.weight": "embedding", "head.weight": "head"})
 
     def make_inputs(self, tokens: torch.Tensor, cfg, special: dict, vocab_size: int,
                     generator: torch.Generator) -> dict:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 
 from lmbudget.config import ModelConfig
-from lmbudget.families.base import ModelFamily
+from lmbudget.families.base import ModelFamily, block_roles
 
 
 @dataclass
@@ -73,6 +73,11 @@ class T5Family(ModelFamily):
     def build(self, cfg: T5Config, special: dict):
         from lmbudget.models.t5 import T5Model
         return T5Model(cfg, pad_id=special["pad"])
+
+    def parameter_roles(self, model) -> dict[str, str]:
+        # rel_bias is a table of relative-position buckets (in a stack's first block): an embedding.
+        return block_roles(model, {"embed.weight": "embedding", "lm_head.weight": "head"},
+                           tables_in_blocks=(".rel_bias.weight",))
 
     def make_inputs(self, tokens: torch.Tensor, cfg, special: dict, vocab_size: int,
                     generator: torch.Generator) -> dict:

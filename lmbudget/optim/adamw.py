@@ -40,32 +40,40 @@ class AdamWScale(GroupwiseOptimizer):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
 
     def update_group(self, group: dict, params: list, grads: list, states: list[dict]) -> None:
-        lr, wd, eps, (b1, b2) = group["lr"], group["weight_decay"], group["eps"], group["betas"]
-        m = [s["exp_avg"] for s in states]
-        v = [s["exp_avg_sq"] for s in states]
-        scales = rms_scales(params)
+        adam_update(params, grads, states, group["lr"], group["betas"], group["eps"], group["weight_decay"],
+                    scales=rms_scales(params))
 
-        torch._foreach_mul_(m, b1)
-        torch._foreach_add_(m, grads, alpha=1 - b1)
-        torch._foreach_mul_(v, b2)
-        torch._foreach_addcmul_(v, grads, grads, value=1 - b2)
 
-        # Bias-corrected step size per tensor; steps differ after a state reset.
-        step_sizes = []
-        for s in states:
-            s["step"] += 1
-            t = s["step"]
-            step_sizes.append(-lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t))
+def adam_update(params: list, grads: list, states: list[dict], lr: float, betas, eps: float, wd: float,
+                scales: list | None = None) -> None:
+    """One AdamW(Scale) step on tensors with ``_fresh_state`` states (the rule in the module's docstring;
+    ``scales`` None: plain AdamW, eps outside the bias correction)."""
+    b1, b2 = betas
+    m = [s["exp_avg"] for s in states]
+    v = [s["exp_avg_sq"] for s in states]
 
-        denom = torch._foreach_sqrt(v)
-        torch._foreach_add_(denom, eps)
-        update = torch._foreach_div(m, denom)
+    torch._foreach_mul_(m, b1)
+    torch._foreach_add_(m, grads, alpha=1 - b1)
+    torch._foreach_mul_(v, b2)
+    torch._foreach_addcmul_(v, grads, grads, value=1 - b2)
+
+    # Bias-corrected step size per tensor; steps differ after a state reset.
+    step_sizes = []
+    for s in states:
+        s["step"] += 1
+        t = s["step"]
+        step_sizes.append(-lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t))
+
+    denom = torch._foreach_sqrt(v)
+    torch._foreach_add_(denom, eps)
+    update = torch._foreach_div(m, denom)
+    if scales is not None:
         torch._foreach_mul_(update, scales)
-        torch._foreach_mul_(update, step_sizes)
+    torch._foreach_mul_(update, step_sizes)
 
-        if wd != 0:
-            torch._foreach_mul_(params, 1 - lr * wd)
-        torch._foreach_add_(params, update)
+    if wd != 0:
+        torch._foreach_mul_(params, 1 - lr * wd)
+    torch._foreach_add_(params, update)
 
 
 def fused_adamw(params: list, **settings) -> torch.optim.AdamW:

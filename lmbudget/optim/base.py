@@ -16,6 +16,14 @@ cost table's price, or recorded as free) and randomness through ``ctx.optimizer_
 (checkpointed with the run). The step itself is charged ``step[cost_key]`` from the cost table;
 an optimizer the reference never measured is charged by the transfer rule of ``lmbudget.clock``.
 The optimizer's own state must be in ``optimizer.state_dict()`` (checkpointed and resumed).
+
+Checkpoints are saved and restored inside ``evaluation``: a checkpoint holds the evaluation weights (what
+probes, evaluations and exports read), and leaving the context after a restore puts the training weights
+back exactly as the uninterrupted run did after saving.
+
+An optimizer that treats parameters by role (``needs_roles``: Muon's orthogonalised hidden matrices) gets
+them from ``self.parameter_roles(model)``: the model family's declaration (``ModelFamily.parameter_roles``),
+the family being the one the plug-in was made for (``optimizer_plugin(cfg, family_name)``).
 """
 from __future__ import annotations
 
@@ -27,6 +35,7 @@ import torch
 from torch import nn
 
 from lmbudget.config import OptimConfig
+from lmbudget.errors import ConfigError
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -41,19 +50,41 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
+def check_roles_declared(optimizer: str, family) -> None:
+    """One-line error if ``family`` (a ModelFamily) does not declare parameter roles."""
+    from lmbudget.families.base import ModelFamily
+    if type(family).parameter_roles is ModelFamily.parameter_roles:
+        raise ConfigError(f"optimizer '{optimizer}' needs parameter roles, which model family '{family.name}' "
+                          f"does not declare: implement {type(family).__name__}.parameter_roles (see "
+                          f"lmbudget/families/base.py) or choose another optimizer")
+
+
 class OptimizerPlugin:
     """Base class. ``Config`` declares the optimizer's keys (``optim.KEY``); ``build`` makes a
     ``torch.optim.Optimizer``; the hooks default to nothing."""
 
     name: ClassVar[str]
     summary_line: ClassVar[str] = ""
+    needs_roles: ClassVar[bool] = False        # build() asks the family for parameter roles
+    default_schedule: ClassVar[str | None] = None  # the schedule it runs with unless told (None: the preset's)
+    # Settings whose step costs differ from the defaults': {cost key: {optim key: value}}, timed by calibrate too.
+    cost_variants: ClassVar[dict[str, dict]] = {}
 
     @dataclass
     class Config(OptimConfig):
         pass
 
-    def __init__(self, cfg: OptimConfig):
+    def __init__(self, cfg: OptimConfig, family=None):
         self.cfg = cfg
+        self.family = family  # the model family (lmbudget.families.ModelFamily) it optimizes, where known
+
+    def parameter_roles(self, model: nn.Module) -> dict[str, str]:
+        """The family's role of every parameter of ``model`` (by name); one-line error where it declares none."""
+        if self.family is None:
+            raise ConfigError(f"optimizer '{self.name}' needs the model family's parameter roles: build it "
+                              f"through optimizer_plugin(cfg, family_name)")
+        check_roles_declared(self.name, self.family)
+        return self.family.parameter_roles(model)
 
     @property
     def cost_key(self) -> str:
