@@ -3,6 +3,7 @@
     PYTHONPATH=OLD_TREE python benchmarks/data_hygiene.py dump --out before.json   # any lmbudget version
     python benchmarks/data_hygiene.py dump --out after.json
     python benchmarks/data_hygiene.py measure before.json after.json             # this tree's span hashing
+    python benchmarks/data_hygiene.py --quick dump --model bert-micro --out d.json data.corpus=DIR   # + measure (smoke)
 
 ``dump`` prepares the preset's data (``--model``, default bert-demo) with the lmbudget on the path
 and writes every split's documents plus the count of packed validation rows that are mostly table
@@ -23,13 +24,13 @@ import numpy as np
 MARKUP = {"=", "-", "+", "|"}
 
 
-def dump(model: str, out: Path) -> None:
+def dump(model: str, out: Path, overrides: list[str]) -> None:
     from lmbudget.data import prepare_data
     from lmbudget.data.corpus import collect
     from lmbudget.data.shards import usable_sources
     from lmbudget.runs import make_config
 
-    cfg = make_config(model).data
+    cfg = make_config(model, overrides=overrides).data
     data = prepare_data(cfg, log=print)
     corpus = collect(usable_sources(cfg, print)[0], cfg, lambda *_: None)
     rows = data.split("validation").tokens
@@ -69,15 +70,19 @@ def measure(path: Path) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="measure the dump at once (a smoke run)")
     sub = p.add_subparsers(dest="cmd", required=True)
     a = sub.add_parser("dump")
     a.add_argument("--model", default="bert-demo")
     a.add_argument("--out", type=Path, required=True)
+    a.add_argument("overrides", nargs="*", help="config overrides (data.corpus=DIR, ...)")
     m = sub.add_parser("measure")
     m.add_argument("dumps", type=Path, nargs="+")
     args = p.parse_args()
     if args.cmd == "dump":
-        dump(args.model, args.out)
+        dump(args.model, args.out, args.overrides)
+        if args.quick:
+            print(args.out, json.dumps(measure(args.out)))
     else:
         for path in args.dumps:
             print(path, json.dumps(measure(path), indent=1))

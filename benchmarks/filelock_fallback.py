@@ -7,6 +7,7 @@ lock free again after its holder is SIGKILLed; and the race harness (tests/test_
 lmbudget's DirLock over it: double owners and step errors.
 
     python benchmarks/filelock_fallback.py 3.12.4 3.20.3 3.21.0 4.3.1
+    python benchmarks/filelock_fallback.py --quick     # the installed filelock only, a short race (smoke run)
 """
 import json
 import os
@@ -25,11 +26,18 @@ TRY = NO_FLOCK + "import sys, filelock\nl = filelock.FileLock(sys.argv[1] + '/.l
                  "except Exception as e:\n    print(type(e).__name__)\n"
 
 
-def check(version: str, scratch: Path) -> dict:
-    target = scratch / version
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
-                    f"filelock=={version}"], check=True, capture_output=True)
-    env = {**os.environ, "PYTHONPATH": f"{target}:{ROOT}"}
+def check(version: str, scratch: Path, rounds: int = 30) -> dict:
+    """``version`` None: the filelock this environment has."""
+    paths = [str(ROOT)]
+    if version is not None:
+        target = scratch / version
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
+                        f"filelock=={version}"], check=True, capture_output=True)
+        paths.insert(0, str(target))
+    else:
+        from importlib.metadata import version as installed
+        version = installed("filelock")
+    env = {**os.environ, "PYTHONPATH": ":".join(paths)}
     d = tempfile.mkdtemp(dir=scratch)
 
     def attempt(wait):
@@ -45,7 +53,7 @@ def check(version: str, scratch: Path) -> dict:
     race = {}
     if after_kill == "acquired":
         out = subprocess.run([sys.executable, str(ROOT / "tests" / "test_lock_race.py"), "--workers", "3",
-                              "--rounds", "30", "--no-flock", "--seed", "3"], env=env, capture_output=True, text=True)
+                              "--rounds", str(rounds), "--no-flock", "--seed", "3"], env=env, capture_output=True, text=True)
         race = eval(out.stdout.rsplit("}", 1)[0] + "}") if "}" in out.stdout else {"error": out.stderr[-300:]}
     return {"version": version, "holds": first, "second_process": second, "after_sigkill": after_kill,
             **{k: race.get(k) for k in ("double_owners", "step_errors", "unfinished")}}
@@ -53,5 +61,7 @@ def check(version: str, scratch: Path) -> dict:
 
 if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as scratch:
-        for v in sys.argv[1:]:
+        if sys.argv[1:] == ["--quick"]:
+            print(json.dumps(check(None, Path(scratch), rounds=5)), flush=True)
+        for v in (v for v in sys.argv[1:] if v != "--quick"):
             print(json.dumps(check(v, Path(scratch))), flush=True)

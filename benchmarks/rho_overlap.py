@@ -1,6 +1,7 @@
 """How many of a RHO-loss run's scored candidates its irreducible-loss (IL) model trained on.
 
-    python benchmarks/rho_overlap.py [--model bert-demo] [--budget 30s] [--seed 0] [--run-dir DIR]
+    python benchmarks/rho_overlap.py [--model bert-demo] [--budget 30s] [--seed 0] [--run-dir DIR] [KEY=VALUE ...]
+    python benchmarks/rho_overlap.py --quick data.corpus=DIR     # bert-micro, 0.5 RST s (a smoke run)
 
 Trains one RHO-loss run (its IL model first, as the loop does) with the lmbudget on the path and
 records, through ``RunContext.draw``, the example ids every run draws: the IL run's are the rows
@@ -23,7 +24,11 @@ def main() -> None:
     p.add_argument("--budget", default="30s")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--run-dir", type=Path, default=None)
+    p.add_argument("--quick", action="store_true", help="bert-micro at 0.5 RST s")
+    p.add_argument("overrides", nargs="*", help="config overrides (data.corpus=DIR, ...)")
     a = p.parse_args()
+    if a.quick:
+        a.model, a.budget = "bert-micro", "0.5s"
 
     from lmbudget.context import RunContext
     from lmbudget.data import prepare_data
@@ -41,7 +46,7 @@ def main() -> None:
         return batch
 
     RunContext.draw = spy
-    cfg = make_config(a.model, "rho-loss", budget=a.budget, seed=a.seed)
+    cfg = make_config(a.model, "rho-loss", budget=a.budget, seed=a.seed, overrides=a.overrides)
     run_dir = a.run_dir or Path(tempfile.mkdtemp(prefix="rho-overlap-"))
     summary = train(cfg, run_dir, progress=False, log=lambda *_: None)
     data = prepare_data(cfg.data, log=lambda *_: None)

@@ -9,6 +9,8 @@
 # time-limit check (every 30 s), as before a real time limit: in training, lmbudget saves a
 # checkpoint at the next step, then submitit requeues (a signal before training just requeues);
 # max_num_timeout=20 lets a run on a loaded machine take as many one-minute jobs as it needs.
+# On a fast machine the runs can end before that check reaches them, so the check also sends a job
+# mid-run the same USR2 itself (`scancel --signal=USR2`), once: the summary says which signal did it.
 # One job is also requeued from outside mid-run (`scontrol requeue`: SIGTERM, then SIGKILL; it
 # resumes from its last periodic checkpoint). Slurm holds a requeued job for 120 s (BeginTime);
 # the check releases it after 3 s (`scontrol update StartTime=now`) to stay short.
@@ -114,7 +116,7 @@ for a in bbc_articles()[:400]:
     (root / f"{a['id'].replace('/', '_')}.txt").write_text(a["headline"] + "\n\n" + a["body"])
 (Path(sys.argv[1]) / "spec.yaml").write_text(f"""name: slurm-check
 models: [bert-micro]
-budgets: ["80 steps"]
+budgets: ["120 steps"]
 seeds: [0]
 configurations: [baseline, layer-dropping]
 overrides: ["data.corpus={root}", "train.threads=1", "train.checkpoint_every=0.25", "train.eval_every=0.5"]
@@ -133,7 +135,7 @@ import json, subprocess, sys, time
 from pathlib import Path
 T = Path(sys.argv[1])
 jobs = json.loads((T / "out" / "submitit-jobs.json").read_text())["jobs"]
-forced, deadline, held = None, time.time() + 240, {}
+forced, signalled, deadline, held = None, None, time.time() + 240, {}
 while time.time() < deadline:
     queue = subprocess.run(["squeue", "-h", "-o", "%i %T %r"], capture_output=True, text=True).stdout.split("\n")
     queue = [q.split() for q in queue if q.strip()]
@@ -146,6 +148,17 @@ while time.time() < deadline:
             if time.time() - held.setdefault(job_id, time.time()) >= 3:
                 subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=False)
                 held.pop(job_id)
+    if forced is not None and signalled is None:
+        # USR2, as Slurm sends it signal_delay_s before the time limit, to a job mid-run (any run may end
+        # before slurmctld's 30-second time-limit check reaches it on a fast machine)
+        for name, job_id in jobs.items():
+            run = T / "out" / "runs" / name
+            running = any(q[0] == job_id and q[1] == "RUNNING" for q in queue)
+            if running and (run / "checkpoints" / "latest.json").exists() and not (run / "summary.json").exists():
+                subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
+                signalled = name
+                print(f"USR2 sent to {job_id} ({name})", flush=True)
+                break
     if forced is None:
         for name, job_id in jobs.items():
             run = T / "out" / "runs" / name
@@ -186,8 +199,10 @@ requeues = len(re.findall(r"\*\*\* JOB \S+ ON \S+ CANCELLED AT \S+ DUE TO JOB RE
 forced = (T / "watch.log").read_text().count("forced requeue of")
 jobs = len(json.loads((T / "out" / "submitit-jobs.json").read_text())["jobs"]) + 1
 ok = once == len(runs) and same and signalled >= 1 and forced >= 1 and "TypeError" not in logs
+sent = (T / "watch.log").read_text().count("USR2 sent to")
 print(f"{'PASS' if ok else 'FAIL'}: {jobs} jobs submitted ({jobs - 1} runs + report), {requeues} requeues ({forced} "
-      f"forced by scontrol mid-run, {signalled} on the time-limit signal with a checkpoint at the next step), "
+      f"forced by scontrol mid-run, {signalled} on USR2 with a checkpoint at the next step: {sent} sent as before "
+      f"a time limit, {max(0, signalled - sent)} by the time limit itself), "
       f"{once}/{len(runs)} runs completed once, "
       f"report {'equal to' if same else 'DIFFERENT from'} a single worker's")
 sys.exit(0 if ok else 1)

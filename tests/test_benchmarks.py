@@ -32,13 +32,18 @@ def run(script: str, args: list[str], home: Path, cwd: Path = ROOT) -> str:
 # What each script's quick run needs, and a line of its result that proves it ran to the end.
 QUICK = {
     "clock_fidelity.py": (["{corpus_override}"], "baseline"),
+    "data_hygiene.py": (["dump", "--model", "bert-micro", "--out", "{tmp}/dump.json", "{corpus_override}"],
+                        "exact_duplicates_of_train"),
     "data_loader.py": (["{corpus_override}"], "sequences/s"),
     "data_parallel.py": (["{corpus_override}"], "2 ranks x 1 thread, DDP"),
+    "filelock_fallback.py": ([], '"after_sigkill": "acquired"'),
     "offline_suite.py": (["--run-dir", "{tmp}/run", "{corpus_override}"], '"suite": "offline"'),
     "plugin_overhead.py": ([], "this tree / before"),
+    "rho_overlap.py": (["{corpus_override}"], '"il_splits": [\n  "holdout"\n ]'),
     "probe_vs_finetune.py": (["--out", "{tmp}/out", "{corpus_override}"], "Does the score follow"),
     "t5_throughput.py": ([], "ratio"),
     "throughput.py": (["--model", "gpt-micro", "--batch", "2x32"], "HF LlamaForCausalLM"),
+    "verdict_coverage.py": (["--sweeps", "20", "--seeds", "3"], "min coverage over cells with 3+ seeds"),
 }
 
 

@@ -242,7 +242,7 @@ def test_example_in_a_sweep_beside_the_built_ins_and_in_its_report(installed, co
     assert code == 0, err
     rows = {line.split("|")[1].strip(" *"): line for line in stdout.splitlines() if line.startswith("|")}
     assert "baseline+adamw" in rows and "warmup-depth+adamw" in rows
-    assert f"{plug['final_val_loss']:.3f}" in rows["warmup-depth+adamw"]
+    assert f"{plug['final_test_loss']:.3f}" in rows["warmup-depth+adamw"]  # the verdict's split: test
 
 
 def test_check_plugin_passes_the_example(installed):

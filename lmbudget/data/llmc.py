@@ -6,7 +6,8 @@ shards whose name contains ``train`` are the train split, in name order; the val
 fixed prefix of the ``val`` shard(s): its first ``VALIDATION_ROWS`` rows of ``data.seq_len`` tokens
 (the speedrun scores the first 10,485,760 tokens of the same shard, so with that data, GPT-2's
 tokenizer and ``data.seq_len=1024`` the loss is the speedrun's, whose target is 3.28); the holdout
-split (RHO-loss) is the next rows of the validation shard.
+split (RHO-loss) is the next ``HOLDOUT_ROWS`` rows of the validation shard(s), the test split (the
+verdict's final test loss) the ``TEST_ROWS`` after them (fewer, or none, where the shards end).
 
 Nothing is read into memory: every shard is memory-mapped, and rows are cut out of the token stream
 where a batch asks for them (a row never crosses two shards). Before any training every shard's
@@ -33,6 +34,7 @@ MAGIC, VERSION, HEADER_INTS = 20240520, 1, 256
 HEADER_BYTES = HEADER_INTS * 4
 VALIDATION_ROWS = 10240  # 10,485,760 tokens at seq_len 1024: the speedrun's validation prefix
 HOLDOUT_ROWS = 10240
+TEST_ROWS = 10240
 GPT2_EOS = 50256
 SCAN_TOKENS = 1 << 24  # tokens per chunk of the streaming max-id pass
 
@@ -141,7 +143,8 @@ def prepare(cfg, vocab_size: int, log=print):
     val = [mapped[p] for p in shards.validation]
     splits = {"train": ShardRows([mapped[p] for p in shards.train], seq),
               "validation": ShardRows(val, seq, limit=VALIDATION_ROWS),
-              "holdout": ShardRows(val, seq, first=VALIDATION_ROWS, limit=HOLDOUT_ROWS)}
+              "holdout": ShardRows(val, seq, first=VALIDATION_ROWS, limit=HOLDOUT_ROWS),
+              "test": ShardRows(val, seq, first=VALIDATION_ROWS + HOLDOUT_ROWS, limit=TEST_ROWS)}
     if not len(splits["validation"]):
         raise CorpusError(f"{shards.validation[0]}: fewer than {seq} tokens: no validation row of data.seq_len={seq}")
     special_file, tokenizer_file = root / "special.json", root / "tokenizer.json"
