@@ -321,6 +321,7 @@ def test_interrupted_sweep_resumes_and_gives_the_same_report(tmp_path, monkeypat
     monkeypatch.setattr("lmbudget.runs.train", clean)
     run_sweep(spec, tmp_path / "clean", log=quiet)
     assert sorted(clean.finished) == sorted(names)
+    names = clean.finished  # the claim order (longest runs first)
 
     cut = FakeTrainer(interrupt={names[5]: 3})
     monkeypatch.setattr("lmbudget.runs.train", cut)

@@ -250,3 +250,16 @@ def test_an_interrupted_or_preempted_attempt_is_not_a_failure(tmp_path, monkeypa
     assert run_sweep(spec, tmp_path / "out", log=quiet, only={name}, max_attempts=1).trained == [name]
     causes = [a["cause"] for a in json.loads((tmp_path / "out" / "runs" / name / "attempts.json").read_text())]
     assert causes == ["interrupted", "preempted", "completed"]
+
+
+def test_the_longest_runs_are_claimed_first(tmp_path, monkeypatch):
+    """A sweep must not end with its longest run training alone while the other workers sit idle: runs are
+    claimed by budget, longest first, in the spec's order within a budget."""
+    spec = small_spec()   # budgets 30s, 60s: the spec lists the 30 s runs first
+    fake = FakeTrainer()
+    monkeypatch.setattr("lmbudget.runs.train", fake)
+    run_sweep(spec, tmp_path / "out", log=quiet)
+    budgets = [name.split("__")[2] for name in fake.finished]
+    assert budgets == sorted(budgets, key=lambda b: -float(b.rstrip("s"))) and budgets[0] == "60s"
+    in_spec = [r.name for r in spec.runs()]
+    assert fake.finished == sorted(in_spec, key=lambda n: (-float(n.split("__")[2].rstrip("s")), in_spec.index(n)))

@@ -42,6 +42,7 @@ from pathlib import Path
 
 import yaml
 
+from lmbudget.clock import parse_budget
 from lmbudget.io import atomic_write_json, atomic_write_text, read_json
 from lmbudget.lock import DirLock, describe, held_elsewhere
 from lmbudget.sweep.spec import RunSpec, SweepError, SweepSpec
@@ -131,6 +132,9 @@ def run_sweep(spec: SweepSpec, out: Path, evaluate: bool = True, log=print, prog
     since = time.time() if since is None else since
     # Every config is built first: an unknown model or a bad override fails before any training.
     runs = [(run, run.make_config()) for run in spec.runs() if only is None or run.name in only]
+    # The longest runs first (stable: the spec's order otherwise), so a sweep does not end with one long run
+    # training alone while the other workers sit idle.
+    runs.sort(key=lambda rc: (parse_budget(rc[1].train.budget).kind, -parse_budget(rc[1].train.budget).value))
     check_existing(runs, out)
     evaluate_run = evaluator(log, progress, device, spec.eval_max_train, spec.eval_max_eval) if evaluate and spec.evaluate else None
     if evaluate_run is not None:
