@@ -298,7 +298,7 @@ def section_markdown(s: Section, root: Path, plots: bool) -> tuple[str, str, lis
         if s.speedups.curve is not None:
             rel = f"plots/{slug(s.model)}-speedup.png"
             P.speedup_curve(s, root / rel)
-            pics.append(("Final validation loss against budget: the fully-decayed baseline's curve and each "
+            pics.append((f"Final {s.split} loss against budget: the fully-decayed baseline's curve and each "
                          "configuration (the horizontal distance is the speedup)", rel))
         for b in s.budgets:
             rel = f"plots/{slug(s.model)}-loss-{slug(b)}.png"
@@ -306,7 +306,7 @@ def section_markdown(s: Section, root: Path, plots: bool) -> tuple[str, str, lis
             pics.append((f"Training and validation loss against RST, budget {b}", rel))
         rel = f"plots/{slug(s.model)}-vs-budget.png"
         P.scores_vs_budget(s, root / rel)
-        pics.append(("Final validation loss and downstream averages against budget", rel))
+        pics.append((f"Final {s.split} loss and downstream averages against budget", rel))
         rel = f"plots/{slug(s.model)}-rst-breakdown.png"
         P.rst_breakdown(s, root / rel)
         pics.append(("Where each configuration's RST went, per budget", rel))
