@@ -50,7 +50,7 @@ def test_bert_head_transform_option_and_the_presets_that_use_it():
     plain = BertMLM(BertConfig(**{**cfg.__dict__, "head_transform": False}))
     names = {n for n, _ in plain.named_parameters()}
     assert not any(n.startswith(("head.", "head_norm.")) for n in names)
-    logits, targets, _ = plain.masked_logits(batch)
+    logits, targets, _ = plain.target_logits(batch)
     hidden = plain.encode(input_ids).reshape(-1, 32)[labels.view(-1) != -100]
     assert torch.allclose(logits, hidden @ plain.embed.weight.t(), atol=1e-6)
     assert plain(batch).item() == pytest.approx(F.cross_entropy(logits, targets).item(), abs=1e-6)
@@ -59,7 +59,7 @@ def test_bert_head_transform_option_and_the_presets_that_use_it():
     full = BertMLM(cfg)  # the default: Linear-GELU-LayerNorm before the tied decoder
     hidden = full.encode(input_ids).reshape(-1, 32)[labels.view(-1) != -100]
     expected = full.head_norm(F.gelu(full.head(hidden))) @ full.embed.weight.t()
-    assert torch.allclose(full.masked_logits(batch)[0], expected, atol=1e-6)
+    assert torch.allclose(full.target_logits(batch)[0], expected, atol=1e-6)
 
     assert model_config("bert-c5").head_transform is False  # the paper's crammed BERT
     assert model_config("bert-tiny").head_transform and model_config("bert-micro").head_transform

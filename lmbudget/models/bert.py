@@ -16,6 +16,7 @@ from torch import nn
 
 from lmbudget.config import ModelConfig
 from lmbudget.models.attention import attention
+from lmbudget.models.losses import TargetLoss, per_row_mean, sample_labels  # noqa: F401 (re-exported)
 
 
 class ScaledSinusoidal(nn.Module):
@@ -58,7 +59,7 @@ class Block(nn.Module):
         return x + self.ffn_out(F.gelu(gate) * value)
 
 
-class BertMLM(nn.Module):
+class BertMLM(TargetLoss, nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         if cfg.hidden % cfg.heads:
@@ -106,7 +107,7 @@ class BertMLM(nn.Module):
             x = self.layers[i](x, attend)
         return self.final_norm(x)
 
-    def masked_logits(self, batch: dict, active: Sequence[int] | None = None):
+    def target_logits(self, batch: dict, active: Sequence[int] | None = None):
         """Logits at the masked positions only, with their labels and row index."""
         hidden = self.encode(batch["input_ids"], active)
         labels = batch["labels"]
@@ -118,27 +119,3 @@ class BertMLM(nn.Module):
         rows = torch.arange(labels.shape[0], device=labels.device).repeat_interleave(labels.shape[1])[where]
         return logits, labels.view(-1)[where], rows
 
-    def forward(self, batch: dict, active: Sequence[int] | None = None, per_example: bool = False) -> torch.Tensor:
-        logits, targets, rows = self.masked_logits(batch, active)
-        if not per_example:
-            return F.cross_entropy(logits.float(), targets)
-        return per_row_mean(F.cross_entropy(logits.float(), targets, reduction="none"), rows, batch["labels"].shape[0])
-
-    def hessian_loss(self, batch: dict, generator: torch.Generator, active: Sequence[int] | None = None) -> torch.Tensor:
-        """Sophia's Gauss-Newton-Bartlett loss: labels sampled from the vocabulary logits at the masked positions."""
-        logits, _, _ = self.masked_logits(batch, active)
-        sampled = sample_labels(logits, generator)
-        return F.cross_entropy(logits.float(), sampled)
-
-
-def sample_labels(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    with torch.no_grad():
-        probs = torch.softmax(logits.float(), dim=-1)
-        return torch.multinomial(probs.cpu() if generator.device.type == "cpu" else probs, 1,
-                                 generator=generator).view(-1).to(logits.device)
-
-
-def per_row_mean(values: torch.Tensor, rows: torch.Tensor, n_rows: int) -> torch.Tensor:
-    total = torch.zeros(n_rows, device=values.device, dtype=values.dtype).index_add_(0, rows, values)
-    count = torch.zeros(n_rows, device=values.device, dtype=values.dtype).index_add_(0, rows, torch.ones_like(values))
-    return total / count.clamp_min(1)

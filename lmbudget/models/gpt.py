@@ -21,7 +21,7 @@ from torch import nn
 
 from lmbudget.config import ModelConfig
 from lmbudget.models.attention import attention
-from lmbudget.models.bert import per_row_mean, sample_labels
+from lmbudget.models.losses import TargetLoss
 
 
 class RMSNorm(nn.Module):
@@ -96,7 +96,7 @@ class Block(nn.Module):
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
-class GPTModel(nn.Module):
+class GPTModel(TargetLoss, nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         if cfg.vocab_size <= 0:
@@ -145,18 +145,6 @@ class GPTModel(nn.Module):
         logits = F.linear(hidden.reshape(-1, hidden.shape[-1])[where], self.head_weight())
         rows = torch.arange(targets.shape[0], device=targets.device).repeat_interleave(targets.shape[1])[where]
         return logits, targets.reshape(-1)[where], rows
-
-    def forward(self, batch: dict, active: Sequence[int] | None = None, per_example: bool = False) -> torch.Tensor:
-        """Mean next-token loss over every predicted token, or per sequence (B,) (its tokens' mean)."""
-        logits, targets, rows = self.target_logits(batch, active)
-        if not per_example:
-            return F.cross_entropy(logits.float(), targets)
-        return per_row_mean(F.cross_entropy(logits.float(), targets, reduction="none"), rows, batch["labels"].shape[0])
-
-    def hessian_loss(self, batch: dict, generator: torch.Generator, active: Sequence[int] | None = None) -> torch.Tensor:
-        """Sophia's Gauss-Newton-Bartlett loss: next tokens sampled from the model's own logits (Sophia's GPT-2 setup)."""
-        logits, _, _ = self.target_logits(batch, active)
-        return F.cross_entropy(logits.float(), sample_labels(logits, generator))
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *, max_new_tokens: int,

@@ -19,7 +19,7 @@ from torch import nn
 
 from lmbudget.config import ModelConfig
 from lmbudget.models.attention import attention
-from lmbudget.models.bert import per_row_mean, sample_labels
+from lmbudget.models.losses import TargetLoss
 
 NORM_EPS = 1e-6  # T5's layer_norm_epsilon (ModelConfig.norm_eps is BERT's 1e-12)
 
@@ -132,7 +132,7 @@ def padding_bias(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
     return (1.0 - attention_mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
 
 
-class T5Model(nn.Module):
+class T5Model(TargetLoss, nn.Module):
     def __init__(self, cfg: ModelConfig, pad_id: int):
         super().__init__()
         if cfg.hidden % cfg.heads:
@@ -226,14 +226,3 @@ class T5Model(nn.Module):
         logits = self.lm_head(self.decoder_norm(hidden.reshape(-1, hidden.shape[-1])[where]))
         rows = torch.arange(labels.shape[0], device=labels.device).repeat_interleave(labels.shape[1])[where]
         return logits, labels.reshape(-1)[where], rows
-
-    def forward(self, batch: dict, active: Sequence[int] | None = None, per_example: bool = False) -> torch.Tensor:
-        logits, targets, rows = self.target_logits(batch, active)
-        if not per_example:
-            return F.cross_entropy(logits.float(), targets)
-        return per_row_mean(F.cross_entropy(logits.float(), targets, reduction="none"), rows, batch["labels"].shape[0])
-
-    def hessian_loss(self, batch: dict, generator: torch.Generator, active: Sequence[int] | None = None) -> torch.Tensor:
-        """Sophia's Gauss-Newton-Bartlett loss: labels sampled from the vocabulary logits at the target positions."""
-        logits, _, _ = self.target_logits(batch, active)
-        return F.cross_entropy(logits.float(), sample_labels(logits, generator))
