@@ -15,6 +15,7 @@
 # resumes from its last periodic checkpoint). Slurm holds a requeued job for 120 s (BeginTime);
 # the check releases it after 3 s (`scontrol update StartTime=now`) to stay short.
 # Checks: every run completed once (each step logged once), at least one requeue of each kind,
+# `lmbudget status` showing the live jobs' Slurm states (squeue: this Slurm keeps no accounting),
 # and the report job's report equal to a single local worker's (wall-clock lines aside).
 # Stops every daemon it started; the last line is a one-line summary.
 #
@@ -135,7 +136,7 @@ import json, subprocess, sys, time
 from pathlib import Path
 T = Path(sys.argv[1])
 jobs = json.loads((T / "out" / "submitit-jobs.json").read_text())["jobs"]
-forced, signalled, deadline, held = None, None, time.time() + 240, {}
+forced, signalled, status_line, deadline, held = None, None, None, time.time() + 240, {}
 while time.time() < deadline:
     queue = subprocess.run(["squeue", "-h", "-o", "%i %T %r"], capture_output=True, text=True).stdout.split("\n")
     queue = [q.split() for q in queue if q.strip()]
@@ -148,26 +149,32 @@ while time.time() < deadline:
             if time.time() - held.setdefault(job_id, time.time()) >= 3:
                 subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=False)
                 held.pop(job_id)
-    if forced is not None and signalled is None:
-        # USR2, as Slurm sends it signal_delay_s before the time limit, to a job mid-run (any run may end
-        # before slurmctld's 30-second time-limit check reaches it on a fast machine)
-        for name, job_id in jobs.items():
-            run = T / "out" / "runs" / name
-            running = any(q[0] == job_id and q[1] == "RUNNING" for q in queue)
-            if running and (run / "checkpoints" / "latest.json").exists() and not (run / "summary.json").exists():
-                subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
-                signalled = name
-                print(f"USR2 sent to {job_id} ({name})", flush=True)
-                break
+    just_forced = None
     if forced is None:
         for name, job_id in jobs.items():
             run = T / "out" / "runs" / name
             running = any(q[0] == job_id and q[1] == "RUNNING" for q in queue)
             if running and (run / "checkpoints" / "latest.json").exists() and not (run / "summary.json").exists():
                 subprocess.run(["scontrol", "requeue", job_id], check=True)
-                forced = name
+                forced = just_forced = name
                 print(f"forced requeue of {job_id} ({name})", flush=True)
                 break
+    if forced is not None and signalled is None:
+        # USR2, as Slurm sends it signal_delay_s before the time limit, to a job mid-run (any run may end
+        # before slurmctld's 30-second time-limit check reaches it on a fast machine)
+        for name, job_id in jobs.items():
+            run = T / "out" / "runs" / name
+            running = any(q[0] == job_id and q[1] == "RUNNING" for q in queue)
+            if name != just_forced and running and (run / "checkpoints" / "latest.json").exists() \
+                    and not (run / "summary.json").exists() \
+                    and subprocess.run(["scancel", "--signal=USR2", job_id]).returncode == 0:
+                signalled = name
+                print(f"USR2 sent to {job_id} ({name})", flush=True)
+                break
+    if signalled is not None and status_line is None:   # `lmbudget status` while jobs are live: their Slurm states
+        out = subprocess.run([sys.executable, "-m", "lmbudget", "status", str(T / "out")], capture_output=True, text=True).stdout
+        status_line = next((line for line in out.splitlines() if "[slurm: job " in line), "")
+        print(f"STATUS {status_line}", flush=True)
     time.sleep(0.5)
 else:
     sys.exit("the jobs did not end within 240 s")
@@ -198,12 +205,14 @@ signalled = logs.count("as a signal asked: checkpoint saved")
 requeues = len(re.findall(r"\*\*\* JOB \S+ ON \S+ CANCELLED AT \S+ DUE TO JOB REQUEUE", logs))
 forced = (T / "watch.log").read_text().count("forced requeue of")
 jobs = len(json.loads((T / "out" / "submitit-jobs.json").read_text())["jobs"]) + 1
-ok = once == len(runs) and same and signalled >= 1 and forced >= 1 and "TypeError" not in logs
+status_shown = "STATUS " in (T / "watch.log").read_text() and "[slurm: job " in (T / "watch.log").read_text()
+ok = once == len(runs) and same and signalled >= 1 and forced >= 1 and status_shown and "TypeError" not in logs
 sent = (T / "watch.log").read_text().count("USR2 sent to")
 print(f"{'PASS' if ok else 'FAIL'}: {jobs} jobs submitted ({jobs - 1} runs + report), {requeues} requeues ({forced} "
       f"forced by scontrol mid-run, {signalled} on USR2 with a checkpoint at the next step: {sent} sent as before "
       f"a time limit, {max(0, signalled - sent)} by the time limit itself), "
-      f"{once}/{len(runs)} runs completed once, "
+      f"{once}/{len(runs)} runs completed once, `status` {'showed' if status_shown else 'did NOT show'} the jobs' Slurm "
+      f"states, "
       f"report {'equal to' if same else 'DIFFERENT from'} a single worker's")
 sys.exit(0 if ok else 1)
 EOF

@@ -316,3 +316,29 @@ def test_a_save_request_waits_for_the_step_inside_a_loop_and_runs_at_once_outsid
     with pytest.raises(SystemExit) as exit_info:  # the job ends; the run is not recorded as failed
         requeue_or_exit(timed_out_too_often, signal.SIGUSR2, None)
     assert exit_info.value.code == 1
+
+
+def test_status_shows_each_runs_slurm_job_state_from_sacct_and_squeue(tmp_path, monkeypatch, capsys):
+    """`lmbudget status` of a sweep submitted to Slurm: each run's job state, sacct's for every job it
+    accounted and squeue's for the live ones (which win: sacct can lag), read by fake commands on PATH."""
+    from lmbudget.sweep.status import cmd_status
+    fake_slurm(monkeypatch, tmp_path)
+    monkeypatch.setattr("lmbudget.sweep.slurm.prepare_here", lambda runs: None)  # no data needed here
+    spec = small_spec()
+    launch(spec, tmp_path / "out", "slurm", parse_slurm("time=10"), log=quiet)
+    jobs = json.loads((tmp_path / "out" / "submitit-jobs.json").read_text())["jobs"]
+    names = sorted(jobs)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sacct").write_text(f"#!/bin/sh\necho '{jobs[names[0]]}|COMPLETED'\necho '{jobs[names[1]]}|CANCELLED by 0'\n"
+                                   f"echo '{jobs[names[2]]}|PENDING'\n")
+    (bin_dir / "squeue").write_text(f"#!/bin/sh\necho '{jobs[names[2]]}|RUNNING'\n")
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    cmd_status(type("A", (), {"dir": str(tmp_path / "out")}))
+    lines = {line.split()[1].split("/")[-1]: line for line in capsys.readouterr().out.splitlines() if "__" in line}
+    assert f"[slurm: job {jobs[names[0]]} COMPLETED]" in lines[names[0]]
+    assert f"[slurm: job {jobs[names[1]]} CANCELLED]" in lines[names[1]]
+    assert f"[slurm: job {jobs[names[2]]} RUNNING]" in lines[names[2]]
+    assert "[slurm:" not in lines[names[3]]

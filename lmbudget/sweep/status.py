@@ -3,12 +3,16 @@
 Per run: done (its summary), running (the lock holder's host, pid and purpose, and the RST used of the
 budget from the last metrics line), failed (the recorded error), waiting (not started, or interrupted
 at some step: the next worker resumes it); with its attempts (attempts.json: how many, the last one's
-cause, host and Slurm job); then the totals. It reads the run directories only, and asks whether a
-run is held without touching its claim lock (``lmbudget.lock.held_elsewhere``).
+cause, host and Slurm job), and for a sweep submitted with ``--launcher slurm`` its job's state as
+Slurm has it (``sacct``, and ``squeue`` for live jobs, where those commands exist); then the totals.
+It reads the run directories only, and asks whether a run is held without touching its claim lock
+(``lmbudget.lock.held_elsewhere``).
 """
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +81,37 @@ def attempts_note(run_dir: Path, running: bool) -> str:
     return f" [attempts: {len(attempts)}, last: {cause} on {last.get('host')}{job}]"
 
 
+def slurm_states(job_ids: list[str]) -> dict[str, str]:
+    """Job id -> Slurm state: sacct's (every job it accounted), then squeue's for the live ones (a site
+    without accounting has squeue only); {} where neither command exists or answers."""
+    states: dict[str, str] = {}
+    for cmd in (["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j"], ["squeue", "-h", "-r", "-o", "%i|%T", "-j"]):
+        if not job_ids or not shutil.which(cmd[0]):
+            continue
+        try:
+            out = subprocess.run([*cmd, ",".join(job_ids)], capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        for line in out.splitlines():
+            job, _, state = line.partition("|")
+            if state.strip():
+                states[job.strip()] = state.split()[0]   # "CANCELLED by 0": the state alone
+    return states
+
+
+def sweep_jobs(root: Path) -> dict[str, str]:
+    """Run name -> its Slurm job's state, for a sweep submitted with --launcher slurm (submitit-jobs.json)."""
+    try:
+        submitted = json.loads((Path(root) / "submitit-jobs.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if submitted.get("launcher") != "slurm":
+        return {}
+    jobs = submitted.get("jobs", {})
+    states = slurm_states(sorted(set(jobs.values())))
+    return {name: f"job {job} {states[job]}" for name, job in jobs.items() if job in states}
+
+
 def run_status(run_dir: Path) -> RunStatus:
     status = state_of(run_dir, held_elsewhere(run_dir) if run_dir.is_dir() else None)
     status.detail += attempts_note(run_dir, status.state == "running")
@@ -128,7 +163,11 @@ def folder_status(root: Path) -> list[RunStatus]:
         dirs |= {root / RUNS_DIR / run.name for run in spec.runs()}
     if not dirs:
         raise SweepError(f"{root} holds no sweep (sweep.yaml) and no run directories: pass a sweep's output folder")
-    return [run_status(d) for d in sorted(dirs)]
+    rows, jobs = [run_status(d) for d in sorted(dirs)], sweep_jobs(root)
+    for row in rows:
+        if row.path.name in jobs:
+            row.detail += f" [slurm: {jobs[row.path.name]}]"
+    return rows
 
 
 def format_status(root: Path, rows: list[RunStatus]) -> str:
