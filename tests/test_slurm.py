@@ -114,6 +114,7 @@ def fake_slurm(monkeypatch, tmp_path):
 
 def test_slurm_launch_submits_one_array_then_a_dependent_report_job(tmp_path, monkeypatch):
     fake_slurm(monkeypatch, tmp_path)
+    monkeypatch.setattr("lmbudget.sweep.slurm.prepare_here", lambda runs: None)  # offline-en: not needed to submit
     spec = small_spec()
     params = parse_slurm("partition=gpu,gpus_per_node=1,time=26:00:00")
     script = make_executor("slurm", tmp_path / "s", job_parameters(params))._make_submission_file_text("python -m job", "uid")
@@ -141,9 +142,13 @@ def test_slurm_launch_submits_one_array_then_a_dependent_report_job(tmp_path, mo
 
 def test_status_works_right_after_submission_and_bad_data_submits_nothing(tmp_path, monkeypatch, capsys):
     from lmbudget.cli import main
+    import lmbudget.sweep.slurm as slurm_module
     fake_slurm(monkeypatch, tmp_path)
     spec = small_spec()
+    prepare_here = slurm_module.prepare_here
+    monkeypatch.setattr(slurm_module, "prepare_here", lambda runs: None)  # offline-en is not needed to submit here
     launch(spec, tmp_path / "out", "slurm", {}, log=quiet)
+    monkeypatch.setattr(slurm_module, "prepare_here", prepare_here)
     main(["status", str(tmp_path / "out")])  # before any job has started: sweep.yaml is there
     out = capsys.readouterr().out
     assert all(r.name in out for r in spec.runs()) and "waiting" in out

@@ -335,7 +335,8 @@ class BibleKJV(Source):
         return [self.data] if self.data.exists() else []
 
     def available(self) -> bool:
-        return self.data.exists() and shutil.which("bible") is not None
+        # a regular, non-empty file: a half-removed package (or one hidden behind /dev/null) makes `bible` fail
+        return self.data.is_file() and self.data.stat().st_size > 0 and shutil.which("bible") is not None
 
     def parts(self) -> Iterator[tuple[str, str]]:
         out = subprocess.run(["bible", "-f", "Gen1:1-Rev22:21"], capture_output=True, text=True, check=True,
