@@ -134,7 +134,10 @@ def run_sweep(spec: SweepSpec, out: Path, evaluate: bool = True, log=print, prog
     runs = [(run, run.make_config()) for run in spec.runs() if only is None or run.name in only]
     # The longest runs first (stable: the spec's order otherwise), so a sweep does not end with one long run
     # training alone while the other workers sit idle.
-    runs.sort(key=lambda rc: (parse_budget(rc[1].train.budget).kind, -parse_budget(rc[1].train.budget).value))
+    def longest_first(run_config) -> tuple[str, float]:
+        budget = parse_budget(run_config[1].train.budget)
+        return budget.kind, -budget.value
+    runs.sort(key=longest_first)
     check_existing(runs, out)
     evaluate_run = evaluator(log, progress, device, spec.eval_max_train, spec.eval_max_eval) if evaluate and spec.evaluate else None
     if evaluate_run is not None:
