@@ -143,7 +143,8 @@ OPTIMIZERS = Registry(
      "sophia": "lmbudget.optim.sophia:SophiaPlugin",
      "muon": "lmbudget.optim.muon:MuonPlugin",
      "schedule-free": "lmbudget.optim.schedule_free:ScheduleFreePlugin",
-     "ademamix": "lmbudget.optim.ademamix:AdEMAMixPlugin"},
+     "ademamix": "lmbudget.optim.ademamix:AdEMAMixPlugin",
+     "soap": "lmbudget.optim.soap:SoapPlugin"},
     _subclass_of("lmbudget.optim.base:OptimizerPlugin"),
     "an optimizer plug-in (a subclass of lmbudget.optim.OptimizerPlugin)")
 

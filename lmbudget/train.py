@@ -77,7 +77,8 @@ class Trainer(RunContext, Persistence):
         self.clock = Clock(self.table, self.budget)
         self.algorithm = build_algorithm(cfg.algorithm, cfg.algo, cfg.model.family)
         self.optim = optimizer_plugin(cfg.optim, cfg.model.family)
-        self.clock.require_step(self.optim.cost_key, cfg.model_name, cfg.optim.name, log)  # before any work
+        for key in self.optim.cost_keys:  # before any work
+            self.clock.require_step(key, cfg.model_name, cfg.optim.name, log)
         self.schedule = schedule_function(cfg.optim)
         self.train_split = self.data.split(cfg.data.train_split)  # "holdout": RHO-loss's irreducible-loss model
         self.stream = BatchStream(len(self.train_split), t.micro_batch, seed=stream_seed(t.seed, cfg.data.train_split))
@@ -189,7 +190,7 @@ class Trainer(RunContext, Persistence):
                 self.scaler.scale(loss * len(micro) / len(batch)).backward()
             total += loss.item() * len(micro) / len(batch)
         total = self.world.mean(total)
-        clock.charge("step", self.optim.cost_key)
+        clock.charge("step", self.optim.step_cost_key(self.optimizer), tag="optimizer")
         self.scaler.unscale_(self.optimizer)
         if cfg.optim.clip > 0:
             self.clip_gradients(cfg.optim.clip)

@@ -146,4 +146,16 @@ def test_calibrate_times_an_outside_optimizer_and_a_run_is_charged_the_transferr
     passes = cfg.train.batch // cfg.train.micro_batch  # microbatches per step
     per_step = passes * reference.costs["fwd_bwd"]["1"] * cfg.train.micro_batch / reference.micro_batch + step
     assert summary["rst_s"] == pytest.approx(6 * per_step)
-    assert summary["rst_breakdown"]["train"]["units"] == 6 * (passes + 1)
+    assert summary["rst_breakdown"]["train"]["units"] == 6 * passes
+    assert summary["rst_breakdown"]["optimizer"] == {"rst_s": pytest.approx(6 * step), "units": 6, "free_rst_s": 0.0}
+
+    # The report states the transfer: which step, from which entry, by which ratio, measured where.
+    from lmbudget.results import model as R
+    from lmbudget.results import verdict as V
+    from lmbudget.results.store import Store
+    with Store(tmp_path) as store:
+        store.update()
+        runs = R.load_runs(store)
+    line = V.transfers(R.Section(runs[0].model, runs))
+    assert "ref-1layer does not list" in line and f"step[sgd] = step[adamw] x {ratio:.4g}" in line
+    assert "measured by bert-micro@here" in line and "differently" not in line

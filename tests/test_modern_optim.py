@@ -313,8 +313,8 @@ def test_calibrate_times_each_optimizer_and_its_cost_variants():
     from lmbudget.calibrate import _Setup
     cfg = preset_config("bert-micro")
     cfg.model.n_layers = 1
-    assert set(_Setup(cfg, None).step_fns(["adamw", "muon", "schedule-free"])) == {
-        "adamw", "muon", "muon-bf16", "schedule-free"}
+    assert set(_Setup(cfg, None).step_fns(["adamw", "muon", "schedule-free", "soap"])) == {
+        "adamw", "muon", "muon-bf16", "schedule-free", "soap", "soap-refresh"}
 
 
 # ---------------------------------------------------------------------------------------------- AdEMAMix
@@ -389,14 +389,17 @@ def test_demo_optimizers_spec_makes_a_valid_charged_run_of_each_optimizer():
     from lmbudget.clock import Clock, load_reference, parse_budget
     from lmbudget.optim import optimizer_plugin as plugin_of
     from lmbudget.sweep.spec import load_spec
-    spec = load_spec("demo-optimizers")
-    configs = [run.make_config() for run in spec.runs()]
-    assert {c.optim.name for c in configs} == {"adamw", "muon", "schedule-free", "ademamix"}
-    assert {c.optim.schedule for c in configs} == {"triangle", "warmup-constant", "wsd"}
-    for c in configs:
-        clock = Clock(load_reference(c.train.reference), parse_budget(c.train.budget))
-        clock.require_step(plugin_of(c.optim).cost_key, c.model_name, c.optim.name)  # a table entry, no transfer
-        assert not clock.transfers
+    for name, model in (("demo-optimizers", "bert-demo"), ("demo-optimizers-gpt", "gpt-demo")):
+        spec = load_spec(name)
+        configs = [run.make_config() for run in spec.runs()]
+        assert {c.model_name for c in configs} == {model}
+        assert {c.optim.name for c in configs} == {"adamw", "muon", "schedule-free", "ademamix", "soap"}
+        assert {c.optim.schedule for c in configs} == {"triangle", "warmup-constant", "wsd"}
+        for c in configs:
+            clock = Clock(load_reference(c.train.reference), parse_budget(c.train.budget))
+            for key in plugin_of(c.optim, c.model.family).cost_keys:
+                clock.require_step(key, c.model_name, c.optim.name)  # a table entry, no transfer
+            assert not clock.transfers
 
 
 def test_muon_in_bf16_is_charged_its_own_measured_step():

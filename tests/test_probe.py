@@ -233,3 +233,13 @@ def test_baselines_are_computed_once_per_task_data(monkeypatch):
     other.train.labels = np.random.default_rng(0).permutation(other.train.labels)
     B.baselines(other)
     assert len(calls) == 2  # other labels: computed again
+
+
+def test_last_pooling_reads_each_rows_last_unpadded_state_whichever_side_pads():
+    from lmbudget.evaluate.encoding import pool
+    hidden = torch.arange(2 * 4 * 3, dtype=torch.float32).reshape(2, 4, 3)
+    right = torch.tensor([[True, True, False, False], [True, True, True, True]])
+    left = torch.tensor([[False, False, True, True], [False, True, True, True]])
+    assert torch.equal(pool(hidden, right, "last"), torch.stack([hidden[0, 1], hidden[1, 3]]))
+    assert torch.equal(pool(hidden, left, "last"), torch.stack([hidden[0, 3], hidden[1, 3]]))
+    assert not torch.equal(pool(hidden, right, "last"), pool(hidden, right, "mean"))

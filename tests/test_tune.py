@@ -362,3 +362,21 @@ def test_the_fairness_check_flags_unequal_trials_budget_seeds_or_dimensions(tmp_
     old["layer-dropping+adamw"]["overrides"] = ["optim.lr=0.002", "algorithm.theta=0.4"]
     (tmp_path / "w.yaml").write_text(yaml.safe_dump(old))
     assert "dimensions: baseline+adamw 1, layer-dropping+adamw 2" in tuned_file_checks(spec, tmp_path)[0][0]
+
+
+def test_every_builtin_tuned_spec_is_fully_and_equally_tuned_apart_from_its_verdict():
+    """The shipped demos' winners files: every configuration tuned (no row left at its defaults), each with the
+    same trials, budget, seeds, split and dimensions, none on a verdict seed or the test split (strict)."""
+    from lmbudget.results.verdict import tuned_file_checks
+    from lmbudget.sweep.spec import BUILTIN_DIR, builtin_specs
+    tuned = {name: path for name, path in builtin_specs().items() if yaml.safe_load(path.read_text()).get("tuned")}
+    assert {"demo-bert", "demo-gpt"} <= set(tuned)
+    for name, path in tuned.items():
+        spec = load_spec(name)
+        assert all(c.trials for c in spec.configurations), f"{name}: an untuned configuration"
+        raw = yaml.safe_load(path.read_text())
+        lines = tuned_file_checks({**raw, "tuned": str(BUILTIN_DIR / raw["tuned"])}, BUILTIN_DIR, strict=True)
+        warnings = [line for line, warn in lines if warn and "baseline's curve" not in line]
+        assert not warnings, f"{name}: {warnings}"
+        winners = yaml.safe_load((BUILTIN_DIR / raw["tuned"]).read_text())
+        assert {w["model"] for w in winners.values()} == set(raw["models"]), f"{name}: tuned on another model"

@@ -47,7 +47,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     g.add_argument("--lr", type=float, default=None)
     g.add_argument("--epochs", type=int, default=None)
     g.add_argument("--batch-size", type=int, default=None)
-    g.add_argument("--pooling", choices=["mean", "cls"], default=None, help="BERT head input; probe: features (default mean)")
+    g.add_argument("--pooling", choices=["mean", "cls", "last"], default=None,
+                   help="classifier head input; probe: features (default mean; last: a causal model's last token)")
     g.add_argument("--precision", choices=["fp32", "bf16"], default=None)
     s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: the run's train.threads, else all)")
     s.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")

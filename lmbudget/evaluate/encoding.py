@@ -28,8 +28,12 @@ def pad_batch(seqs, pad_id: int) -> torch.Tensor:
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
-    """(B, H) from final states (B, T, H): the mean over tokens where ``mask`` is True, or the first token ("cls")."""
+    """(B, H) from final states (B, T, H): the mean over tokens where ``mask`` is True, the first token ("cls"),
+    or the last non-padding token ("last": the only state of a causal model that has read the whole text)."""
     if pooling == "cls":
         return hidden[:, 0]
+    if pooling == "last":
+        last = mask.long().cumsum(1).argmax(1)  # the last True of each row (padding sits on either side)
+        return hidden[torch.arange(len(hidden)), last]
     weights = mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1)

@@ -42,7 +42,7 @@ class Protocol:
     epochs: int = 5
     warmup: float = 0.1          # share of the steps with a linear warm-up, then cosine to 0
     max_length: int = 128
-    pooling: str = "mean"        # "mean" over non-padding tokens, or "cls" (first token)
+    pooling: str = "mean"        # "mean" over non-padding tokens, "cls" (first token) or "last" (last token)
     dropout: float = 0.1
     precision: str = "fp32"      # evaluate() passes the run's own ("bf16" autocast: ~1.5x faster on CPU)
     eval_batch_size: int = 64
@@ -66,8 +66,8 @@ OFFLINE_PROTOCOL = Protocol(lr=3e-4)
 class SequenceClassifier(nn.Module):
     def __init__(self, encoder: nn.Module, n_labels: int, pad_id: int, pooling: str = "mean", dropout: float = 0.1):
         super().__init__()
-        if pooling not in ("mean", "cls"):
-            raise ValueError(f"pooling '{pooling}' is not one of mean, cls")
+        if pooling not in ("mean", "cls", "last"):
+            raise ValueError(f"pooling '{pooling}' is not one of mean, cls, last")
         self.encoder, self.pad_id, self.pooling = encoder, pad_id, pooling
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(encoder.cfg.hidden, n_labels)

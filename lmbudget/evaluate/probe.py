@@ -11,7 +11,8 @@ words, which already separates topics, so compare a run's checkpoints with its s
   stack, ``T5Model.encode``), averaged over the non-padding tokens, in fp32, without gradients.
   Mean pooling rather than the first token: pre-training is masked-LM / span corruption only (no
   next-sentence task), so nothing trains BERT's [CLS] state, and T5's first token is an ordinary
-  word; the fine-tuning harness pools the same way by default. ``pooling="cls"`` takes the first token.
+  word; the fine-tuning harness pools the same way by default. ``pooling="cls"`` takes the first token,
+  ``pooling="last"`` the last non-padding one (a causal decoder's only state that has read the whole text).
 * Inputs: the run's tokenizer with its special tokens, truncated to ``min(max_length, max_seq_len)``
   (as fine-tuning). A text pair (``wordnet-gloss``) is encoded as two texts, u = f(a) and v = f(b),
   and featurised as ``[u, v, u * v, |u - v|]`` (SentEval's pair features): a linear model on a
@@ -44,7 +45,7 @@ C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
 class ProbeProtocol:
     kind: str = "frozen-feature probe"
     features: str = "final encoder hidden states, frozen (no gradient)"
-    pooling: str = "mean"          # "mean" over non-padding tokens, or "cls" (first token)
+    pooling: str = "mean"          # "mean" over non-padding tokens, "cls" (first token) or "last" (last token)
     pairs: str = "[u, v, u*v, |u-v|] of the two texts encoded separately"
     classifier: str = "sklearn StandardScaler + LogisticRegression (newton-cholesky)"
     c_grid: tuple[float, ...] = C_GRID
@@ -65,8 +66,8 @@ class ProbeProtocol:
         if unknown:
             raise EvalError(f"--{unknown[0].replace('_', '-')} does not apply to the probe suite (no fine-tuning): "
                             "drop it, or use --suite offline")
-        if values.get("pooling", "mean") not in ("mean", "cls"):
-            raise EvalError(f"pooling '{values['pooling']}' is not one of mean, cls")
+        if values.get("pooling", "mean") not in ("mean", "cls", "last"):
+            raise EvalError(f"pooling '{values['pooling']}' is not one of mean, cls, last")
         return replace(self, **values)
 
 

@@ -4,7 +4,7 @@ The loop, per step (``lmbudget.train.Trainer.train_step``)::
 
     for group in optimizer.param_groups: group["lr"] = cfg.lr * schedule(fraction)
     ... forward/backward of the batch (charged) ...
-    clip at cfg.clip; clock.charge("step", plugin.cost_key)
+    clip at cfg.clip; clock.charge("step", plugin.step_cost_key(optimizer), tag="optimizer")
     plugin.before_step(optimizer, global_batch_tokens)
     optimizer.step(); optimizer.zero_grad()
     plugin.after_step(optimizer, ctx)          # extra work, e.g. Sophia's Hessian pass, through ctx
@@ -13,7 +13,8 @@ The loop, per step (``lmbudget.train.Trainer.train_step``)::
 
 Extra forward/backward work goes through ``ctx.backward_passes`` (charged as ``fwd_bwd`` at the
 cost table's price, or recorded as free) and randomness through ``ctx.optimizer_generator``
-(checkpointed with the run). The step itself is charged ``step[cost_key]`` from the cost table;
+(checkpointed with the run). The step itself is charged ``step[step_cost_key(optimizer)]`` from the cost table
+(by default ``cost_key``; every key of ``cost_keys`` is given a cost before the run);
 an optimizer the reference never measured is charged by the transfer rule of ``lmbudget.clock``.
 The optimizer's own state must be in ``optimizer.state_dict()`` (checkpointed and resumed).
 
@@ -48,6 +49,24 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     groups = [{"params": decay, "weight_decay": weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
     return [g for g in groups if g["params"]]
+
+
+def role_groups(model, roles: dict[str, str], weight_decay: float) -> list[dict]:
+    """One param group per role present, in PARAMETER_ROLES order (``role`` key set), weight decay on
+    every role but vectors."""
+    from lmbudget.families.base import PARAMETER_ROLES
+    named = dict(model.named_parameters())  # drops tied duplicates, as parameters() does
+    unknown = {r for r in roles.values() if r not in PARAMETER_ROLES}
+    if set(named) - set(roles) or unknown:
+        missing = sorted(set(named) - set(roles))
+        raise ConfigError(f"the model family's parameter_roles must give every parameter one of "
+                          f"{', '.join(PARAMETER_ROLES)}: missing {missing[:3]}, unknown roles {sorted(unknown)}")
+    groups = []
+    for role in PARAMETER_ROLES:
+        params = [p for n, p in named.items() if roles[n] == role and p.requires_grad]
+        if params:
+            groups.append({"params": params, "role": role, "weight_decay": 0.0 if role == "vector" else weight_decay})
+    return groups
 
 
 def check_roles_declared(optimizer: str, family) -> None:
@@ -90,6 +109,15 @@ class OptimizerPlugin:
     def cost_key(self) -> str:
         """The cost table's ``step`` entry this optimizer is charged (by default its name)."""
         return self.name
+
+    @property
+    def cost_keys(self) -> tuple[str, ...]:
+        """Every ``step`` entry a run may charge (each must have a cost before the run starts)."""
+        return (self.cost_key,)
+
+    def step_cost_key(self, optimizer: torch.optim.Optimizer) -> str:
+        """The entry the coming step is charged, asked just before it (SOAP: its eigenbasis refreshes)."""
+        return self.cost_key
 
     def build(self, model: nn.Module) -> torch.optim.Optimizer:
         raise NotImplementedError

@@ -32,7 +32,7 @@ from lmbudget.errors import ConfigError
 
 from ._common import GroupwiseOptimizer, check_betas, grads_of
 from .adamw import _fresh_state as adam_fresh_state, adam_update
-from .base import OptimizerPlugin
+from .base import OptimizerPlugin, role_groups
 
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)  # Keller Jordan's quintic
 NS_EPS = 1e-7
@@ -206,21 +206,3 @@ class MuonPlugin(OptimizerPlugin):
             muon_class = functools.partial(MuonFallback, dtype=getattr(torch, c.ns_dtype))
         return MuonAdamW(groups, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov, ns_steps=c.ns_steps,
                          lr_adjust=c.lr_adjust, betas=(c.beta1, c.beta2), eps=c.eps, muon_class=muon_class)
-
-
-def role_groups(model, roles: dict[str, str], weight_decay: float) -> list[dict]:
-    """One param group per role present, in PARAMETER_ROLES order (``role`` key set), weight decay on
-    every role but vectors."""
-    from lmbudget.families.base import PARAMETER_ROLES
-    named = dict(model.named_parameters())  # drops tied duplicates, as parameters() does
-    unknown = {r for r in roles.values() if r not in PARAMETER_ROLES}
-    if set(named) - set(roles) or unknown:
-        missing = sorted(set(named) - set(roles))
-        raise ConfigError(f"the model family's parameter_roles must give every parameter one of "
-                          f"{', '.join(PARAMETER_ROLES)}: missing {missing[:3]}, unknown roles {sorted(unknown)}")
-    groups = []
-    for role in PARAMETER_ROLES:
-        params = [p for n, p in named.items() if roles[n] == role and p.requires_grad]
-        if params:
-            groups.append({"params": params, "role": role, "weight_decay": 0.0 if role == "vector" else weight_decay})
-    return groups

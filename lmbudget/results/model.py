@@ -3,6 +3,8 @@
 speedup against the fully-decayed baseline, the unigram entropy)."""
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
@@ -40,6 +42,7 @@ class Run:
     unigram_entropy: float | None = None              # nats, from its summary
     protocols: dict = field(default_factory=dict)     # suite -> its protocol (JSON text), from eval/<suite>.json
     tasks: dict = field(default_factory=dict)         # suite -> [task, ...]
+    transfers: dict = field(default_factory=dict)     # "step[KEY]" -> its transferred cost (summary's cost_transfers)
 
     @property
     def completed(self) -> bool:
@@ -81,7 +84,8 @@ def load_runs(store: Store) -> list[Run]:
                                 r["budget_kind"], r["budget_value"], r["seed"], r["reference"], r["status"],
                                 r["error"], r["rst_s"], r["final_val_loss"], r["final_test_loss"],
                                 r["final_test_loss_se"], r["test_targets"], trials=r["trials"],
-                                unigram_entropy=r["unigram_entropy"])
+                                unigram_entropy=r["unigram_entropy"],
+                                transfers=json.loads(r["summary_json"] or "{}").get("cost_transfers") or {})
     for r in store.query("SELECT run_id, rst_s, train_loss, val_loss FROM metrics ORDER BY run_id, line"):
         run = runs[r["run_id"]]
         if r["val_loss"] is not None:
@@ -203,7 +207,8 @@ class Section:
 
 
 CATEGORIES = {  # rst_breakdown tags -> what the breakdown plot and table call them
-    "train": "forward+backward and optimizer steps",
+    "train": "forward+backward",
+    "optimizer": "optimizer steps",
     "selection": "selection forward passes",
     "hessian": "Hessian passes",
     "il_extraction": "IL model",

@@ -274,7 +274,7 @@ def section_markdown(s: Section, root: Path, plots: bool) -> tuple[str, str, lis
           f"Reference system: {refs}" + (" — **runs on different reference systems are not comparable**"
                                          if len(s.references) > 1 else "") +
           f". Seeds: {', '.join(map(str, s.seeds))}. Baseline: {s.baseline or 'none in this sweep'}.{only}\n",
-          f"{V.plateau(s)[0]}\n\n{V.tuning(s)[0]}\n"]
+          f"{V.plateau(s)[0]}\n\n{V.tuning(s)[0]}\n" + (f"\n{V.transfers(s)}\n" if V.transfers(s) else "")]
     speedup, main = speedup_markdown(s), ""
     for i, m in enumerate(s.metrics):
         direction = "lower is better" if m.lower_is_better else "higher is better"

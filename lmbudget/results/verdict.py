@@ -109,6 +109,23 @@ def protocol(section, suite: str) -> str:
     return f"{text}; **{len(rendered)} different protocols across runs**: " + " | ".join(rendered) + "."
 
 
+def transfers(section) -> str:
+    """Which step costs the reference lacked and how the runs were charged for them (``clock.transfer_step``)."""
+    found = {}
+    for r in section.runs:
+        for key, t in r.transfers.items():
+            found.setdefault((r.reference, key), set()).add((t["from"], float(f"{t['ratio']:.4g}"), t["measured_by"],
+                                                             str(t.get("measured_at"))))
+    if not found:
+        return ""
+    parts = []
+    for (reference, key), ways in sorted(found.items()):
+        text = "; ".join(f"{src} x {ratio:g}, the ratio measured by {by} ({at})" for src, ratio, by, at in sorted(ways))
+        parts.append(f"{key} = {text}" + (" — **runs charged it differently**" if len(ways) > 1 else ""))
+    return (f"Step costs that {', '.join(sorted({ref for ref, _ in found}))} does not list, charged by the transfer "
+            f"rule (a reference entry times a ratio timed side by side on another machine): " + "; ".join(parts) + ".")
+
+
 class TuningLeak(ConfigError):
     """``lmbudget report --strict``: the sweep's tuned file was made on the verdict's own seeds or split."""
 
