@@ -30,3 +30,24 @@ def kill_9_after_checkpoint(cmd: list[str], run_dir: Path, step: int, env: dict 
     proc.stderr.close()
     assert not (run_dir / "summary.json").exists()
 
+
+
+def stopped_at_first_checkpoint(cfg, run_dir: Path, monkeypatch, **quiet) -> None:
+    """Train ``cfg`` into ``run_dir`` and stop it right after its first checkpoint, everything in memory lost
+    (an in-process stand-in for kill -9: fast; the CLI's real kill is kill_9_after_checkpoint's)."""
+    import pytest
+
+    from lmbudget.persistence import Persistence
+    from lmbudget.runs import train
+
+    class Killed(Exception):
+        pass
+    save = Persistence.save_checkpoint
+
+    def save_then_die(self):
+        save(self)
+        raise Killed
+    monkeypatch.setattr(Persistence, "save_checkpoint", save_then_die)
+    with pytest.raises(Killed):
+        train(cfg, run_dir, **quiet)
+    monkeypatch.undo()

@@ -226,27 +226,16 @@ def test_schedule_free_interrupted_then_resumed_ends_as_uninterrupted_with_evalu
     """Stopped right after its step-4 checkpoint (everything in memory lost), then resumed: the uninterrupted
     run's weights and metrics exactly. Checkpoints hold the evaluation weights (the averaged x). (A real kill -9
     of the CLI is tests/test_training.py's, for the loop; this one is in-process to stay fast.)"""
-    from helpers import comparable_metrics, final_weights
+    from helpers import comparable_metrics, final_weights, stopped_at_first_checkpoint
 
     from lmbudget import checkpoint
-    from lmbudget.persistence import Persistence
     from lmbudget.runs import train
     cfg = make_config("bert-micro", optimizer="schedule-free", budget="8 steps",
                       overrides=[f"data.corpus={corpus}", "train.checkpoint_every=0.5", "train.threads=1"])
     quiet = dict(progress=False, log=lambda *_: None)
     full = train(cfg, tmp_path / "full", **quiet)
 
-    class Killed(Exception):
-        pass
-    save = Persistence.save_checkpoint
-
-    def save_then_die(self):
-        save(self)
-        raise Killed
-    monkeypatch.setattr(Persistence, "save_checkpoint", save_then_die)
-    with pytest.raises(Killed):
-        train(cfg, tmp_path / "cut", **quiet)
-    monkeypatch.undo()
+    stopped_at_first_checkpoint(cfg, tmp_path / "cut", monkeypatch, **quiet)
     assert int(checkpoint.latest(tmp_path / "cut").name.split("-")[1]) == 4  # step-00000004-...
     assert train(cfg, tmp_path / "cut", resume=True, **quiet)["steps"] == full["steps"] == 8
     a, b = final_weights(tmp_path / "full"), final_weights(tmp_path / "cut")

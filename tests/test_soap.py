@@ -111,10 +111,9 @@ def test_soap_first_step_moves_nothing_and_the_charge_follows_its_refreshes():
 def test_a_soap_run_is_charged_each_step_its_tables_entry_and_resumes_exactly(corpus, tmp_path, monkeypatch):
     """The RST of a run is its passes plus step[soap] x ordinary steps plus step[soap-refresh] x refresh steps;
     a run stopped at its checkpoint and resumed ends with the uninterrupted run's weights."""
-    from helpers import final_weights
+    from helpers import final_weights, stopped_at_first_checkpoint
 
     from lmbudget.clock import load_reference
-    from lmbudget.persistence import Persistence
     from lmbudget.runs import train
     cfg = make_config("bert-micro", optimizer="soap", budget="12 steps",
                       overrides=[f"data.corpus={corpus}", "train.checkpoint_every=0.5", "train.threads=1",
@@ -128,17 +127,7 @@ def test_a_soap_run_is_charged_each_step_its_tables_entry_and_resumes_exactly(co
     assert optimizer["rst_s"] == pytest.approx(refreshes * table["soap-refresh"] + 9 * table["soap"])
     assert table["soap-refresh"] > table["soap"] > table["adamw"]
 
-    class Killed(Exception):
-        pass
-    save = Persistence.save_checkpoint
-
-    def save_then_die(self):
-        save(self)
-        raise Killed
-    monkeypatch.setattr(Persistence, "save_checkpoint", save_then_die)
-    with pytest.raises(Killed):
-        train(cfg, tmp_path / "cut", **quiet)
-    monkeypatch.undo()
+    stopped_at_first_checkpoint(cfg, tmp_path / "cut", monkeypatch, **quiet)
     resumed = train(cfg, tmp_path / "cut", resume=True, **quiet)
     a, b = final_weights(tmp_path / "full"), final_weights(tmp_path / "cut")
     assert all(torch.equal(a[k], b[k]) for k in a)
