@@ -1,10 +1,11 @@
 """``lmbudget export RUN --format hf --out DIR``: a run's model as its exact ``transformers`` counterpart.
 
-The family writes its weights, config and generation config (``ModelFamily.export``; GPT ->
-``LlamaForCausalLM``), this module the tokenizer (``PreTrainedTokenizerFast``) and a README saying
-which checkpoint it is. Everything is written into a temporary folder beside DIR and renamed into
-place at the end, so DIR is either absent or complete; an existing DIR that is not empty is never
-touched. A family without an exact counterpart (BERT, T5) is refused with one line saying why.
+The family converts the model (``ModelFamily.to_transformers``; GPT -> ``LlamaForCausalLM`` with a
+generation config) and the tokenizer (``PreTrainedTokenizerFast``, :func:`hf_tokenizer`) and saves them
+(``ModelFamily.export``); this module adds a README saying which checkpoint it is. Everything is written
+into a temporary folder beside DIR and renamed into place at the end, so DIR is either absent or
+complete; an existing DIR that is not empty is never touched. A family without an exact counterpart
+(BERT, T5) is refused with one line saying why.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ class ExportError(RuntimeError):
 FORMATS = ("hf",)
 
 
-def save_tokenizer(tokenizer, special: dict, out_dir: Path, add_special_tokens: bool = True) -> None:
+def hf_tokenizer(tokenizer, special: dict, add_special_tokens: bool = True):
     """``tokenizer`` (a ``tokenizers.Tokenizer``) as a ``PreTrainedTokenizerFast`` with its special tokens named;
     ``add_special_tokens=False`` drops the post-processor (a causal LM trained on raw packed text)."""
     from tokenizers import Tokenizer
@@ -34,7 +35,7 @@ def save_tokenizer(tokenizer, special: dict, out_dir: Path, add_special_tokens: 
     names = {"pad": "pad_token", "unk": "unk_token", "eos": "eos_token", "cls": "cls_token", "sep": "sep_token",
              "mask": "mask_token", "bos": "bos_token"}
     tokens = {names[k]: tok.id_to_token(v) for k, v in special.items() if k in names}
-    PreTrainedTokenizerFast(tokenizer_object=tok, **tokens).save_pretrained(str(out_dir))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, **tokens)
 
 
 def export_run(run_dir: Path, out_dir: Path, fmt: str = "hf", allow_unfinished: bool = False, log=print) -> Path:

@@ -37,6 +37,16 @@ def corpus(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def gpt_run(corpus, tmp_path_factory):
+    """A finished gpt-micro run of 4 steps (export, zero-shot and lm-eval tests; they only add eval results)."""
+    from lmbudget.runs import make_config, train
+    run_dir = tmp_path_factory.mktemp("gpt") / "run"
+    cfg = make_config("gpt-micro", budget="4 steps", overrides=[f"data.corpus={corpus}", "train.eval_every=2"])
+    assert train(cfg, run_dir, progress=False, log=lambda *_: None)["status"] == "completed"
+    return run_dir
+
+
+@pytest.fixture(scope="session")
 def builtin_kit(conformance, corpus):
     """The kit's results on every built-in and on the broken plug-in (one session-wide run: one torchrun
     launch for all their two-rank runs, while this process runs the other checks), and the folder of

@@ -148,15 +148,6 @@ def test_cost_table_signature_is_checked_both_ways():
 
 # ----------------------------------------------------------------------------- export
 
-@pytest.fixture(scope="module")
-def gpt_run(corpus, tmp_path_factory):
-    from lmbudget.runs import train
-    run_dir = tmp_path_factory.mktemp("gpt") / "run"
-    cfg = make_config("gpt-micro", budget="4 steps", overrides=[f"data.corpus={corpus}", "train.eval_every=2"])
-    assert train(cfg, run_dir, progress=False, log=lambda *_: None)["status"] == "completed"
-    return run_dir
-
-
 def test_export_loads_in_transformers_with_the_same_logits(gpt_run, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 

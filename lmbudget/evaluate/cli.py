@@ -33,12 +33,14 @@ def register(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--suite", required=True, help=f"one of {', '.join(all_suites())} (a plug-in family may add its own)")
     s.add_argument("--seeds", type=seeds_list, default=[0], help="fine-tuning seeds, e.g. 0,1,2 (default 0)")
     s.add_argument("--tasks", type=names_list, default=None, help="a subset of the suite's tasks, e.g. sst2,mrpc")
-    s.add_argument("--data-dir", type=Path, default=None,
-                   help="local task files: DIR/<task>/<split>.jsonl (default $LMBUDGET_HOME/<suite>)")
+    s.add_argument("--data-dir", "--include-path", type=Path, default=None,
+                   help="local task files: DIR/<task>/<split>.jsonl (default $LMBUDGET_HOME/<suite>); "
+                        "lm-eval: the folder of task YAML files (lm_eval's --include_path)")
     s.add_argument("--corpus", action="append", default=[], metavar="PATH",
                    help="valloss: also score this corpus (file or folder; repeatable)")
     s.add_argument("--max-train", type=int, default=0, help="cap training examples per task (0: all)")
-    s.add_argument("--max-eval", type=int, default=0, help="cap examples per evaluation split (0: all)")
+    s.add_argument("--max-eval", "--limit", type=int, default=0,
+                   help="cap examples per evaluation split (0: all); lm-eval: documents per task (its --limit)")
     s.add_argument("--max-rows", type=int, default=0, help="valloss: cap rows per corpus (0: all)")
     s.add_argument("--checkpoint", default=None, metavar="NAME",
                    help="a checkpoint kept during training (train.keep_checkpoints=true), e.g. step-00000042; "
@@ -90,6 +92,10 @@ def format_result(r: dict) -> str:
         score = f"{m['mean']:.2f}" + (f" +- {m['std']:.2f}" if len(m["per_seed"]) > 1 else "")
         lines.append(f"  {name:22s} {main:10s} {score:>14s}"
                      + "".join(cell((t.get("baselines") or {}).get(b, {}).get(main)) for b in bases))
+        for metric, v in t["metrics"].items():  # a suite that reports standard errors (lm-eval): every metric
+            if "stderr" in v:
+                lines.append(f"  {'':22s} {metric:10s} {v['mean']:.4f}"
+                             + (f" +- {v['stderr']:.4f}" if v["stderr"] is not None else ""))
     if r["average"] is not None:
         lines.append(f"  {'average':22s} {'':10s} {r['average']:14.2f}"
                      + "".join(cell((r.get("baselines") or {}).get(b)) for b in bases))

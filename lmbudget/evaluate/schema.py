@@ -31,7 +31,8 @@
 x 100); ``std`` is the sample standard deviation over seeds (0 for one seed). For ``valloss`` the
 entries are ``all``, each corpus source and ``corpus:NAME`` for extra corpora, each with metrics
 ``{"loss": ...}`` and ``rows``; its ``average`` is the ``all`` loss (lower is better there, higher
-everywhere else). ``probe`` has no seed: ``seeds`` is [0], one value per metric.
+everywhere else). ``probe`` has no seed: ``seeds`` is [0], one value per metric. ``lm-eval`` keeps
+lm-eval's metric names and scale (``acc`` 0-1) and adds each metric's ``stderr`` (lm-eval's standard error).
 
 A suite returns the part from ``seeds`` to ``skipped`` (its *body*); :func:`lmbudget.evaluate.evaluate`
 adds the rest and writes the keys in the order of ``KEYS``. A kept checkpoint's results

@@ -54,11 +54,18 @@ class ModelFamily:
         keys); deterministic given ``generator``."""
         raise NotImplementedError
 
-    def export(self, model: nn.Module, cfg: ModelConfig, tokenizer, special: dict, out_dir) -> None:
-        """Write the model as its exact ``transformers`` counterpart in ``out_dir``: weights, config, generation
-        config and the tokenizer (``lmbudget.export.save_tokenizer``); ``lmbudget export`` adds the README. A
-        family without an exact counterpart raises NotImplementedError with one line saying why."""
+    def to_transformers(self, model: nn.Module, cfg: ModelConfig, tokenizer, special: dict) -> tuple:
+        """The model as its exact ``transformers`` counterpart, in memory: ``(PreTrainedModel`` with its generation
+        config, ``PreTrainedTokenizerFast)`` (``lmbudget.export.hf_tokenizer``), on the CPU in fp32. ``export``
+        saves them; ``--suite lm-eval`` evaluates them. A family without an exact counterpart raises
+        NotImplementedError with one line saying why."""
         raise NotImplementedError(f"the {self.name} family has no exact transformers counterpart to export to")
+
+    def export(self, model: nn.Module, cfg: ModelConfig, tokenizer, special: dict, out_dir) -> None:
+        """Write :meth:`to_transformers`'s model and tokenizer in ``out_dir`` (``lmbudget export`` adds the README)."""
+        hf_model, hf_tokenizer = self.to_transformers(model, cfg, tokenizer, special)
+        hf_model.save_pretrained(out_dir)
+        hf_tokenizer.save_pretrained(str(out_dir))
 
     def transformers_model(self, cfg: ModelConfig, special: dict | None = None) -> nn.Module:
         """The ``transformers`` model of the same shape, untrained (``benchmarks/throughput.py``'s rival)."""

@@ -93,7 +93,7 @@ class BertFamily(ModelFamily):
             num_attention_heads=cfg.heads, intermediate_size=cfg.ffn, max_position_embeddings=cfg.max_seq_len,
             hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
 
-    def export(self, model, cfg: BertConfig, tokenizer, special: dict, out_dir) -> None:
+    def to_transformers(self, model, cfg: BertConfig, tokenizer, special: dict):
         raise NotImplementedError(
             "the crammed BERT has no exact transformers counterpart (its gated FFN and scaled sinusoidal positions "
             "are not in BertForMaskedLM): it cannot be exported; evaluate it with `lmbudget evaluate`")

@@ -63,7 +63,8 @@ class GPTFamily(ModelFamily):
                        rms_scaled=False, sophia_bs=0, hessian_batch_fraction=1.0, hessian_clip=False),
     }
     algorithm_defaults = {}
-    suites = {"zeroshot": "lmbudget.evaluate.zeroshot:zeroshot_suite"}
+    suites = {"zeroshot": "lmbudget.evaluate.zeroshot:zeroshot_suite",
+              "lm-eval": "lmbudget.evaluate.lmeval:lmeval_suite"}  # on to_transformers' LlamaForCausalLM
 
     def build(self, cfg: GPTConfig, special: dict):
         from lmbudget.models.gpt import GPTModel
@@ -112,13 +113,13 @@ class GPTFamily(ModelFamily):
             bos_token_id=special.get("bos", special.get("eos")), use_cache=True)
         return LlamaForCausalLM(hf_cfg)
 
-    def export(self, model, cfg: GPTConfig, tokenizer, special: dict, out_dir) -> None:
-        """``LlamaForCausalLM`` weights, config and generation config in ``out_dir``: the weights are ours
-        under Llama's names (``model.`` prefix; the head only when untied). The tokenizer adds no special
-        tokens: the model trained on raw packed text, documents separated by the eos."""
+    def to_transformers(self, model, cfg: GPTConfig, tokenizer, special: dict):
+        """``LlamaForCausalLM`` with our weights under Llama's names (``model.`` prefix; the head only when
+        untied) and a greedy generation config. The tokenizer adds no special tokens: the model trained on raw
+        packed text, documents separated by the eos."""
         from transformers import GenerationConfig
 
-        from lmbudget.export import save_tokenizer
+        from lmbudget.export import hf_tokenizer
         hf = self.transformers_model(cfg, special)
         state = {("lm_head.weight" if k == "lm_head.weight" else f"model.{k}"): v
                  for k, v in model.state_dict().items()}
@@ -128,5 +129,4 @@ class GPTFamily(ModelFamily):
             raise RuntimeError(f"the GPT -> Llama mapping is incomplete: missing {missing}, unexpected {unexpected}")
         hf.generation_config = GenerationConfig(do_sample=False, max_new_tokens=64, eos_token_id=special.get("eos"),
                                                 pad_token_id=special["pad"], bos_token_id=special.get("eos"))
-        hf.save_pretrained(out_dir)
-        save_tokenizer(tokenizer, special, out_dir, add_special_tokens=False)
+        return hf.eval(), hf_tokenizer(tokenizer, special, add_special_tokens=False)

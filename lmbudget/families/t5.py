@@ -84,7 +84,7 @@ class T5Family(ModelFamily):
         from lmbudget.data.span_corruption import span_corrupt_batch
         return span_corrupt_batch(tokens, cfg.data, special, generator)
 
-    def export(self, model, cfg: T5Config, tokenizer, special: dict, out_dir) -> None:
+    def to_transformers(self, model, cfg: T5Config, tokenizer, special: dict):
         raise NotImplementedError(
             "lmbudget's T5 gives every block its own relative position bias (so blocks can be copied or skipped); "
             "T5ForConditionalGeneration computes it in block 0 and shares it: there is no exact counterpart")
