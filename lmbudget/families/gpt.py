@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import torch
 
 from lmbudget.config import ModelConfig
+from lmbudget.data.packing import Packing
 from lmbudget.families.base import ModelFamily
 
 
@@ -63,6 +64,8 @@ class GPTFamily(ModelFamily):
                        rms_scaled=False, sophia_bs=0, hessian_batch_fraction=1.0, hessian_clip=False),
     }
     algorithm_defaults = {}
+    # doc <|endoftext|> doc ...; line breaks kept: a causal LM learns where lines and paragraphs end
+    packing = Packing(separator="eos", lines=True)
     suites = {"zeroshot": "lmbudget.evaluate.zeroshot:zeroshot_suite"}
 
     def build(self, cfg: GPTConfig, special: dict):
