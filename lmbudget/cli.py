@@ -29,6 +29,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
 def cmd_prepare(a) -> None:
     from lmbudget.config import apply_overrides
     from lmbudget.data import prepare_data
+    from lmbudget.families import family
     from lmbudget.presets import preset_config
 
     cfg = preset_config(a.model)
@@ -36,7 +37,7 @@ def cmd_prepare(a) -> None:
     if a.tokenizer:
         cfg.data.tokenizer = a.tokenizer
     apply_overrides(cfg, a.overrides).validate()
-    data = prepare_data(cfg.data)
+    data = prepare_data(cfg.data, packing=family(cfg.model.family).packing)
     m = data.manifest
     print(f"data ready in {data.root}")
     print(json.dumps({k: m[k] for k in m if k in ("sources", "splits", "missing_sources")}, indent=1)[:4000])

@@ -151,6 +151,9 @@ class RunConfig:
         self.model.check()
         from lmbudget.families import family
         family(m.family).check_run(self)
+        if not d.corpus.startswith("llmc:"):  # pre-tokenised shards are not packed
+            from lmbudget.data.packing import check_packing
+            check_packing(family(m.family).packing, d.tokenizer, f"model.family={m.family}")
         self.optim.check()
         from lmbudget.registry import OPTIMIZERS
         if OPTIMIZERS.resolve(self.optim.name).needs_roles:  # before anything is written

@@ -66,7 +66,7 @@ class Trainer(RunContext, Persistence):
             log("warning: this CPU has no native bf16 (no AVX512-BF16/AMX): bf16 is emulated and much slower "
                 "than train.precision=fp32 here; results in RST are unaffected")
         self.budget = parse_budget(t.budget)
-        self.data = prepare_data(cfg.data, log=log)
+        self.data = prepare_data(cfg.data, log=log, packing=self.family.packing)
         if cfg.model.vocab_size == 0:
             cfg.model.vocab_size = max(cfg.data.vocab_size, self.data.vocab_size)
         if self.data.vocab_size > cfg.model.vocab_size:

@@ -5,6 +5,8 @@
 #                                      read as is, nothing to fetch)
 #   CACHE/home/data/tokenizers/*.json  the tokenizers trained on its train split for bert-c5, t5-base,
 #                                      bert-micro and t5-micro (content-keyed: found again wherever the corpus lies)
+#   CACHE/llmc/*.bin                   that corpus as gpt2-small's byte-level BPE tokens (vocabulary 50,304) in
+#                                      the llm.c format (scripts/write_llmc_shards.py): 2M train, 128k validation
 # The token shards are not kept (their cache key holds the corpus's paths and mtimes): gpu_check.sh
 # rebuilds them there in seconds from the corpus and the cached tokenizers.
 # Usage: bash scripts/prepare_gpu_cache.sh [CACHE=.gpu-cache] [MB_PER_SOURCE=3]   (here, with the offline-en sources)
@@ -14,7 +16,7 @@ PY="${PYTHON:-python}"
 CACHE="${1:-.gpu-cache}"
 MB="${2:-3}"
 export PYTHONPATH="$PWD:${PYTHONPATH:-}"
-rm -rf "$CACHE/corpus" "$CACHE/home"
+rm -rf "$CACHE/corpus" "$CACHE/home" "$CACHE/llmc"
 mkdir -p "$CACHE/corpus"
 "$PY" - "$CACHE/corpus" "$MB" <<'PY'
 import json, sys
@@ -44,5 +46,6 @@ for model in ${GPU_CACHE_MODELS:-bert-c5 t5-base bert-micro t5-micro}; do
   echo "$model: $(grep -m1 "tokenizer" "$CACHE/prepare.log" | sed 's/^ *//')"
 done
 rm -f "$CACHE/prepare.log"
+"$PY" scripts/write_llmc_shards.py "$CACHE/corpus" "$CACHE/llmc" --model gpt2-small
 find "$LMBUDGET_HOME/data" -mindepth 1 -maxdepth 1 ! -name tokenizers -exec rm -rf {} +
-du -sh "$CACHE" "$CACHE"/corpus "$CACHE"/home/data/tokenizers
+du -sh "$CACHE" "$CACHE"/corpus "$CACHE"/home/data/tokenizers "$CACHE"/llmc

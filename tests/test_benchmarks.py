@@ -3,6 +3,7 @@ one silently (throughput.py once failed at import for weeks). The figures are no
 that each script runs to its end and prints its result line."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -57,3 +58,48 @@ def test_benchmark_quick(script, home, corpus, tmp_path):
     args = [a.format(corpus_override=f"data.corpus={corpus}", tmp=tmp_path) for a in args]
     out = run(script, ["--quick", *args], home)
     assert expected in out, out[-2000:]
+
+
+def test_gpu_checks_llmc_shards_are_the_corpus_tokenised(corpus, tmp_path, home):
+    """The GPU check trains gpt2-small on shards scripts/write_llmc_shards.py writes beforehand (its CPU side): the
+    llm.c format that data.corpus=llmc: reads, holding the train split's documents, each ended by the eos, with
+    their line breaks (the gpt family's packing)."""
+    import numpy as np
+
+    from lmbudget.data import prepare_data
+    from lmbudget.data import sources as S
+    from lmbudget.data.llmc import read_shard
+    from lmbudget.families import family
+    from lmbudget.runs import make_config
+    from tokenizers import Tokenizer
+
+    out = tmp_path / "llmc"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LMBUDGET_HOME": str(home), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "write_llmc_shards.py"), str(corpus), str(out),
+                           "--model", "gpt-micro", "--val-tokens", "640"], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    special = json.loads((out / "special.json").read_text())
+    tok = Tokenizer.from_file(str(out / "tokenizer.json"))
+    train = np.asarray(read_shard(out / "fineweb_train_000001.bin"))
+    assert len(read_shard(out / "fineweb_val_000000.bin")) == 640 and train[-1] == special["eos"]
+    assert special["pad"] not in train
+    documents = {family("gpt").packing.text(t) for t in S.LocalFiles(corpus).documents()}
+    pieces = np.split(train, np.flatnonzero(train == special["eos"]) + 1)[:-1]
+    decoded = [tok.decode(p[:-1].tolist()) for p in pieces]
+    assert len(decoded) > 200 and set(decoded) <= documents and all("\n\n" in d for d in decoded)
+    cfg = make_config("gpt-micro", overrides=[f"data.corpus=llmc:{out}"])
+    data = prepare_data(cfg.data, log=lambda *_: None)
+    assert data.special == special and len(data.split("validation")) == 640 // cfg.data.seq_len
+
+
+def test_gpu_check_steps_fit_its_nine_minutes():
+    """Every step of benchmarks/gpu_check.sh runs under its own timeout; with gpt2-small added they still sum to at
+    most 9 minutes (a step inside a `for` loop counts once per item)."""
+    import re
+    lines = (ROOT / "benchmarks" / "gpu_check.sh").read_text().splitlines()
+    total = 0
+    for before, line in zip([""] + lines, lines):
+        for seconds in re.findall(r"timeout \$\(\((\d+) \* SCALE\)\)", line):
+            items = before.split(" in ", 1)[1].split(";")[0].split() if before.startswith("for ") else [None]
+            total += int(seconds) * len(items)
+    assert 400 < total <= 540, total

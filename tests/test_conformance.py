@@ -54,3 +54,32 @@ def test_optimizer_config_errors_are_one_line(corpus):
     """The optimizer side of the config check (the runs of adamw are the baseline's)."""
     [result] = check("adamw", presets=["bert-micro"], corpus=corpus, checks=["config-errors"])
     assert result.passed and "optim.no_such_key and a wrong-typed value" in result.why, result.line()
+
+
+def test_rank_workers_see_the_calibrations_saved_here(tmp_path, monkeypatch, articles_corpus):
+    """The kit's ranks run in a home of their own (launch_ranks' ``home``): a table `lmbudget calibrate` saved in
+    this process's home must be found there, as a run's reference (or a transferred step's measurement)."""
+    from lmbudget.calibrate import save_calibration
+    from lmbudget.clock import load_reference
+    from lmbudget.conformance.runs import launch_ranks, wait_ranks
+
+    monkeypatch.setenv("LMBUDGET_HOME", str(tmp_path / "home"))
+    table = load_reference("cpu2-bert-micro")
+    table.name = "this-card-bert-micro"
+    save_calibration(table)
+    spec = {"algorithm": "baseline", "optimizer": None, "budget": "1 steps", "overrides": [
+        "train.reference=this-card-bert-micro", "train.eval_every=2", "train.checkpoint_every=2", "train.batch=8"]}
+    proc = launch_ranks(articles_corpus, tmp_path / "ranks", {"saved": spec}, nproc=1, home=tmp_path / "rank-home")
+    result = wait_ranks(proc, tmp_path / "ranks", timeout=300)["saved"]
+    assert "error" not in result, result["error"]
+    assert result["status"] == "completed" and result["reference"] == "this-card-bert-micro"
+
+
+@pytest.fixture()
+def articles_corpus(tmp_path):
+    """30 BBC articles: a corpus prepared in a second."""
+    from lmbudget.data import bbc_articles
+    for a in bbc_articles()[:30]:
+        (tmp_path / "corpus").mkdir(exist_ok=True)
+        (tmp_path / "corpus" / f"{a['id'].replace('/', '_')}.txt").write_text(a["headline"] + "\n\n" + a["body"])
+    return tmp_path / "corpus"

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from lmbudget.config import DataConfig
+from lmbudget.config import ConfigError, DataConfig
 from lmbudget.data import CorpusError, bbc_articles, prepare_data
 from lmbudget.data import sources as S
 from lmbudget.data import tokenizer as tokenization
@@ -20,6 +20,9 @@ from lmbudget.data.corpus import SPLITS, collect, split_of
 from lmbudget.data.loader import BatchStream
 from lmbudget.data.mlm import mask_tokens
 from lmbudget.data.shards import MARKER, encode, usable_sources
+from lmbudget.data.packing import Packing
+from lmbudget.families import family
+from lmbudget.families.bert import BertFamily
 
 WP_SPECIAL = {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}
 
@@ -163,7 +166,8 @@ def test_tokenizer_lowercases_and_strips_accents(prepared):
 
 
 def test_unigram_tokenizer_has_t5_specials_and_descending_sentinels(corpus_dir, tmp_path):
-    pd = prepare_data(data_config(corpus_dir, tmp_path, tokenizer="unigram", vocab_size=600), log=lambda *_: None)
+    pd = prepare_data(data_config(corpus_dir, tmp_path, tokenizer="unigram", vocab_size=600), log=lambda *_: None,
+                      packing=family("t5").packing)
     sp, tok = pd.special, pd.tokenizer
     assert (sp["pad"], sp["eos"], sp["unk"]) == (0, 1, 2) and "cls" not in sp
     assert pd.vocab_size == 600 and sp["sentinel_0"] == 599
@@ -498,3 +502,77 @@ def test_rest_table_borders_are_stripped_and_their_cells_kept():
     text = S.normalize(S.PythonDocs.clean(table))
     assert "=" not in text and "+-" not in text
     assert text == "Intro text. Name Meaning a first | x | y | - a list item"
+
+
+# ------------------------------------------------------------------------------------------ packing (the family's)
+@pytest.mark.parametrize("name", ["bert", "t5", "gpt"])
+def test_each_builtin_family_packs_by_its_formula(name):
+    """BERT: [CLS] + the next seq_len - 1 tokens of doc [SEP] doc [SEP] ...; T5: seq_len tokens of doc </s> ...;
+    GPT: seq_len tokens of doc <|endoftext|> ...; the last row padded. BERT's and T5's packings are the ones their
+    tokenizers' data had before families chose them, so their data cache keys are unchanged (GPT's too: its demos
+    were tuned on that data); none keeps line breaks (a plug-in may: test_a_plugin_family_gets_its_own_packing...)."""
+    from lmbudget.data.packing import pack
+    from lmbudget.data.shards import FORMAT_PACKING, data_key
+    from lmbudget.presets import preset_config
+
+    fam, data = family(name), preset_config(f"{name}-micro").data
+    special = {n: i for i, n in enumerate(tokenization.special_names(data.tokenizer))}
+    rng = np.random.default_rng(0)
+    docs = [rng.integers(10, 100, rng.integers(1, 30)).tolist() for _ in range(12)]
+    length = 16
+    separator, opening = {"bert": ("sep", [special.get("cls")]), "t5": ("eos", []), "gpt": ("eos", [])}[name]
+    stream = [t for d in docs for t in d + [special[separator]]]
+    body = length - len(opening)
+    chunks = [stream[i:i + body] for i in range(0, len(stream), body)]
+    chunks[-1] = chunks[-1] + [special["pad"]] * (body - len(chunks[-1]))
+    assert pack(docs, length, special, fam.packing).tolist() == [opening + c for c in chunks]
+    assert "packing" not in data_key(data, [], fam.packing)[1]
+    assert fam.packing == FORMAT_PACKING[data.tokenizer] and not fam.packing.lines
+
+
+class SepOnlyBert(BertFamily):
+    """BERT's objective on rows without [CLS] whose documents keep their line breaks: another packing on wordpiece."""
+    name = "sep-only-bert"
+    packing = Packing(separator="sep", lines=True)
+
+
+class EosBert(BertFamily):
+    name = "eos-bert"
+    packing = Packing(separator="eos")
+
+
+def test_a_plugin_family_gets_its_own_packing_with_the_wordpiece_tokenizer(corpus, tmp_path, monkeypatch):
+    from lmbudget.evaluate.pretrained import load_run
+    from lmbudget.runs import make_config, train
+
+    monkeypatch.setenv("LMBUDGET_HOME", str(tmp_path / "home"))
+    cfg = make_config("bert-micro", budget="1 steps", overrides=[f"data.corpus={corpus}", "train.eval_every=2",
+                                                                 "model.family=test_data:SepOnlyBert"])
+    assert cfg.data.tokenizer == "wordpiece"
+    assert train(cfg, tmp_path / "run", progress=False, log=lambda *_: None)["status"] == "completed"
+    data = load_run(tmp_path / "run").data
+    rows = np.asarray(data.split("train").tokens)
+    assert data.manifest["config"]["packing"] == {"separator": "sep", "row_start": [], "lines": True}
+    assert (rows == WP_SPECIAL["sep"]).any() and not (rows == WP_SPECIAL["cls"]).any()  # no [CLS] anywhere
+    bert = prepare_data(cfg.data, log=lambda *_: None, packing=family("bert").packing)
+    assert bert.root != data.root and (np.asarray(bert.split("train").tokens)[:, 0] == WP_SPECIAL["cls"]).all()
+    with pytest.raises(ConfigError, match=r"model.family=test_data:EosBert packs documents with the special "
+                                          r"token\(s\) eos, which data.tokenizer=wordpiece lacks") as e:
+        make_config("bert-micro", overrides=["model.family=test_data:EosBert"])
+    assert "\n" not in str(e.value)
+
+
+def test_line_breaks_are_kept_where_the_family_asks_and_the_splits_stay_the_same(corpus_dir):
+    """Packing.lines keeps every line break (blank-line runs made one blank line; spaces within a line
+    collapsed); the documents land in the same splits either way, only their layout differs."""
+    from lmbudget.data.packing import normalize_lines
+    raw = "  Title \r\n\n\n\n a  body\tline\n  second  \n\n"
+    assert normalize_lines(raw) == "Title\n\na body line\nsecond" and S.normalize(raw) == "Title a body line second"
+    sources = S.resolve_sources(str(corpus_dir))
+    cfg = data_config(corpus_dir, "unused")
+    flat = collect(sources, cfg, lambda *_: None)
+    lines = collect(sources, cfg, lambda *_: None, clean=SepOnlyBert.packing.text)
+    assert any("\n" in t for _, t in lines.docs["train"]) and not any("\n" in t for _, t in flat.docs["train"])
+    for split in SPLITS:
+        assert [(s, S.normalize(t)) for s, t in lines.docs[split]] == flat.docs[split]
+    assert lines.checksums["train"] != flat.checksums["train"]  # another text: another tokenizer and cache key

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -92,7 +93,8 @@ def test_family_defaults_are_its_own_not_berts():
     assert gpt.model.norm_eps == 1e-5 and type(gpt.model).__name__ == "GPTConfig"
     assert (gpt.optim.weight_decay, gpt.optim.clip, gpt.optim.eps) == (0.1, 1.0, 1e-8)
     # Another family's preset switched to GPT: GPT's own defaults, and GPT's optimizer settings, taken after the switch.
-    switched = make_config("bert-micro", overrides=["model.family=gpt"])
+    # (with a tokenizer that has GPT's separator: GPT packs documents with an eos, which wordpiece lacks)
+    switched = make_config("bert-micro", overrides=["model.family=gpt", "data.tokenizer=bpe"])
     assert switched.model.norm_eps == 1e-5 and switched.model.hidden == 64
     assert (switched.optim.weight_decay, switched.optim.clip, switched.optim.eps) == (0.1, 1.0, 1e-8)
     assert make_config("bert-micro").model.norm_eps == 1e-12  # BERT keeps its own
@@ -342,6 +344,62 @@ def test_zeroshot_suite_reports_against_random_and_unigram(gpt_run):
     from lmbudget.evaluate import EvalError
     with pytest.raises(EvalError, match="not available for a bert run|unknown"):
         evaluate(gpt_run.parent / "nothing", "zeroshot-typo")
+
+
+def fake_wordnet(root: Path) -> Path:
+    """WordNet's data files in its own format (offset, lexicographer file, type, hex word count, words; '|' gloss):
+    20 nouns of two lemmas each, 6 verbs, 2 adjectives, 1 adverb."""
+    root.mkdir()
+    counts = {"noun": 20, "verb": 6, "adj": 2, "adv": 1}
+    for pos, n in counts.items():
+        lines = ["  1 This software and database is being provided (licence header)"]
+        for k in range(n):
+            words = f"02 {pos}{k}a 0 {pos}_{k}b 0" if pos == "noun" else f"01 {pos}{k}a 0"
+            lines.append(f"{k:08d} 05 {pos[0]} {words} 000 | the meaning of {pos} number {k}; \"an example\"")
+        (root / f"data.{pos}").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_wordnet_word_task_offers_the_defined_word_among_four(tmp_path, monkeypatch):
+    from lmbudget.data import sources as S
+    from lmbudget.evaluate.zeroshot import choose, wordnet_word
+    monkeypatch.setattr(S.WordNet, "root", fake_wordnet(tmp_path / "wordnet"))
+    task = wordnet_word(n=25)
+    assert len(task) == 25 and len(set(task.prompts)) == 25
+    for prompt, candidates, answer in zip(task.prompts, task.candidates, task.answers):
+        pos, k = prompt.split(" number ")[0].split()[-1], int(prompt.split(" number ")[1].split("\n")[0])
+        assert prompt == f"the meaning of {pos} number {k}\nWord:"  # the definition without its example
+        lemmas = {f" {pos}{k}a", f" {pos} {k}b"}  # WordNet's underscores are spaces
+        others = [c for i, c in enumerate(candidates) if i != answer]
+        assert len(set(candidates)) == 4 and candidates[answer] in lemmas and not lemmas & set(others)
+        if pos == "noun":  # enough nouns: the distractors are nouns too
+            assert all(c.startswith(" noun") for c in others)
+    assert sorted(set(task.answers.tolist())) == [0, 1, 2, 3]  # the right answer's place is random
+    assert wordnet_word(n=25).answers.tolist() == task.answers.tolist()  # seeded
+    raw, norm = choose(np.array([[-3.0, -4.0], [-1.0, -5.0]]), np.array([[1.0, 4.0], [1.0, 10.0]]))
+    assert raw.tolist() == [0, 0] and norm.tolist() == [1, 1]  # per example lengths: -4/4 > -3/1, -5/10 > -1/1
+    monkeypatch.setattr(S.WordNet, "root", tmp_path / "absent")
+    assert wordnet_word() is None
+
+
+def test_zeroshot_wordnet_is_seen_text_where_the_run_trained_on_wordnet(gpt_run, tmp_path, monkeypatch):
+    from lmbudget.data import sources as S
+    from lmbudget.evaluate.pretrained import load_run
+    from lmbudget.evaluate.zeroshot import zeroshot_suite
+    monkeypatch.setattr(S.WordNet, "root", fake_wordnet(tmp_path / "wordnet"))
+    run = load_run(gpt_run)
+
+    def suite():
+        return zeroshot_suite(run, "zeroshot", [0], ["wordnet-word"], None, None, 0, 20, "cpu", False,
+                              lambda *_: None)["tasks"]["wordnet-word"]
+    task = suite()
+    assert task["sizes"] == {"test": 20} and task["baselines"]["random"]["accuracy_norm"] == pytest.approx(25.0)
+    assert {"accuracy", "accuracy_norm"} <= set(task["baselines"]["unigram"]) and "seen text" not in task["note"]
+    run.data.manifest = dict(run.data.manifest, source_names=[*run.data.manifest["source_names"], "wordnet"])
+    assert suite()["note"].startswith("seen text")
+    monkeypatch.setattr(S.WordNet, "root", tmp_path / "absent")
+    body = zeroshot_suite(run, "zeroshot", [0], ["wordnet-word"], None, None, 0, 20, "cpu", False, lambda *_: None)
+    assert body["tasks"] == {} and "apt-get install wordnet-base" in body["skipped"]["wordnet-word"]
 
 
 def test_a_family_ships_named_reference_tables():

@@ -6,6 +6,7 @@ import io
 import json
 import math
 import os
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -501,3 +502,43 @@ def test_real_sweep_killed_with_sigkill_resumes_to_the_uninterrupted_report(corp
 def strip_wall(markdown: str) -> str:
     """The report without wall-clock figures (the only numbers two identical sweeps may differ in)."""
     return "\n".join(line for line in markdown.splitlines() if "wall" not in line.lower())
+
+
+# ----------------------------------------------------------------------------- speedrun-gpt
+
+GPT2_SMALL = {"arch": "gpt", "n_layers": 12, "hidden": 768, "heads": 12, "ffn": 2048, "vocab_size": 50304,
+              "tie_embeddings": True}
+
+
+def test_speedrun_gpt_expands_and_refuses_until_given_shards_and_a_calibration(tmp_path, monkeypatch):
+    """gpt2-small x the 7 configurations on llm.c shards (data.corpus=llmc:DIR required, on the command line), in
+    RST of a table calibrated on this card (none ships: refused, naming the calibrate command, until one is saved)."""
+    from lmbudget.calibrate import save_calibration
+    from lmbudget.clock import load_reference
+    from lmbudget.sweep.spec import check_runnable
+
+    monkeypatch.setenv("LMBUDGET_HOME", str(tmp_path / "home"))
+    spec = load_spec("speedrun-gpt")
+    assert spec.models == ["gpt2-small"] and [c.label for c in spec.configurations] == PAPER_ROWS
+    runs = spec.runs()
+    assert len(runs) == 7 * 3 * 3 + 2 * 3 and {r.reference for r in runs} == {None}
+    with pytest.raises(SweepError, match=r"needs data.corpus=llmc:DIR: add it to the command line"):
+        check_runnable(spec)
+    with pytest.raises(SweepError, match=r"\(given: data.corpus=offline-en\)"):
+        check_runnable(narrow(spec, overrides=["data.corpus=offline-en"]))
+    given = narrow(spec, overrides=["data.corpus=llmc:/data/fineweb10B"])
+    cfg = given.runs()[0].make_config()
+    assert cfg.data.corpus == "llmc:/data/fineweb10B" and cfg.train.reference == "" and cfg.model.n_layers == 12
+    table = load_reference("cpu2-gpt-demo")
+    table.name, table.signature, table.seq_len = "gpt2-small@this-card", GPT2_SMALL, 512
+    save_calibration(table)  # another sequence length: not gpt2-small's table
+    with pytest.raises(SweepError, match=r"no cost table for gpt2-small \(seq_len 1024\).*run `lmbudget calibrate "
+                                         r"--model gpt2-small` first") as e:
+        check_runnable(given)
+    assert "\n" not in str(e.value)
+    table.seq_len = 1024
+    save_calibration(table)
+    check_runnable(given)  # may start
+    out = subprocess.run([sys.executable, "-m", "lmbudget", "sweep", "speedrun-gpt", "--dry-run"], capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "data.corpus=llmc:DIR" in out.stderr

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmbudget.families.t5 import T5Config
+from lmbudget.families.t5 import T5Config, T5Family
 from lmbudget.data.span_corruption import compute_t5_lengths, random_spans_noise_mask, span_corrupt
 from lmbudget.models.t5 import T5Model
 
@@ -262,7 +262,8 @@ def test_t5_presets_keep_case_and_the_data_key_knows_it():
         lowered = copy.deepcopy(cfg)
         lowered.lowercase = True
         assert tokenization.build_untrained(lowered)[0].normalizer.normalize_str("Héllo World") == "hello world"
-        assert data_key(cfg, [])[0] != data_key(lowered, [])[0]
+        packing = T5Family.packing
+        assert data_key(cfg, [], packing)[0] != data_key(lowered, [], packing)[0]
         assert tokenization.tokenizer_key(cfg, "x") != tokenization.tokenizer_key(lowered, "x")
     assert preset_config("bert-tiny").data.lowercase is True
 

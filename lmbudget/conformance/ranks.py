@@ -24,7 +24,7 @@ class TwoRanks:
         from lmbudget.io import lmbudget_home
         self.jobs, self.corpus, self.root = jobs, corpus, root
         # The ranks train auxiliary runs (RHO-loss's irreducible-loss model) in a home of their own, so
-        # they never race this process for one; the data cache is shared.
+        # they never race this process for one; the data cache is shared, the saved calibrations copied in.
         self.home = root / "home"
         # 2 microbatches per rank; evaluation and a checkpoint at the end only (what is compared)
         self.extra = [f"data.cache_dir={lmbudget_home() / 'data'}", "train.batch=32", "train.eval_every=2",

@@ -6,6 +6,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +15,8 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from lmbudget import checkpoint
-from lmbudget.clock import load_reference
+from lmbudget.clock import load_reference, saved_dir
+from lmbudget.io import lmbudget_home
 from lmbudget.runlog import MetricsLog
 
 QUIET = dict(progress=False, log=lambda *_: None)
@@ -120,9 +122,13 @@ def metrics_difference(run_a: Path, run_b: Path) -> str:
 
 def launch_ranks(corpus: Path, out: Path, specs: dict, nproc: int = 2, home: Path | None = None) -> subprocess.Popen:
     """Start ``lmbudget.conformance.worker`` on ``nproc`` gloo ranks for ``specs`` (see the worker), with
-    ``$LMBUDGET_HOME`` at ``home`` if given; the workers import what this process can (its ``sys.path``),
-    so a plug-in given as ``package.module:Name`` from a folder on the path resolves there too."""
+    ``$LMBUDGET_HOME`` at ``home`` if given, which gets a copy of this process's saved calibrations (a run's
+    reference, or the measurement a transferred step cost is read from, may be one of them); the workers
+    import what this process can (its ``sys.path``), so a plug-in given as ``package.module:Name`` from a
+    folder on the path resolves there too."""
     Path(out).mkdir(parents=True, exist_ok=True)
+    if home is not None and saved_dir().is_dir():
+        shutil.copytree(saved_dir(), Path(home) / saved_dir().relative_to(lmbudget_home()), dirs_exist_ok=True)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "lmbudget.conformance.worker", str(corpus), str(out), json.dumps(specs)]
     path = [p for p in sys.path + os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]

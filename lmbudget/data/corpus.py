@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -45,8 +46,9 @@ def split_of(key: str, seed: int, validation_fraction: float, holdout_fraction: 
 
 
 def unit_key(source: str, unit: str | None, text: str) -> str:
-    """What the split hashes: the parent unit, or the text itself for a document without one."""
-    return text if unit is None else f"unit:{source}\0{unit}"
+    """What the split hashes: the parent unit, or for a document without one its text with whitespace
+    collapsed (so a family that keeps line breaks splits the corpus as every other family does)."""
+    return normalize(text) if unit is None else f"unit:{source}\0{unit}"
 
 
 class Spans:
@@ -100,15 +102,17 @@ def check_fractions(cfg: DataConfig) -> None:
                           f"less than 1")
 
 
-def read_sources(sources: list[Source], cfg: DataConfig) -> tuple[list[tuple[int, str, str]], list[dict]]:
-    """Every source's normalised documents as (source id, split key, text), exact duplicates dropped;
+def read_sources(sources: list[Source], cfg: DataConfig, clean: Callable[[str], str] = normalize
+                 ) -> tuple[list[tuple[int, str, str]], list[dict]]:
+    """Every source's documents as (source id, split key, text), the text cleaned by ``clean`` (whitespace
+    collapsed, or line breaks kept: the family's ``Packing.text``), exact duplicates dropped;
     ``cfg.max_documents`` (if > 0) caps the documents kept per source."""
     seen: set[bytes] = set()
     docs, stats = [], []
     for sid, source in enumerate(sources):
         n = dups = 0
         for unit, raw in source.parts():
-            text = normalize(raw)
+            text = clean(raw)
             if not text:
                 continue
             key = hashlib.sha256(" ".join(WORD.findall(text.lower())).encode()).digest()
@@ -124,10 +128,11 @@ def read_sources(sources: list[Source], cfg: DataConfig) -> tuple[list[tuple[int
     return docs, stats
 
 
-def collect(sources: list[Source], cfg: DataConfig, log=print) -> Corpus:
-    """Read every source once and apply the hygiene steps of the module docstring."""
+def collect(sources: list[Source], cfg: DataConfig, log=print, clean: Callable[[str], str] = normalize) -> Corpus:
+    """Read every source once (each document cleaned by ``clean``) and apply the hygiene steps of the module
+    docstring."""
     check_fractions(cfg)
-    docs, stats = read_sources(sources, cfg)
+    docs, stats = read_sources(sources, cfg, clean)
     spans = Spans([t for _, _, t in docs])
     near = spans.seen_earlier() >= NEAR_DUP_COVERAGE
     splits = np.array([split_of(key, cfg.split_seed, cfg.validation_fraction, cfg.holdout_fraction, cfg.test_fraction)

@@ -1,9 +1,11 @@
 """Tokenise the splits once, pack them into fixed-length sequences and cache them as memmaps.
 
-Packing: the documents of one source in one split are concatenated, each followed by a separator
-(``[SEP]`` for wordpiece, ``</s>`` for unigram), and cut into rows of exactly ``seq_len`` tokens;
-wordpiece rows start with ``[CLS]``. Rows never cross sources, so every row has one source id and
-per-source losses are possible. The last, partial row of a source is padded with the pad id.
+Packing is the model family's (``ModelFamily.packing``, ``packing.py``): the documents of one source
+in one split are concatenated, each followed by the family's separator (BERT's ``[SEP]``, T5's
+``</s>``, GPT's ``<|endoftext|>``), and cut into rows of exactly ``seq_len`` tokens, each opened by
+the family's row start (BERT's ``[CLS]``); the family also says whether text keeps its line breaks.
+Rows never cross sources, so every row has one source id and per-source losses are possible. The
+last, partial row of a source is padded with the pad id.
 
 Rows are stored in a fixed shuffled order (seeded by ``split_seed``), so any prefix of a split, as
 an evaluation that reads the first N rows takes, samples all sources. ``example_ids`` are assigned
@@ -12,14 +14,16 @@ travel with the rows, so they are unique across the splits of a data config and 
 row or loader order.
 
 The cache directory is ``{cache_dir or $LMBUDGET_HOME/data}/{key}`` where ``key`` hashes the data
-config fields that change the data (``KEY_FIELDS``), the pipeline ``FORMAT``, the corpus hygiene
-``RECIPE`` (``corpus.py``: a changed recipe never reuses stale shards) and the sources'
-fingerprints (paths, sizes, mtimes; see ``sources.py``). Every file is written atomically and the
-``COMPLETE`` marker (listing the files and their sizes) last, so a killed preparation is rebuilt,
-never read. A file lock serialises concurrent preparations of the same key (e.g. two DDP ranks).
+config fields that change the data (``KEY_FIELDS``), the pipeline ``FORMAT``, the packing where it is
+not the one this ``FORMAT`` packed that tokenizer's data with (``FORMAT_PACKING``: those keys stay as
+they were), the corpus hygiene ``RECIPE`` (``corpus.py``: a changed recipe never reuses stale shards)
+and the sources' fingerprints (paths, sizes, mtimes; see ``sources.py``). Every file is written
+atomically and the ``COMPLETE`` marker (listing the files and their sizes) last, so a killed
+preparation is rebuilt, never read. A file lock serialises concurrent preparations of the same key (e.g. two DDP ranks).
 """
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -35,6 +39,7 @@ from tokenizers import Tokenizer
 from lmbudget.config import ConfigError, DataConfig
 from lmbudget.data import tokenizer as tokenization
 from lmbudget.data.corpus import RECIPE, SPLITS, collect
+from lmbudget.data.packing import BERT_PACKING, Packing, check_packing, pack
 from lmbudget.data.sources import CorpusError, Source, resolve_sources
 from lmbudget.io import atomic_write_json, lmbudget_home, read_json, sha256_file
 
@@ -43,6 +48,8 @@ KEY_FIELDS = ("corpus", "tokenizer", "vocab_size", "seq_len", "lowercase", "vali
               "holdout_fraction", "test_fraction", "split_seed", "max_documents")
 MARKER = "COMPLETE"
 ARRAYS = ("tokens", "example_ids", "source_ids")
+# The packing each tokenizer's data had before families chose it: data packed so keeps its cache key.
+FORMAT_PACKING = {"wordpiece": BERT_PACKING, "unigram": Packing("eos"), "bpe": Packing("eos")}
 
 
 @dataclass
@@ -86,8 +93,10 @@ def cache_base(cfg: DataConfig) -> Path:
     return Path(cfg.cache_dir).expanduser() if cfg.cache_dir else lmbudget_home() / "data"
 
 
-def data_key(cfg: DataConfig, sources: list[Source]) -> tuple[str, dict]:
+def data_key(cfg: DataConfig, sources: list[Source], packing: Packing) -> tuple[str, dict]:
     spec = {f: getattr(cfg, f) for f in KEY_FIELDS}
+    if packing != FORMAT_PACKING.get(cfg.tokenizer):
+        spec["packing"] = dataclasses.asdict(packing)
     if not (cfg.corpus == "offline-en" or cfg.corpus.startswith("hf:")):
         spec["corpus"] = str(Path(cfg.corpus).expanduser().resolve())  # the same folder from any working directory
     spec.update(format=FORMAT, corpus_recipe=RECIPE, tokenizer_recipe=tokenization.VERSION,  # a new recipe means new shards
@@ -105,25 +114,6 @@ def encode(tok: Tokenizer, texts: list[str], batch: int = 1024) -> list[list[int
     for i in range(0, len(texts), batch):
         out += [e.ids for e in tok.encode_batch(texts[i:i + batch], add_special_tokens=False)]
     return out
-
-
-def pack(docs: list[list[int]], seq_len: int, special: dict[str, int], kind: str) -> np.ndarray:
-    """Rows of exactly ``seq_len`` tokens from one source's documents (see the module docstring)."""
-    sep = special["sep"] if kind == "wordpiece" else special["eos"]
-    prefix = [special["cls"]] if kind == "wordpiece" else []
-    body = seq_len - len(prefix)
-    flat: list[int] = []
-    for ids in docs:
-        flat += ids
-        flat.append(sep)
-    stream = np.asarray(flat, dtype=np.int64)
-    n = len(stream) // body
-    tail = stream[n * body:]
-    rows = [stream[: n * body].reshape(n, body)]
-    if np.isin(tail, list(special.values()), invert=True).any():  # keep a tail only if it has real tokens
-        rows.append(np.concatenate([tail, np.full(body - len(tail), special["pad"])])[None])
-    rows = np.concatenate(rows)
-    return np.concatenate([np.full((len(rows), 1), prefix[0]), rows], axis=1) if prefix else rows
 
 
 def save_array(path: Path, array: np.ndarray) -> None:
@@ -162,15 +152,17 @@ def usable_sources(cfg: DataConfig, log) -> tuple[list[Source], list[dict]]:
     return found, missing
 
 
-def prepare_data(cfg: DataConfig, log=print) -> PreparedData:
-    """Tokenised, packed train/validation/holdout/test splits for ``cfg``: built once, then loaded from the cache."""
+def prepare_data(cfg: DataConfig, log=print, packing: Packing = BERT_PACKING) -> PreparedData:
+    """Tokenised, packed train/validation/holdout/test splits for ``cfg``, laid out by ``packing`` (the run's
+    family's, ``ModelFamily.packing``): built once, then loaded from the cache."""
     if cfg.seq_len < 8:
         raise ConfigError(f"data.seq_len={cfg.seq_len} is too short; use at least 8")
     if cfg.corpus.startswith("llmc:"):  # pre-tokenised shards: nothing to tokenise, pack or cache
         from lmbudget.data import llmc
         return llmc.prepare(cfg, cfg.vocab_size, log)
+    check_packing(packing, cfg.tokenizer)
     sources, missing = usable_sources(cfg, log)
-    key, spec = data_key(cfg, sources)
+    key, spec = data_key(cfg, sources, packing)
     root = cache_base(cfg) / key
     if is_complete(root):
         log(f"data: cached {root}")
@@ -182,14 +174,15 @@ def prepare_data(cfg: DataConfig, log=print) -> PreparedData:
             if root.exists():
                 log(f"data: {root} is incomplete (interrupted preparation); rebuilding")
                 shutil.rmtree(root)
-            build(cfg, sources, missing, spec, root, log)
+            build(cfg, sources, missing, spec, root, packing, log)
     return load(root)
 
 
-def build(cfg: DataConfig, sources: list[Source], missing: list[dict], spec: dict, root: Path, log) -> None:
+def build(cfg: DataConfig, sources: list[Source], missing: list[dict], spec: dict, root: Path, packing: Packing,
+          log) -> None:
     start = time.time()
     log(f"data: preparing {cfg.corpus} into {root}")
-    corpus = collect(sources, cfg, log)
+    corpus = collect(sources, cfg, log, clean=packing.text)
     tok, tok_key = tokenization.load_or_train([t for _, t in corpus.docs["train"]], cfg, corpus.checksums["train"],
                                               cache_base(cfg) / "tokenizers", log)
     special = tokenization.special_ids(tok, cfg.tokenizer)
@@ -203,7 +196,7 @@ def build(cfg: DataConfig, sources: list[Source], missing: list[dict], spec: dic
         blocks, source_ids = [], []
         for sid in range(len(sources)):
             mine = [d for (s, _), d in zip(docs, ids) if s == sid]
-            rows = pack(mine, cfg.seq_len, special, cfg.tokenizer) if mine else np.zeros((0, cfg.seq_len), np.int64)
+            rows = pack(mine, cfg.seq_len, special, packing) if mine else np.zeros((0, cfg.seq_len), np.int64)
             blocks.append(rows)
             source_ids.append(np.full(len(rows), sid, dtype=np.int16))
         tokens, source_ids = np.concatenate(blocks), np.concatenate(source_ids)

@@ -16,7 +16,7 @@ deterministic stride sample of the train split of about ``UNIGRAM_TRAIN_CHARS``;
 the whole train split.
 
 The post-processor adds ``[CLS] x [SEP]`` (wordpiece) or ``x </s>`` (unigram) for downstream use;
-packing encodes with ``add_special_tokens=False`` and places separators itself.
+packing encodes with ``add_special_tokens=False`` and places the model family's separators itself.
 """
 from __future__ import annotations
 
@@ -105,6 +105,14 @@ def train(texts: list[str], cfg: DataConfig) -> Tokenizer:
         tok.post_processor = processors.TemplateProcessing(
             single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))])
     return tok
+
+
+def special_names(kind: str) -> tuple[str, ...]:
+    """The names of the special ids a tokenizer of this kind has (``special_ids``' keys)."""
+    if kind == "bpe":
+        from lmbudget.data.bpe import BPE_SPECIAL
+        return tuple(BPE_SPECIAL)
+    return tuple(WORDPIECE_SPECIAL) if kind == "wordpiece" else (*UNIGRAM_SPECIAL, "sentinel_0")
 
 
 def special_ids(tok: Tokenizer, kind: str) -> dict[str, int]:

@@ -42,6 +42,7 @@ def load_run(run_dir: Path, log=lambda *_: None, kept: str | None = None) -> Pre
     """The run's latest checkpoint, or with ``kept`` the weights kept under that name
     (``checkpoints/kept/step-NNNNNNNN``, written when the run had ``train.keep_checkpoints=true``)."""
     from lmbudget.data import prepare_data
+    from lmbudget.families import family
     from lmbudget.runs import load_config
 
     run_dir = Path(run_dir)
@@ -60,7 +61,8 @@ def load_run(run_dir: Path, log=lambda *_: None, kept: str | None = None) -> Pre
         raise EvalError(f"{run_dir} has no checkpoint yet: let its training finish (or resume it with --resume)")
     cfg = load_config(run_dir)
     status = read_json(run_dir / "summary.json").get("status", "?") if (run_dir / "summary.json").exists() else "unfinished"
-    return PretrainedRun(run_dir, cfg, prepare_data(cfg.data, log=log), ckpt, status)
+    data = prepare_data(cfg.data, log=log, packing=family(cfg.model.family).packing)
+    return PretrainedRun(run_dir, cfg, data, ckpt, status)
 
 
 def default_device() -> torch.device:

@@ -56,7 +56,8 @@ from lmbudget.evaluate.pretrained import EvalError
 from lmbudget.io import lmbudget_home
 
 OFFLINE_SPLIT_SEED = 0
-SEEN_TEXT = ("fortune-category", "wordnet-gloss")  # their test texts are in offline-en's pre-training text
+# their test texts are in offline-en's pre-training text (wordnet-word: the zeroshot suite's WordNet task)
+SEEN_TEXT = ("fortune-category", "wordnet-gloss", "wordnet-word")
 SEEN_NOTE = "seen text: its test texts occur in offline-en pre-training, so it measures memory, not transfer"
 FRACTIONS = (0.6, 0.2, 0.2)
 FORTUNE_CLASSES = 5
@@ -372,8 +373,11 @@ def fortune_category() -> TaskData | None:
 WORDNET_POS = ("noun", "verb", "adj", "adv")
 
 
-def wordnet_synsets(root: Path = Path("/usr/share/wordnet")) -> list[tuple[str, list[str], str]]:
-    """(part of speech, lemmas, definition) for every synset; the definition is the gloss up to its examples."""
+def wordnet_synsets(root: Path | None = None) -> list[tuple[str, list[str], str]]:
+    """(part of speech, lemmas, definition) for every synset; the definition is the gloss up to its examples.
+    ``root``: the WordNet folder, by default the offline-en source's."""
+    from lmbudget.data.sources import WordNet
+    root = Path(root or WordNet.root)
     out = []
     for pos in WORDNET_POS:
         path = root / f"data.{pos}"

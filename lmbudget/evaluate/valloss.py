@@ -43,16 +43,16 @@ def row_losses(run: PretrainedRun, model: torch.nn.Module, rows: np.ndarray, dev
 
 def pack_corpus(run: PretrainedRun, path: str, log=lambda *_: None) -> dict[str, np.ndarray]:
     """Every document of an extra corpus, tokenised with the run's tokenizer and packed like the shards."""
-    from lmbudget.data.corpus import normalize
-    from lmbudget.data.shards import encode, pack
+    from lmbudget.data.packing import pack
+    from lmbudget.data.shards import encode
     from lmbudget.data.sources import resolve_sources
 
-    d = run.cfg.data
+    d, packing = run.cfg.data, run.family.packing
     packed = {}
     for source in resolve_sources(path):
-        docs = [t for t in (normalize(raw) for raw in source.documents()) if t]
+        docs = [t for t in (packing.text(raw) for raw in source.documents()) if t]
         if docs:
-            packed[source.name] = pack(encode(run.data.tokenizer, docs), d.seq_len, run.data.special, d.tokenizer)
+            packed[source.name] = pack(encode(run.data.tokenizer, docs), d.seq_len, run.data.special, packing)
             log(f"valloss: {path} / {source.name}: {len(docs)} documents -> {len(packed[source.name])} rows")
     return packed
 

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from lmbudget.config import ModelConfig
+from lmbudget.data.packing import BERT_PACKING, Packing
 
 # What an optimizer that treats parameters differently (Muon) is told about each one.
 PARAMETER_ROLES = ("hidden_matrix", "embedding", "head", "vector")
@@ -43,6 +44,9 @@ class ModelFamily:
     references: ClassVar[dict[str, str]] = {}
     # Evaluation suite -> "module:function" running it on a PretrainedRun (see lmbudget.evaluate).
     suites: ClassVar[dict[str, str]] = {}
+    # How documents become packed rows: the separator after each document, the tokens opening each row, and
+    # whether text keeps its line breaks (lmbudget.data.packing); its special tokens must be the tokenizer's.
+    packing: ClassVar[Packing] = BERT_PACKING
 
     def build(self, cfg: ModelConfig, special: dict) -> nn.Module:
         raise NotImplementedError

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import torch
 
 from lmbudget.config import ModelConfig
+from lmbudget.data.packing import BERT_PACKING
 from lmbudget.families.base import ModelFamily, block_roles
 
 
@@ -66,6 +67,7 @@ class BertFamily(ModelFamily):
         "sophia": dict(lr=4e-4, beta1=0.965, beta2=0.99, rho=0.01, weight_decay=0.015, hessian_every=10, clip=0.5,
                        rms_scaled=False, sophia_bs=0, hessian_batch_fraction=0.5, hessian_clip=False),
     }
+    packing = BERT_PACKING  # [CLS] at each row's start, [SEP] after each document
     suites = {"offline": "lmbudget.evaluate.classification:classification_suite",
               "glue": "lmbudget.evaluate.classification:classification_suite",
               "superglue": "lmbudget.evaluate.classification:classification_suite"}

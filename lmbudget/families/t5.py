@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import torch
 
 from lmbudget.config import ModelConfig
+from lmbudget.data.packing import Packing
 from lmbudget.families.base import ModelFamily, block_roles
 
 
@@ -67,6 +68,7 @@ class T5Family(ModelFamily):
         "layer-dropping": {"gamma_factor": 20.0, "resample": "step"},
         "layer-stacking": {"reset_optimizer": "new"},
     }
+    packing = Packing(separator="eos")  # doc </s> doc </s> ...: span corruption's rows
     suites = {"offline": "lmbudget.evaluate.text_to_text:text_to_text_suite",
               "sni": "lmbudget.evaluate.text_to_text:text_to_text_suite"}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 def cmd_sweep(a) -> None:
     from lmbudget.results.report import build_report
-    from lmbudget.sweep.spec import apply_tuned, load_spec, narrow, split_list
+    from lmbudget.sweep.spec import apply_tuned, check_runnable, load_spec, narrow, split_list
     from lmbudget.sweep.runner import run_sweep, sweep_status
     from lmbudget.sweep.spec import SweepError
 
@@ -21,7 +21,8 @@ def cmd_sweep(a) -> None:
                   seeds=split_list(a.seeds), algorithms=split_list(a.algorithms),
                   optimizers=split_list(a.optimizers), evaluate=split_list(a.evaluate),
                   eval_max_train=a.eval_max_train, eval_max_eval=a.eval_max_eval,
-                  baseline_budgets=split_list(a.baseline_budgets))
+                  baseline_budgets=split_list(a.baseline_budgets), overrides=a.overrides)
+    check_runnable(spec)
     out = Path(a.out or f"results/{spec.name}")
     if a.workers < 1:
         raise SweepError(f"--workers {a.workers}: give at least 1 worker process")
@@ -82,6 +83,8 @@ def register(subparsers) -> None:
                               "finished runs are skipped, unfinished ones resumed, failures recorded. "
                               f"Built-in specs: {', '.join(builtin_specs())}.")
     s.add_argument("spec", help=f"a sweep YAML file or a built-in name ({', '.join(builtin_specs())})")
+    s.add_argument("overrides", nargs="*", help="section.key=value for every run, after the spec's own "
+                   "(e.g. data.corpus=llmc:/data/fineweb10B, which speedrun-gpt requires)")
     s.add_argument("--out", default=None, help="output folder (default results/NAME)")
     s.add_argument("--seeds", default=None, help="comma-separated seeds, replacing the spec's (e.g. 0 or 0,1,2)")
     s.add_argument("--budgets", default=None, help="comma-separated budgets, replacing the spec's (e.g. 2min,4min)")
@@ -122,12 +125,13 @@ def register(subparsers) -> None:
 
 
 def cmd_tune(a) -> None:
-    from lmbudget.sweep.spec import load_spec, narrow, split_list
+    from lmbudget.sweep.spec import check_runnable, load_spec, narrow, split_list
     from lmbudget.sweep.tune import WINNERS, load_space, run_tune, winners_table
 
     full = load_spec(a.spec)
     spec = narrow(full, models=split_list(a.models), algorithms=split_list(a.algorithms),
-                  optimizers=split_list(a.optimizers))
+                  optimizers=split_list(a.optimizers), overrides=a.overrides)
+    check_runnable(spec)
     seed = a.seed
     out = Path(a.out or f"results/tune-{spec.name}")
     space = load_space(a.space)
@@ -145,6 +149,7 @@ def register_tune(subparsers) -> None:
                               "OUT/trials/, the studies live in OUT/tune.sqlite, so a killed tune restarts where it "
                               "stopped. Writes OUT/winners.yaml for `lmbudget sweep SPEC --tuned`.")
     s.add_argument("spec", help="a sweep YAML file or a built-in name: its model and configurations are tuned")
+    s.add_argument("overrides", nargs="*", help="section.key=value for every trial, after the spec's own")
     s.add_argument("--budget", required=True, help="RST budget of every trial (e.g. 20s, 1min, '10 steps')")
     s.add_argument("--trials", type=int, required=True, help="trials per configuration (the same for every one)")
     s.add_argument("--seed", type=int, default=1000,

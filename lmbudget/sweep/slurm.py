@@ -262,13 +262,15 @@ def prepare_here(runs) -> None:
     """Prepare (or find cached) every distinct data configuration on this, the submitting node: compute
     nodes are often offline, and one preparation beats one per job."""
     from lmbudget.data import CorpusError, prepare_data
+    from lmbudget.families import family
     seen = set()
     for _, cfg in runs:
-        key = repr(cfg.data)
+        packing = family(cfg.model.family).packing
+        key = (repr(cfg.data), packing)
         if key not in seen:
             seen.add(key)
             try:
-                prepare_data(cfg.data, log=lambda *_: None)
+                prepare_data(cfg.data, log=lambda *_: None, packing=packing)
             except (OSError, CorpusError) as e:
                 raise SweepError(f"nothing submitted: the data of {cfg.model_name} could not be prepared on this node "
                                  f"({type(e).__name__}: {e}); jobs would fail the same way, on compute nodes often "

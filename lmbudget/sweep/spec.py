@@ -17,13 +17,16 @@ A spec (see ``lmbudget/sweep/specs/*.yaml`` for the built-in ones)::
       - {algorithm: rho-loss, label: rho-loss-10x, overrides: [algorithm.megabatch_factor=10]}
     algorithm_overrides:             # applied to every configuration of that algorithm
       rho-loss: [algorithm.il_budget_fraction=0.25]
-    overrides: [train.threads=2]     # applied to every run
+    overrides: [train.threads=2]     # applied to every run (and those on the command line after the spec)
+    requires:                        # overrides the command line must give: key -> its form, a literal
+      data.corpus: llmc:DIR          # start, then an UPPER-CASE placeholder (the sweep refuses without it)
     evaluate: [offline]              # evaluation suites, run after training
     tuned: winners.yaml              # `lmbudget tune`'s winners (relative to this file): appended overrides
 
 Instead of ``configurations``, ``algorithms`` and ``optimizers`` lists give their cross product.
 Every key, algorithm, optimizer and budget is checked when the spec is read, so a typo fails
-before any run starts.
+before any run starts; ``check_runnable`` then refuses, before any run, a spec whose ``requires``
+are not given or one of whose models has no cost table (named, its preset's, or calibrated here).
 """
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ from lmbudget.io import read_yaml
 BUILTIN_DIR = Path(__file__).resolve().parent / "specs"
 KEYS = ("name", "description", "models", "model", "reference", "budgets", "seeds", "optimizer", "configurations",
         "algorithms", "optimizers", "algorithm_overrides", "overrides", "evaluate", "eval_max_train",
-        "eval_max_eval", "baseline_budgets", "tuned")
+        "eval_max_eval", "baseline_budgets", "tuned", "requires")
 CONFIG_KEYS = ("algorithm", "optimizer", "label", "overrides", "trials")
 
 
@@ -100,6 +103,7 @@ class SweepSpec:
     tuned: str | None = None         # the winners file whose overrides the configurations carry
     baseline_budgets: list[str] = field(default_factory=list)  # extra budgets run by the baseline row only
     optimizer: str = "adamw"         # the optimizer of rows that name none (also those --algorithms adds)
+    requires: dict[str, str] = field(default_factory=dict)  # key -> form of the value `overrides` must give
 
     def baseline(self) -> Configuration | None:
         """The row the report compares with (baseline+adamw), which also runs ``baseline_budgets``."""
@@ -125,7 +129,7 @@ class SweepSpec:
                                     "overrides": list(c.overrides), "trials": c.trials} for c in self.configurations],
                 "overrides": self.overrides, "evaluate": self.evaluate, "eval_max_train": self.eval_max_train,
                 "eval_max_eval": self.eval_max_eval, "baseline_budgets": self.baseline_budgets, "tuned": self.tuned,
-                "optimizer": self.optimizer}
+                "optimizer": self.optimizer, "requires": self.requires}
 
 
 # ----------------------------------------------------------------------------- reading
@@ -255,12 +259,24 @@ def parse_spec(raw: dict, default_name: str = "sweep", base_dir: Path | None = N
                      overrides=list(_overrides(raw.get("overrides"), "overrides")), evaluate=evaluate,
                      eval_max_train=int(raw.get("eval_max_train") or 0),
                      eval_max_eval=int(raw.get("eval_max_eval") or 0), description=str(raw.get("description") or ""),
-                     baseline_budgets=baseline_budgets, optimizer=default_opt)
+                     baseline_budgets=baseline_budgets, optimizer=default_opt,
+                     requires=parse_requires(raw.get("requires")))
     check_unique(spec)
     if raw.get("tuned") is not None:
         tuned = Path(str(raw["tuned"]))
         spec = apply_tuned(spec, tuned if tuned.is_absolute() or base_dir is None else base_dir / tuned)
     return spec
+
+
+def parse_requires(value) -> dict[str, str]:
+    from lmbudget.config import parse_override
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SweepError("requires must map a key to the form of its value, e.g. `requires: {data.corpus: llmc:DIR}`")
+    for key, form in value.items():
+        parse_override(f"{key}={form}")  # a malformed key fails now
+    return {str(k): str(v) for k, v in value.items()}
 
 
 def apply_tuned(spec: SweepSpec, path: str | Path) -> SweepSpec:
@@ -348,15 +364,16 @@ def split_list(text: str | None) -> list[str] | None:
 
 
 def narrow(spec: SweepSpec, models=None, budgets=None, seeds=None, algorithms=None, optimizers=None,
-           evaluate=None, eval_max_train=None, eval_max_eval=None, baseline_budgets=None) -> SweepSpec:
+           evaluate=None, eval_max_train=None, eval_max_eval=None, baseline_budgets=None, overrides=()) -> SweepSpec:
     """The command line's narrowing of a spec. Budgets, baseline budgets and seeds replace the spec's
     (any values); models, algorithms and optimizers select among the spec's (an unknown name is an
-    error); without the baseline row, there are no baseline-only budgets.
+    error); without the baseline row, there are no baseline-only budgets; ``overrides`` (``section.key=value``)
+    are appended to the spec's, for every run.
     ``algorithms`` may name an algorithm (every row using it), a row label (``baseline+lion``), or an
     algorithm the spec lacks (a built-in, an entry point, ``package.module:Name``), which adds its row
     with the spec's optimizer: ``--algorithms baseline,my_trick:WarmupDepth``."""
     from lmbudget.clock import parse_budget
-    spec = dataclasses.replace(spec)
+    spec = dataclasses.replace(spec, overrides=[*spec.overrides, *_overrides(list(overrides), "the command line")])
     if models is not None:
         for m in models:
             _check_known("model", m, spec.models)
@@ -393,3 +410,48 @@ def narrow(spec: SweepSpec, models=None, budgets=None, seeds=None, algorithms=No
         raise SweepError("the narrowed sweep is empty: check --models/--algorithms/--optimizers/--budgets/--seeds")
     check_unique(spec)
     return spec
+
+
+# ----------------------------------------------------------------------------- before any run
+
+def check_runnable(spec: SweepSpec) -> None:
+    """Refuse, before any run, a sweep that every run of would fail: a ``requires`` key its overrides do not
+    give in the required form, or a model without a cost table (the spec's or preset's named one, else one
+    `lmbudget calibrate` saved on this machine for its signature)."""
+    import re
+
+    from lmbudget.clock import ClockError
+    from lmbudget.config import parse_override
+    given = {f"{section}.{key}": value for section, key, value in map(parse_override, spec.overrides)}
+    for key, form in spec.requires.items():
+        start = re.match(r"[^A-Z]*", form).group(0)
+        if not given.get(key, "").startswith(start) or len(given.get(key, "")) <= len(start):
+            was = f" (given: {key}={given[key]})" if key in given else ""
+            raise SweepError(f"sweep {spec.name} needs {key}={form}{was}: add it to the command line, "
+                             f"`lmbudget sweep {spec.name} {key}={form}`")
+    for model in spec.models:
+        cfg = next(run for run in spec.runs() if run.model == model).make_config()
+        try:
+            cost_table(cfg)
+        except ClockError as e:
+            if cfg.train.reference:  # a named table that is not there
+                raise SweepError(f"sweep {spec.name}: {e}") from None
+            raise SweepError(f"sweep {spec.name}: no cost table for {model} (seq_len {cfg.data.seq_len}) on this "
+                             f"machine: run `lmbudget calibrate --model {model}` first (its RST budgets are this "
+                             f"card's), or name a table (the spec's `reference:`, or train.reference=NAME)") from None
+
+
+def cost_table(cfg):
+    """The cost table ``cfg`` would train on, found before any data is prepared: its model's signature from a
+    copy built on the meta device (no memory), its vocabulary data.vocab_size unless model.vocab_size says."""
+    import torch
+
+    from lmbudget.clock import default_reference, load_reference
+    from lmbudget.families import family
+    if cfg.train.reference:
+        return load_reference(cfg.train.reference, cfg.model.family)
+    model_cfg = dataclasses.replace(cfg.model, vocab_size=cfg.model.vocab_size or cfg.data.vocab_size)
+    fam = family(cfg.model.family)
+    with torch.device("meta"):
+        model = fam.build(model_cfg, fam.synthetic_special(model_cfg.vocab_size))
+    return default_reference(cfg.model_name, model.signature(), cfg.data.seq_len)
