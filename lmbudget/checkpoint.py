@@ -49,7 +49,21 @@ def save(run_dir: Path, model_state: dict, optimizer_state: dict, state: dict, g
     root = folder(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{state['clock']['steps']:08d}-{uuid.uuid4().hex[:6]}"
-    tmp = root / f".tmp-{name}"
+    write(root / name, model_state, optimizer_state, state, generators, algo_state)
+    if keep is not None:
+        keep_weights(run_dir, state["clock"]["steps"], keep, model_file=root / name / "model.safetensors")
+    atomic_write_json(root / "latest.json", {"dir": name})
+    for old in root.iterdir():  # older checkpoints and leftovers of killed saves
+        if old.is_dir() and old.name not in (name, KEPT):
+            shutil.rmtree(old, ignore_errors=True)
+    return root / name
+
+
+def write(path: Path, model_state: dict, optimizer_state: dict, state: dict, generators: dict, algo_state: dict,
+          extra: dict[str, str] | None = None) -> None:
+    """The checkpoint folder ``path`` (absent before): written beside it under a temporary name, made durable,
+    then renamed into place. ``extra``: text files (name -> text) it also holds, checksummed like the rest."""
+    tmp = path.parent / f".tmp-{path.name}-{uuid.uuid4().hex[:6]}"
     tmp.mkdir()
     save_file(split_state(model_state)[0], str(tmp / "model.safetensors"))
     torch.save(optimizer_state, tmp / "optimizer.pt")
@@ -59,20 +73,15 @@ def save(run_dir: Path, model_state: dict, optimizer_state: dict, state: dict, g
     algo_tensors, algo_plain = split_state(algo_state)
     save_file(algo_tensors, str(tmp / "algorithm.safetensors"))
     (tmp / "algorithm.json").write_text(json.dumps(algo_plain))
+    for name, text in (extra or {}).items():
+        (tmp / name).write_text(text)
     files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
     with open(tmp / "state.json", "w") as f:
         json.dump({"state": state, "files": files}, f)
     for p in tmp.iterdir():  # make the bytes durable before the rename publishes them
         with open(p, "rb") as fh:
             os.fsync(fh.fileno())
-    os.replace(tmp, root / name)
-    if keep is not None:
-        keep_weights(run_dir, state["clock"]["steps"], keep, model_file=root / name / "model.safetensors")
-    atomic_write_json(root / "latest.json", {"dir": name})
-    for old in root.iterdir():  # older checkpoints and leftovers of killed saves
-        if old.is_dir() and old.name not in (name, KEPT):
-            shutil.rmtree(old, ignore_errors=True)
-    return root / name
+    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------ kept weights (train.keep_checkpoints)

@@ -382,9 +382,13 @@ class Clock:
     @property
     def fraction(self) -> float:
         """Share of the budget used: what drives the LR schedule and algorithm schedules."""
-        if self.budget.kind == "steps":
-            return min(1.0, self.steps / self.budget.value)
-        return min(1.0, self.used / self.budget.value)
+        return self.fraction_of(self.budget)
+
+    def fraction_of(self, budget: Budget) -> float:
+        """Share of another ``budget`` (of the same kind) used: a wsd-branches stem's position in a branch's."""
+        if budget.kind == "steps":
+            return min(1.0, self.steps / budget.value)
+        return min(1.0, self.used / budget.value)
 
     @property
     def exhausted(self) -> bool:

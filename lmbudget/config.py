@@ -80,6 +80,7 @@ class TrainConfig:
     test_rows: int = 8192       # test-split rows of the final test loss (0: all; see lmbudget/testloss.py)
     checkpoint_every: float = 0.25  # fraction of the budget between checkpoints
     keep_checkpoints: bool = False  # also keep every checkpoint's weights (checkpoints/kept/), to evaluate them
+    forks: str = ""             # wsd stems: budgets (comma-separated) whose cooldown start gets a fork (lmbudget/branches.py)
     log_every: int = 1          # steps between metric lines
     threads: int = 0            # torch intra-op threads; 0: leave as is
     parallel: Literal["ddp", "fsdp"] = "ddp"  # several ranks: replicate the model (ddp) or shard it (fsdp)
@@ -148,6 +149,9 @@ class RunConfig:
         if o.schedule == "wsd" and o.warmup + o.cooldown > 1:
             raise ConfigError(f"optim.warmup={o.warmup} + optim.cooldown={o.cooldown} must be at most 1 for "
                               f"optim.schedule=wsd (warm-up and cooldown share the budget): lower one of them")
+        if t.forks:
+            from lmbudget.branches import parse_forks
+            parse_forks(self)
         self.model.check()
         from lmbudget.families import family
         family(m.family).check_run(self)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 
 from lmbudget import checkpoint
+from lmbudget.branches import next_point, write_fork
 from lmbudget.data.loader import BatchStream
 from lmbudget.distributed import gather_full, shard_like, shard_optimizer_state
+from lmbudget.schedules import in_cooldown
 
 
 class SaveRequest:
@@ -68,18 +70,42 @@ class Persistence:
         model_state, optimizer_state = gather_full(self.model.state_dict()), gather_full(self.optimizer.state_dict())
         if not self.world.is_main:
             return
-        state = {
-            "clock": self.clock.state_dict(), "stream_position": self.stream.position,
-            "wall": self.wall, "tokens": self.tokens, "next_eval": self.next_eval,
-            "next_checkpoint": self.next_checkpoint, "last_val_loss": self.last_val_loss,
-            "metrics_lines": self.metrics.lines,
-        }
         keep = None
         if self.cfg.train.keep_checkpoints:
             keep = {"rst_s": self.clock.used, "fraction": self.clock.fraction,
                     "last_val_loss": self.last_val_loss}  # measured at this step when eval_every divides checkpoint_every
-        checkpoint.save(self.run_dir, model_state, optimizer_state, state, self.generators, self.algorithm.state_dict(),
-                        keep=keep)
+        checkpoint.save(self.run_dir, model_state, optimizer_state, self.checkpoint_state(), self.generators,
+                        self.algorithm.state_dict(), keep=keep)
+
+    def checkpoint_state(self) -> dict:
+        return {
+            "clock": self.clock.state_dict(), "stream_position": self.stream.position,
+            "wall": self.wall, "tokens": self.tokens, "next_eval": self.next_eval,
+            "next_checkpoint": self.next_checkpoint, "last_val_loss": self.last_val_loss,
+            "metrics_lines": self.metrics.lines, "forks": self.forks_written, "branch": self.branch_of,
+        }
+
+    def save_due_forks(self) -> None:
+        """A wsd-branches stem (``train.forks``): after the first step at which a branch's budget is in its
+        cooldown, write that branch's fork (``lmbudget.branches``), once."""
+        for name, budget in self.forks:
+            if name not in self.forks_written and in_cooldown(self.clock.fraction_of(budget), self.cfg.optim.cooldown):
+                with self.optim.evaluation(self.optimizer):  # as save_checkpoint
+                    self.write_fork(name, budget)
+                self.forks_written[name] = {"rst_s": self.clock.used, "step": self.clock.steps}
+
+    def write_fork(self, name: str, budget) -> None:
+        model_state, optimizer_state = gather_full(self.model.state_dict()), gather_full(self.optimizer.state_dict())
+        if not self.world.is_main:
+            return
+        t, fraction = self.cfg.train, self.clock.fraction_of(budget)
+        # The branch's own evaluation and checkpoint schedule from here on, as a run at that budget has it.
+        state = dict(self.checkpoint_state(), next_eval=next_point(t.eval_every, fraction),
+                     next_checkpoint=next_point(t.checkpoint_every, fraction), forks={},
+                     branch={"stem": self.run_dir.name, "budget": name, "fork_rst_s": self.clock.used,
+                             "fork_step": self.clock.steps})
+        write_fork(self.run_dir, name, model_state, optimizer_state, state, self.generators,
+                   self.algorithm.state_dict(), self.metrics.path.read_text())
 
     def keep_initial_weights(self) -> None:
         """Step 0 among the kept checkpoints: what pre-training starts from, for evaluations to compare with."""
@@ -100,6 +126,7 @@ class Persistence:
         self.next_eval, self.next_checkpoint = state["next_eval"], state["next_checkpoint"]
         self.last_val_loss = state["last_val_loss"]
         self.metrics.truncate(state["metrics_lines"])
+        self.forks_written, self.branch_of = dict(state.get("forks") or {}), state.get("branch")
         self.algorithm.load_state_dict(algo_state)
 
     def load_model_state(self, full: dict) -> None:

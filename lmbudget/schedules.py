@@ -39,12 +39,18 @@ def warmup_constant(f: float, warmup: float = 0.05) -> float:
     return f / warmup if f < warmup else 1.0
 
 
+def in_cooldown(f: float, cooldown: float) -> bool:
+    """Whether ``f`` lies in wsd's cooldown over the final ``cooldown`` fraction (a wsd-branches stem forks a
+    branch at the first step after which this holds for the branch's budget: ``lmbudget.branches``)."""
+    return f >= 1 - cooldown
+
+
 def wsd(f: float, warmup: float = 0.05, cooldown: float = 0.2, cooldown_shape: str = "linear") -> float:
     """Warm-up, stable, decay (Hägele et al. 2024): linear warm-up from 0 over ``warmup``, the peak until the
     final ``cooldown`` fraction, then 1 - p ("linear") or 1 - sqrt(p) ("1-sqrt") with p the cooldown's
     progress, exactly 0 at the budget."""
-    start = 1 - cooldown
-    if f >= start:
+    if in_cooldown(f, cooldown):
+        start = 1 - cooldown
         p = min((f - start) / cooldown, 1.0)
         return 1 - (math.sqrt(p) if cooldown_shape == "1-sqrt" else p)
     return f / warmup if f < warmup else 1.0

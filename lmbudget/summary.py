@@ -35,6 +35,10 @@ def run_summary(trainer, status: str) -> dict:
         "plugins": plugin_provenance(cfg),
         "cost_transfers": clock.transfers,  # step costs the reference lacks, transferred (lmbudget.clock)
     }
+    if t.branch_of:  # a wsd-branches branch: its stem, and the RST and step it forked at
+        summary["branch"] = t.branch_of
+    if t.forks_written:  # a stem: where it forked each branch
+        summary["forks"] = t.forks_written
     summary.update(t.algorithm.summary())
     summary.update(t.optim.summary())
     summary["world_size"] = t.world.size

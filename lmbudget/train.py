@@ -17,6 +17,7 @@ import torch
 
 from lmbudget import checkpoint
 from lmbudget.algorithms import Algorithm, build_algorithm
+from lmbudget.branches import parse_forks
 from lmbudget.clock import BudgetExhausted, Clock, CostTable, default_reference, load_reference, parse_budget
 from lmbudget.config import RunConfig
 from lmbudget.context import EVAL_MASK_SEED, RunContext, RunError, autocast, cost_key, cpu_lacks_bf16
@@ -94,6 +95,9 @@ class Trainer(RunContext, Persistence):
         self.test_result: tuple[float, float, int] | None = None  # (loss per token, its SE, targets): testloss.py
         self.loss_start_end: tuple[float, float] | None = None  # first and last-10% mean of the logged train losses
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", enabled=self.world.is_main)
+        self.forks = parse_forks(cfg)  # a wsd-branches stem's (lmbudget.branches)
+        self.forks_written: dict[str, dict] = {}  # fork name -> its RST and step
+        self.branch_of: dict | None = None        # a branch: its stem and fork (from the fork's checkpoint)
         self.progress = progress
         if t.compile:
             for layer in self.model.layers:
@@ -107,7 +111,9 @@ class Trainer(RunContext, Persistence):
     def run(self, resume: bool = False) -> dict:
         if resume and checkpoint.latest(self.run_dir):
             self.restore()
-            self.print(f"resumed at step {self.clock.steps}, RST {self.clock.used:.1f}s of {self.budget}")
+            forked = self.branch_of is not None and self.branch_of["fork_step"] == self.clock.steps
+            how = f"forked from {self.branch_of['stem']}" if forked else "resumed"
+            self.print(f"{how} at step {self.clock.steps}, RST {self.clock.used:.1f}s of {self.budget}")
         else:
             self.metrics.reset()
         if self.world.is_main:
@@ -218,6 +224,8 @@ class Trainer(RunContext, Persistence):
             while self.next_checkpoint <= fraction:
                 self.next_checkpoint += t.checkpoint_every
             self.save_checkpoint()
+        if self.forks:
+            self.save_due_forks()
 
     def metric_line(self, loss: float | None, val_loss: float | None = None, final: bool = False) -> dict:
         line = {"step": self.clock.steps, "rst_s": round(self.clock.used, 6), "wall_s": round(self.wall, 4),

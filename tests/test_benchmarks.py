@@ -45,6 +45,7 @@ QUICK = {
     "t5_throughput.py": ([], "ratio"),
     "throughput.py": (["--model", "gpt-micro", "--batch", "2x32"], "HF LlamaForCausalLM"),
     "verdict_coverage.py": (["--sweeps", "20", "--seeds", "3"], "min coverage over cells with 3+ seeds"),
+    "wsd_branches.py": (["--out", "{tmp}/out", "{corpus_override}"], "RST cost per seed: branches"),
 }
 
 

@@ -43,6 +43,8 @@ class Run:
     protocols: dict = field(default_factory=dict)     # suite -> its protocol (JSON text), from eval/<suite>.json
     tasks: dict = field(default_factory=dict)         # suite -> [task, ...]
     transfers: dict = field(default_factory=dict)     # "step[KEY]" -> its transferred cost (summary's cost_transfers)
+    stem: str | None = None                           # a wsd-branches branch: its stem's run directory name
+    fork_rst_s: float | None = None                   # ... and the RST it forked at (paid by the stem)
 
     @property
     def completed(self) -> bool:
@@ -84,7 +86,7 @@ def load_runs(store: Store) -> list[Run]:
                                 r["budget_kind"], r["budget_value"], r["seed"], r["reference"], r["status"],
                                 r["error"], r["rst_s"], r["final_val_loss"], r["final_test_loss"],
                                 r["final_test_loss_se"], r["test_targets"], trials=r["trials"],
-                                unigram_entropy=r["unigram_entropy"],
+                                unigram_entropy=r["unigram_entropy"], stem=r["stem"], fork_rst_s=r["fork_rst_s"],
                                 transfers=json.loads(r["summary_json"] or "{}").get("cost_transfers") or {})
     for r in store.query("SELECT run_id, rst_s, train_loss, val_loss FROM metrics ORDER BY run_id, line"):
         run = runs[r["run_id"]]
@@ -102,6 +104,13 @@ def load_runs(store: Store) -> list[Run]:
     for r in store.query("SELECT run_id, tag, rst_s, free_rst_s FROM rst_breakdown ORDER BY run_id, tag"):
         runs[r["run_id"]].breakdown[r["tag"]] = (r["rst_s"] or 0.0, r["free_rst_s"] or 0.0)
     return list(runs.values())
+
+
+def compute(runs: list[Run]) -> tuple[float, float]:
+    """(RST charged to the runs, RST spent): a wsd-branches branch is charged its whole budget, but the part
+    before its fork (``fork_rst_s``) was trained once, by its stem, and is spent only there."""
+    charged = sum(r.rst_s for r in runs if r.rst_s is not None)
+    return charged, charged - sum(r.fork_rst_s for r in runs if r.rst_s is not None and r.fork_rst_s is not None)
 
 
 def suite_lower_is_better(suite: str) -> bool:

@@ -19,7 +19,8 @@ from lmbudget.clock import format_seconds
 from lmbudget.io import atomic_write_text
 from lmbudget.results import speedup as SP
 from lmbudget.results import verdict as V
-from lmbudget.results.model import BASELINE, Cell, Metric, Run, Section, breakdown_means, category_rank, load_runs  # noqa: F401 (the data model)
+from lmbudget.results.model import (BASELINE, Cell, Metric, Run, Section, breakdown_means, budget_order,  # noqa: F401 (the data model)
+                                    category_rank, compute, load_runs)
 from lmbudget.results.stats import Difference, time_to_target
 from lmbudget.results.store import Store
 
@@ -241,8 +242,29 @@ def speedup_markdown(s: Section) -> str:
             f"tables\".\n\n"
             f"{md_table(header, rows)}\n"
             f"The baseline's curve ({s.baseline}; fitted: the monotone curve the speedups read, see the "
-            f"method):\n\n"
+            f"method).{branch_note(s)}\n\n"
             + md_table(["budget", "seeds", f"mean final {s.split} loss", "fitted"], SP.curve_rows(s)))
+
+
+def compute_line(runs: list[Run]) -> str:
+    """The sweep's cost in RST: what its finished runs were charged, and, with wsd branches, what was spent
+    (each stem's training counted once, not again in every branch forked from it)."""
+    charged, spent = compute(runs)
+    branches = sum(r.fork_rst_s is not None and r.rst_s is not None for r in runs)
+    if not branches:
+        return f"Compute: {format_seconds(charged)} of RST charged to the finished runs.\n"
+    return (f"Compute: {format_seconds(spent)} of RST spent by the finished runs; charged to them "
+            f"{format_seconds(charged)}, of which {format_seconds(charged - spent)} is the part of {branches} wsd "
+            f"branches before their forks, trained once by their stems.\n")
+
+
+def branch_note(s: Section) -> str:
+    """What the baseline's curve is made of when its smaller budgets are wsd branches."""
+    branches = [r for r in s.runs if r.config == s.baseline and r.stem is not None]
+    if not branches:
+        return ""
+    return (f" At {', '.join(budget_order(branches))} its runs are cooldown branches of one wsd run per seed "
+            f"(`baseline_curve: wsd-branches`), each charged its whole budget.")
 
 
 def sampling_error(s: Section) -> str:
@@ -355,6 +377,7 @@ def build_report(root: Path, rebuild: bool = False, plots: bool = True, strict: 
     if spec.get("description"):
         md.append(f"{spec['description']}.\n")
     md.append(f"{len(runs)} runs in the store: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ".")
+    md.append(compute_line(runs))
     md.append("Budgets are Reference System Time (RST): the reference machine's time for the work each run did.\n")
     md.append(verdict_markdown(sections))
     if tuning:

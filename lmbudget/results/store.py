@@ -11,7 +11,7 @@ Schema (``results.sqlite``)::
     runs(run_id PK, path, model, config, algorithm, optimizer, budget, budget_kind, budget_value,
          seed, reference, status, error, rst_s, wall_s, steps, tokens, final_val_loss,
          final_train_loss, trials, unigram_entropy, final_test_loss, final_test_loss_se, test_targets,
-         config_json, summary_json, fingerprint)
+         stem, fork_rst_s, config_json, summary_json, fingerprint)
     metrics(run_id, line, step, rst_s, wall_s, tokens, lr, train_loss, val_loss, final, extra_json)
     rst_breakdown(run_id, tag, rst_s, free_rst_s, units)
     evals(run_id, suite, average, protocol_json)
@@ -23,7 +23,9 @@ number of tuning trials the configuration's hyper-parameters came from (the swee
 NULL: untuned defaults); ``unigram_entropy`` the summary's (nats: the validation loss of predicting
 training-set token frequencies). ``final_test_loss`` (mean per-token loss on the test split, which
 tuning never sees), its standard error ``final_test_loss_se`` and ``test_targets`` (the number of
-targets it averages) are the summary's, NULL for runs that did not measure it. ``protocol_json`` is the suite's protocol (``eval/<suite>.json``).
+targets it averages) are the summary's, NULL for runs that did not measure it. ``stem`` and
+``fork_rst_s``: a wsd-branches branch's stem (its run directory's name) and the RST at which it forked
+from it (the share of its ``rst_s`` the stem paid), NULL for other runs. ``protocol_json`` is the suite's protocol (``eval/<suite>.json``).
 A store of an older schema is rebuilt from the run directories when opened. Example queries::
 
     -- mean final validation loss per configuration and budget
@@ -47,7 +49,7 @@ from pathlib import Path
 import yaml
 
 STORE_NAME = "results.sqlite"
-SCHEMA_VERSION = "3"   # a store with another version is rebuilt on opening
+SCHEMA_VERSION = "4"   # a store with another version is rebuilt on opening
 COORDS = "sweep-run.json"   # written by the sweep into each run directory: its grid coordinates
 FAILED = "failed.json"      # written when a run's training or evaluation raised
 SKIP_DIRS = {"checkpoints", "eval", "tensorboard", "wandb", "plots", "tables"}
@@ -63,7 +65,7 @@ CREATE TABLE runs (
     status TEXT NOT NULL, error TEXT,
     rst_s REAL, wall_s REAL, steps INTEGER, tokens INTEGER, final_val_loss REAL, final_train_loss REAL,
     trials INTEGER, unigram_entropy REAL, final_test_loss REAL, final_test_loss_se REAL, test_targets INTEGER,
-    config_json TEXT, summary_json TEXT, fingerprint TEXT NOT NULL);
+    stem TEXT, fork_rst_s REAL, config_json TEXT, summary_json TEXT, fingerprint TEXT NOT NULL);
 CREATE TABLE metrics (
     run_id TEXT NOT NULL, line INTEGER NOT NULL, step INTEGER, rst_s REAL, wall_s REAL, tokens INTEGER,
     lr REAL, train_loss REAL, val_loss REAL, final INTEGER, extra_json TEXT, PRIMARY KEY (run_id, line));
@@ -186,6 +188,7 @@ def read_run(run_dir: Path, root: Path, before: str | None = None) -> dict:
            _num(s.get("final_val_loss")), train_losses[-1] if train_losses else None,
            _num(coords.get("trials")), _num(s.get("unigram_entropy")), _num(s.get("final_test_loss")),
            _num(s.get("final_test_loss_se")), _num(s.get("test_targets")),
+           (s.get("branch") or {}).get("stem"), _num((s.get("branch") or {}).get("fork_rst_s")),
            json.dumps(config, sort_keys=True) if config is not None else None,
            json.dumps(summary, sort_keys=True) if summary is not None else None, before)
     return {"runs": [run], "metrics": metrics, "rst_breakdown": breakdown,

@@ -50,7 +50,8 @@ def cmd_sweep(a) -> None:
     print(f"sweep {spec.name}: {len(spec.runs())} runs into {out} "
           f"({len(spec.configurations)} configurations x {len(spec.budgets)} budgets x {len(spec.seeds)} seeds"
           f"{' x ' + str(len(spec.models)) + ' models' if len(spec.models) > 1 else ''}"
-          f"{f', + {extra} baseline-only' if extra else ''})")
+          f"{f', + {extra} baseline-only' if extra else ''}"
+          f"{'; the baseline below its largest budget as wsd branches' if spec.baseline_curve == 'wsd-branches' else ''})")
     if a.launcher != "local":
         from lmbudget.sweep.slurm import launch
         result = launch(spec, out, a.launcher, slurm_params, evaluate=not a.no_eval, report=not a.no_report,

@@ -18,6 +18,12 @@ cause): one still open when the run is next claimed ended with its process (OOM 
 last cause. Causes ``completed``, ``interrupted`` (Ctrl-C) and ``preempted`` (a SystemExit, as submitit's
 handler of Slurm's preemption or time-out signal raises) are not failures.
 
+A wsd-branches branch (``lmbudget.branches``) is claimed once its stem has written its fork; until then
+it waits: a worker with nothing else to claim waits while another worker trains that stem (a worker
+that claims the stem trains it, then finds its branches ready); a branch whose stem ended without
+its fork is recorded as failed. A cluster job for a branch waits for the fork like a job for a held
+run (below).
+
 A cluster job for one run (``only``) that finds the run held by another process waits for it
 (``busy_wait_s``; by default until 5 minutes before the Slurm job's end when Slurm states it, else 3
 minutes: past the NFSv4 lease of a lost node's lock) and
@@ -56,6 +62,7 @@ NOT_FAILURES = ("completed", "interrupted", "preempted")
 KILLED = "killed/unknown"
 BUSY_POLL_S = 10    # how often a job waiting for its held run looks again
 JOB_END_MARGIN_S = 300
+FORK_POLL_S = 2     # how often a worker waiting for a stem's fork looks again
 LEASE_WAIT_S = 180  # a job's wait when its end is unknown: past the NFSv4 lease (~90 s) of a lost node's lock
 
 
@@ -156,7 +163,7 @@ def run_sweep(spec: SweepSpec, out: Path, evaluate: bool = True, log=print, prog
         claimed = False
         for i, (run, cfg) in enumerate(runs, 1):
             run_dir = out / RUNS_DIR / run.name
-            if run.name in attempted or not has_work(run_dir, suites, since):
+            if run.name in attempted or not has_work(run_dir, suites, since) or waits_for_fork(run, out):
                 continue
             lock = DirLock(run_dir, "sweep")
             if not lock.try_acquire():
@@ -186,14 +193,22 @@ def run_sweep(spec: SweepSpec, out: Path, evaluate: bool = True, log=print, prog
                 lock.release()
             break
         if not claimed:
-            held = [out / RUNS_DIR / run.name for run, _ in runs if only is not None and run.name not in attempted
-                    and has_work(out / RUNS_DIR / run.name, suites, since) and held_elsewhere(out / RUNS_DIR / run.name) is not None]
-            if held and time.time() < wait_until:   # a cluster job's run held elsewhere: wait, then look again
-                time.sleep(max(0.0, min(BUSY_POLL_S, wait_until - time.time())))
+            left = [run for run, _ in runs if run.name not in attempted and has_work(out / RUNS_DIR / run.name, suites, since)]
+            held = [out / RUNS_DIR / run.name for run in left if only is not None
+                    and held_elsewhere(out / RUNS_DIR / run.name) is not None]
+            forks = [run for run in left if waits_for_fork(run, out)]
+            if only is None and any(held_elsewhere(out / RUNS_DIR / run.stem.name) is not None for run in forks):
+                time.sleep(FORK_POLL_S)   # another worker trains a stem whose branches wait for their forks
+                continue
+            if only is not None and (held or forks) and time.time() < wait_until:   # a cluster job's run: wait, look again
+                time.sleep(max(0.0, min(FORK_POLL_S if forks else BUSY_POLL_S, wait_until - time.time())))
                 continue
             if held:
                 raise RunBusy(f"{held[0]} is held by {describe(held_elsewhere(held[0]))}: this job ends without "
                               f"running it (see `lmbudget status {out}`; a later sweep resumes it if it is left unfinished)")
+            if only is not None and forks:
+                raise RunBusy(f"{out / RUNS_DIR / forks[0].name} waits for its stem {forks[0].stem.name} to reach the "
+                              f"start of its cooldown: this job ends without running it (a later sweep runs it)")
             break
     for run, _ in runs:
         run_dir = out / RUNS_DIR / run.name
@@ -278,9 +293,14 @@ def failure_cause(run_dir: Path) -> str:
 def train_one(train, run: RunSpec, cfg, run_dir: Path, state: str, tag: str, progress: bool, device, log,
               result: SweepResult) -> bool:
     """Train or resume one claimed run; False (recorded in failed.json) when it raised."""
+    from lmbudget import checkpoint
+    from lmbudget.branches import start_branch
     log(f"{tag}: {'resuming' if state == 'started' else 'training'}")
     atomic_write_json(run_dir / COORDS, run.coordinates())
     try:
+        if run.stem is not None and checkpoint.latest(run_dir) is None:
+            fork = start_branch(run_dir.parent / run.stem.name, run.budget, run_dir)
+            log(f"{tag}: a branch of {fork['stem']}, from its fork at step {fork['fork_step']} ({fork['fork_rst_s']:.2f} RST s)")
         summary = train(cfg, run_dir, resume=True, progress=progress, device=device,
                         log=lambda msg: log(f"{tag}: {msg}"))
     except Exception as e:  # noqa: BLE001 -- one failing run must not stop the sweep
@@ -292,6 +312,20 @@ def train_one(train, run: RunSpec, cfg, run_dir: Path, state: str, tag: str, pro
     result.trained.append(run.name)
     log(f"{tag}: {summary['status']}, final val loss {summary.get('final_val_loss')}")
     return True
+
+
+def waits_for_fork(run: RunSpec, out: Path) -> bool:
+    """Whether ``run`` is a branch that cannot start yet: it has no checkpoint of its own, its stem's fork is
+    not written, and its stem is still training (a stem that ended without it never will: the branch is then
+    claimed, and fails saying so)."""
+    from lmbudget import checkpoint
+    from lmbudget.branches import fork_ready
+    from lmbudget.runs import run_state
+    if run.stem is None:
+        return False
+    stem_dir, run_dir = Path(out) / RUNS_DIR / run.stem.name, Path(out) / RUNS_DIR / run.name
+    return (not fork_ready(stem_dir, run.budget) and checkpoint.latest(run_dir) is None
+            and run_state(stem_dir) in ("empty", "started"))
 
 
 def has_work(run_dir: Path, suites: list[str], since: float) -> bool:

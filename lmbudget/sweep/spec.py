@@ -8,6 +8,8 @@ A spec (see ``lmbudget/sweep/specs/*.yaml`` for the built-in ones)::
     reference: null                  # null: each model preset's own reference system
     budgets: [1min, 2min, 4min]
     baseline_budgets: [15s, 30s, 8min]   # the baseline (baseline+adamw) only: its speedup curve
+    baseline_curve: independent      # or wsd-branches: the baseline's smaller budgets as cooldown branches
+                                     # of one wsd run per seed (lmbudget/branches.py)
     seeds: [0, 1, 2]
     optimizer: adamw                 # the optimizer of configurations that name none
     configurations:                  # the table's rows
@@ -41,8 +43,9 @@ from lmbudget.io import read_yaml
 BUILTIN_DIR = Path(__file__).resolve().parent / "specs"
 KEYS = ("name", "description", "models", "model", "reference", "budgets", "seeds", "optimizer", "configurations",
         "algorithms", "optimizers", "algorithm_overrides", "overrides", "evaluate", "eval_max_train",
-        "eval_max_eval", "baseline_budgets", "tuned", "requires")
+        "eval_max_eval", "baseline_budgets", "baseline_curve", "tuned", "requires")
 CONFIG_KEYS = ("algorithm", "optimizer", "label", "overrides", "trials")
+CURVES = ("independent", "wsd-branches")  # how the baseline's budgets are run
 
 
 class SweepError(ConfigError):
@@ -68,6 +71,8 @@ class RunSpec:
     seed: int
     reference: str | None
     overrides: tuple[str, ...]
+    forks: tuple[str, ...] = ()        # a wsd-branches stem: the budgets of its branches
+    stem: RunSpec | None = None        # a wsd-branches branch: its stem
 
     @property
     def name(self) -> str:
@@ -81,10 +86,19 @@ class RunSpec:
                 "budget": self.budget, "seed": self.seed, "reference": self.reference, "trials": c.trials}
 
     def make_config(self):
+        """The run's config; a stem's also lists its forks (``train.forks``), a branch's states the stem's warm-up
+        as its own fraction (``branches.branch_warmup``)."""
         from lmbudget.runs import make_config
         c = self.configuration
+        extra = [f"train.forks={','.join(self.forks)}"] if self.forks else []
+        if self.stem is not None:
+            from lmbudget.branches import branch_warmup
+            from lmbudget.clock import parse_budget
+            stem = self.stem.make_config()
+            warmup = branch_warmup(stem.optim.warmup, parse_budget(stem.train.budget), parse_budget(self.budget))
+            extra.append(f"optim.warmup={warmup!r}")
         return make_config(self.model, c.algorithm, c.optimizer, self.budget, self.seed, self.reference,
-                           [*self.overrides, *c.overrides])
+                           [*self.overrides, *c.overrides, *extra])
 
 
 @dataclass
@@ -104,6 +118,7 @@ class SweepSpec:
     baseline_budgets: list[str] = field(default_factory=list)  # extra budgets run by the baseline row only
     optimizer: str = "adamw"         # the optimizer of rows that name none (also those --algorithms adds)
     requires: dict[str, str] = field(default_factory=dict)  # key -> form of the value `overrides` must give
+    baseline_curve: str = "independent"  # or "wsd-branches" (CURVES)
 
     def baseline(self) -> Configuration | None:
         """The row the report compares with (baseline+adamw), which also runs ``baseline_budgets``."""
@@ -119,8 +134,25 @@ class SweepSpec:
                 for m in self.models for b in self.budgets for s in self.seeds for c in self.configurations]
         base, shared = self.baseline(), {parse_budget(b) for b in self.budgets}
         extra = [b for b in self.baseline_budgets if parse_budget(b) not in shared]
-        return grid + [RunSpec(m, base, b, s, self.reference, tuple(self.overrides))
+        runs = grid + [RunSpec(m, base, b, s, self.reference, tuple(self.overrides))
                        for m in self.models for b in (extra if base else []) for s in self.seeds]
+        return self.branched(runs) if base and self.baseline_curve == "wsd-branches" else runs
+
+    def branched(self, runs: list[RunSpec]) -> list[RunSpec]:
+        """``baseline_curve: wsd-branches``: per model and seed, the baseline's run at its largest budget is the
+        stem, its runs at the smaller ones are the stem's branches (``lmbudget.branches``)."""
+        from lmbudget.clock import parse_budget
+        runs, base = list(runs), self.baseline()
+        for m in self.models:
+            for s in self.seeds:
+                mine = sorted((i for i, r in enumerate(runs) if (r.model, r.configuration, r.seed) == (m, base, s)),
+                              key=lambda i: parse_budget(runs[i].budget).value)
+                if len(mine) < 2:
+                    continue
+                stem = runs[mine[-1]] = dataclasses.replace(runs[mine[-1]], forks=tuple(runs[i].budget for i in mine[:-1]))
+                for i in mine[:-1]:
+                    runs[i] = dataclasses.replace(runs[i], stem=stem)
+        return runs
 
     def to_dict(self) -> dict:
         return {"name": self.name, "description": self.description, "models": self.models,
@@ -128,8 +160,9 @@ class SweepSpec:
                 "configurations": [{"label": c.label, "algorithm": c.algorithm, "optimizer": c.optimizer,
                                     "overrides": list(c.overrides), "trials": c.trials} for c in self.configurations],
                 "overrides": self.overrides, "evaluate": self.evaluate, "eval_max_train": self.eval_max_train,
-                "eval_max_eval": self.eval_max_eval, "baseline_budgets": self.baseline_budgets, "tuned": self.tuned,
-                "optimizer": self.optimizer, "requires": self.requires}
+                "eval_max_eval": self.eval_max_eval, "baseline_budgets": self.baseline_budgets,
+                "baseline_curve": self.baseline_curve, "tuned": self.tuned, "optimizer": self.optimizer,
+                "requires": self.requires}
 
 
 # ----------------------------------------------------------------------------- reading
@@ -260,11 +293,15 @@ def parse_spec(raw: dict, default_name: str = "sweep", base_dir: Path | None = N
                      eval_max_train=int(raw.get("eval_max_train") or 0),
                      eval_max_eval=int(raw.get("eval_max_eval") or 0), description=str(raw.get("description") or ""),
                      baseline_budgets=baseline_budgets, optimizer=default_opt,
-                     requires=parse_requires(raw.get("requires")))
+                     requires=parse_requires(raw.get("requires")),
+                     baseline_curve=str(raw.get("baseline_curve") or "independent"))
+    if spec.baseline_curve not in CURVES:
+        raise SweepError(f"unknown baseline_curve '{spec.baseline_curve}'; choose one of {', '.join(CURVES)}")
     check_unique(spec)
     if raw.get("tuned") is not None:
         tuned = Path(str(raw["tuned"]))
         spec = apply_tuned(spec, tuned if tuned.is_absolute() or base_dir is None else base_dir / tuned)
+    check_curve(spec)
     return spec
 
 
@@ -334,6 +371,35 @@ def check_unique(spec: SweepSpec) -> None:
         raise SweepError("baseline_budgets needs the baseline row (baseline+adamw) among the configurations")
 
 
+def check_curve(spec: SweepSpec) -> None:
+    """``baseline_curve: wsd-branches`` needs the baseline row, on the wsd schedule, its budgets of one kind,
+    and its warm-up (over the largest budget's, which every branch shares) over before the smallest budget's
+    cooldown starts. Checked on the baseline's config as the sweep makes it (tuned overrides included)."""
+    from lmbudget.branches import fork_problem
+    from lmbudget.clock import parse_budget
+    if spec.baseline_curve != "wsd-branches":
+        return
+    base = spec.baseline()
+    if base is None:
+        raise SweepError("baseline_curve: wsd-branches branches the baseline row (baseline+adamw), which the sweep "
+                         "lacks: add `baseline` to the configurations, or use baseline_curve: independent")
+    budgets = sorted({parse_budget(b) for b in [*spec.budgets, *spec.baseline_budgets]}, key=lambda b: (b.kind, b.value))
+    if len({b.kind for b in budgets}) > 1:
+        raise SweepError(f"baseline_curve: wsd-branches needs the baseline's budgets of one kind, RST or steps (it has "
+                         f"{', '.join(map(str, budgets))}): branches fork from one run")
+    for run in (r for r in spec.runs() if r.forks and r.seed == spec.seeds[0]):
+        cfg = dataclasses.replace(run, forks=()).make_config()
+        if cfg.optim.schedule != "wsd":
+            raise SweepError(f"baseline_curve: wsd-branches needs the baseline on optim.schedule=wsd ({base.label} of "
+                             f"{run.model} has {cfg.optim.schedule}): add optim.schedule=wsd to its overrides, or use "
+                             f"baseline_curve: independent")
+        stem = parse_budget(run.budget)
+        for b in run.forks:
+            problem = fork_problem(cfg.optim.warmup, cfg.optim.cooldown, stem, parse_budget(b))
+            if problem:
+                raise SweepError(f"baseline_curve: wsd-branches: {problem}")
+
+
 # ----------------------------------------------------------------------------- narrowing
 
 def _check_known(kind: str, name: str, known) -> None:
@@ -398,8 +464,8 @@ def narrow(spec: SweepSpec, models=None, budgets=None, seeds=None, algorithms=No
             _check_known("optimizer", o, list(dict.fromkeys(c.optimizer for c in rows)))
         rows = [c for c in rows if c.optimizer in optimizers]
     spec.configurations = rows
-    if spec.baseline() is None:
-        spec.baseline_budgets = []
+    if spec.baseline() is None:   # nothing to run baseline-only, nothing to branch
+        spec.baseline_budgets, spec.baseline_curve = [], "independent"
     if evaluate is not None:
         spec.evaluate = list(evaluate)
     if eval_max_train is not None:
@@ -409,6 +475,7 @@ def narrow(spec: SweepSpec, models=None, budgets=None, seeds=None, algorithms=No
     if not (spec.models and spec.configurations and spec.budgets and spec.seeds):
         raise SweepError("the narrowed sweep is empty: check --models/--algorithms/--optimizers/--budgets/--seeds")
     check_unique(spec)
+    check_curve(spec)
     return spec
 
 
