@@ -33,7 +33,7 @@ import torch
 
 from lmbudget.errors import ConfigError
 
-from ._common import check_betas
+from ._common import GroupwiseOptimizer, check_betas
 from .base import OptimizerPlugin, role_groups
 
 
@@ -68,7 +68,7 @@ def refresh_basis(preconditioners: list, bases: list, exp_avg_sq: torch.Tensor) 
     return fresh, exp_avg_sq
 
 
-class SOAP(torch.optim.Optimizer):
+class SOAP(GroupwiseOptimizer):
     def __init__(self, params, lr: float = 3e-3, betas=(0.95, 0.95), shampoo_beta: float = -1, eps: float = 1e-8,
                  weight_decay: float = 0.01, precondition_frequency: int = 10, max_precond_dim: int = 10000,
                  precondition_1d: bool = False, normalize_grads: bool = False, correct_bias: bool = True):
@@ -107,50 +107,45 @@ class SOAP(torch.optim.Optimizer):
                 others = [d for d in range(grad.dim()) if d != dim]
                 mat.lerp_(torch.tensordot(grad, grad, dims=[others, others]), 1 - beta)
 
-    @torch.no_grad()
-    def step(self, closure=None):
+    @staticmethod
+    def fresh_state(p: torch.Tensor) -> dict:
+        return {}  # filled at the parameter's first step (update_group), which only starts its bases
+
+    def update_group(self, group: dict, params: list, grads: list, states: list[dict]) -> None:
         from lmbudget.distributed import gather_full as whole, shard_like
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
         # Under FSDP (sharded parameters) every rank rotates the whole gradient and moments, the same on every
         # rank; m, v and the update are kept in the parameter's layout, L, R and Q whole (each rank a copy).
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad, state = whole(p.grad), self.state[p]
-                if not state:  # the first step: start L, R and Q from this gradient, move nothing
-                    state.update(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p),
-                                 GG=[torch.zeros(n, n, dtype=grad.dtype, device=grad.device) if rotated else None
-                                     for n, rotated in zip(grad.shape, self._preconditioned(group, p))])
-                    self._accumulate(group, state, grad)
-                    state["Q"] = [None if mat is None else eigenbasis(mat) for mat in state["GG"]]
-                    continue
-                state["step"] += 1
-                m, v = state["exp_avg"], state["exp_avg_sq"]
-                rotated = shard_like(rotate(grad, state["Q"]), p)
-                m.mul_(beta1).add_(rotated, alpha=1 - beta1)
-                v.mul_(beta2).add_(rotated.square(), alpha=1 - beta2)
-                step_size = group["lr"]
-                if group["correct_bias"]:
-                    step_size *= math.sqrt(1 - beta2 ** state["step"]) / (1 - beta1 ** state["step"])
-                m_whole, v_whole = whole(m), whole(v)
-                update = rotate(m_whole / (v_whole.sqrt() + group["eps"]), state["Q"], back=True)
-                if group["normalize_grads"]:
-                    update = update / (1e-30 + update.square().mean().sqrt())
-                p.add_(shard_like(update, p), alpha=-step_size)
-                if group["weight_decay"] > 0:
-                    p.add_(p, alpha=-group["lr"] * group["weight_decay"])
+        beta1, beta2 = group["betas"]
+        for p, grad, state in zip(params, grads, states):
+            grad = whole(grad)
+            if not state:  # the first step: start L, R and Q from this gradient, move nothing
+                state.update(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p),
+                             GG=[torch.zeros(n, n, dtype=grad.dtype, device=grad.device) if rotated else None
+                                 for n, rotated in zip(grad.shape, self._preconditioned(group, p))])
                 self._accumulate(group, state, grad)
-                if state["step"] % group["precondition_frequency"] == 0:
-                    m_plain = rotate(m_whole, state["Q"], back=True)
-                    state["Q"], v_whole = refresh_basis(state["GG"], state["Q"], v_whole)
-                    state["exp_avg"], state["exp_avg_sq"] = (shard_like(rotate(m_plain, state["Q"]), p),
-                                                             shard_like(v_whole, p))
-        return loss
+                state["Q"] = [None if mat is None else eigenbasis(mat) for mat in state["GG"]]
+                continue
+            state["step"] += 1
+            m, v = state["exp_avg"], state["exp_avg_sq"]
+            rotated = shard_like(rotate(grad, state["Q"]), p)
+            m.mul_(beta1).add_(rotated, alpha=1 - beta1)
+            v.mul_(beta2).add_(rotated.square(), alpha=1 - beta2)
+            step_size = group["lr"]
+            if group["correct_bias"]:
+                step_size *= math.sqrt(1 - beta2 ** state["step"]) / (1 - beta1 ** state["step"])
+            m_whole, v_whole = whole(m), whole(v)
+            update = rotate(m_whole / (v_whole.sqrt() + group["eps"]), state["Q"], back=True)
+            if group["normalize_grads"]:
+                update = update / (1e-30 + update.square().mean().sqrt())
+            p.add_(shard_like(update, p), alpha=-step_size)
+            if group["weight_decay"] > 0:
+                p.add_(p, alpha=-group["lr"] * group["weight_decay"])
+            self._accumulate(group, state, grad)
+            if state["step"] % group["precondition_frequency"] == 0:
+                m_plain = rotate(m_whole, state["Q"], back=True)
+                state["Q"], v_whole = refresh_basis(state["GG"], state["Q"], v_whole)
+                state["exp_avg"], state["exp_avg_sq"] = (shard_like(rotate(m_plain, state["Q"]), p),
+                                                         shard_like(v_whole, p))
 
 
 class SoapPlugin(OptimizerPlugin):
