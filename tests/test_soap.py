@@ -104,6 +104,11 @@ def test_soap_first_step_moves_nothing_and_the_charge_follows_its_refreshes():
             assert all(torch.equal(p.detach(), s) for p, s in zip(params, start))
     # Call 1 computes the first bases; calls 6 and 11 (steps 5 and 10 after it) refresh them.
     assert [i + 1 for i, k in enumerate(keys) if k == "soap-refresh"] == [1, 6, 11]
+    idle = torch.nn.Parameter(torch.zeros(4, 3))  # never given a gradient (a layer not yet active): never stepped
+    opt.add_param_group({"params": [idle]})
+    for p, g in zip(params, grads[0]):
+        p.grad = g.clone()
+    assert plugin.step_cost_key(opt) == "soap"  # call 14: no refresh due, and the idle matrix is not started
     assert plugin.cost_keys == ("soap", "soap-refresh")
     assert optimizer_plugin(SoapPlugin.Config(precondition_frequency=1)).cost_keys == ("soap-refresh",)
 

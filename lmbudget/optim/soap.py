@@ -89,10 +89,11 @@ class SOAP(GroupwiseOptimizer):
         return [n <= group["max_precond_dim"] and d not in kept for d, n in enumerate(p.shape)]
 
     def refreshes_next(self) -> bool:
-        """Whether the next ``step()`` computes eigenbases: some parameter's first step, or a refresh."""
+        """Whether the next ``step()`` computes eigenbases: some parameter's first step, or a refresh. Asked after
+        the backward pass: a parameter without a gradient (a layer not yet stacked or dropped) is not stepped."""
         for group in self.param_groups:
             for p in group["params"]:
-                if not any(self._preconditioned(group, p)):  # no eigen-work for it
+                if p.grad is None or not any(self._preconditioned(group, p)):  # no eigen-work for it
                     continue
                 state = self.state.get(p)
                 if not state or (state["step"] + 1) % group["precondition_frequency"] == 0:
