@@ -291,12 +291,13 @@ def verdict_markdown(sections: list[Section]) -> str:
 def section_markdown(s: Section, root: Path, plots: bool) -> tuple[str, str, list[Path]]:
     """One model's part of report.md, its main (validation-loss) table, and the plots it wrote."""
     refs = ", ".join(s.references) or "unknown"
+    transfers = V.transfers(s)
     only = f" Baseline-only budgets (its speedup curve): {', '.join(s.baseline_only)}." if s.baseline_only else ""
     md = [f"## {s.model}\n",
           f"Reference system: {refs}" + (" — **runs on different reference systems are not comparable**"
                                          if len(s.references) > 1 else "") +
           f". Seeds: {', '.join(map(str, s.seeds))}. Baseline: {s.baseline or 'none in this sweep'}.{only}\n",
-          f"{V.plateau(s)[0]}\n\n{V.tuning(s)[0]}\n" + (f"\n{V.transfers(s)}\n" if V.transfers(s) else "")]
+          f"{V.plateau(s)[0]}\n\n{V.tuning(s)[0]}\n" + (f"\n{transfers}\n" if transfers else "")]
     speedup, main = speedup_markdown(s), ""
     for i, m in enumerate(s.metrics):
         direction = "lower is better" if m.lower_is_better else "higher is better"
