@@ -17,11 +17,6 @@ SOPHIA_EQUIV = ["optim.hessian_every=2", "optim.rho=1000", "optim.hessian_batch_
 # For the two-rank comparison only: Sophia as above; RHO-loss's irreducible-loss model trained for the
 # whole 12 steps (a quarter, 3 steps, can end above its first loss, which fails it as diverged).
 RANK_OVERRIDES = {"sophia": SOPHIA_EQUIV, "rho-loss": ["algorithm.il_budget_fraction=1"]}
-# Known, documented (README, SOAP row): SOAP's two ranks do not end where one process does. Its eigenbases of
-# rank-deficient L and R leave directions whose gradient is rounding noise, and Adam's per-coordinate
-# normalisation there turns a 1e-7 difference of summation order into O(lr) steps (the authors' code alike:
-# 1e-7 relative noise on the gradients moves 12 steps' weights by 0.05). The kit reports it as a FAIL.
-RANK_DIVERGENT = {"soap"}
 
 
 @pytest.fixture(scope="session")

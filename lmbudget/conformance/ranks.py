@@ -31,18 +31,25 @@ class TwoRanks:
                       "train.checkpoint_every=2"]
         self.proc = None
 
+    def extra_for(self, p: Plugin) -> list[str]:
+        """The runs' settings; for a rounding-sensitive optimizer (``OptimizerPlugin.rounding_sensitive``) ones
+        whose reductions do not round: one microbatch per rank (one process adds the two halves as the ranks'
+        average does, exactly) and no clipping (a norm over shards sums in another order than over whole tensors)."""
+        sensitive = p.kind == "optimizer" and getattr(p.resolved(), "rounding_sensitive", False)
+        return self.extra + (["train.micro_batch=16", "optim.clip=0"] if sensitive else [])
+
     def specs(self) -> dict:
         from lmbudget.clock import parse_budget
         out = {}
         for p, preset, budget, _ in self.jobs:
             algorithm, optimizer = p.runs_with()
             base = {"model": preset, "algorithm": algorithm, "optimizer": optimizer,
-                    "overrides": p.overrides_with(self.extra, ranks=True)}
+                    "overrides": p.overrides_with(self.extra_for(p), ranks=True)}
             name = job_name(p, preset)
             out[f"{name}-ddp"] = dict(base, budget=RANK_STEPS, parallel="ddp")
             out[f"{name}-fsdp"] = dict(base, budget=RANK_STEPS, parallel="fsdp")
             out[f"{name}-budget"] = dict(base, budget=f"{parse_budget(budget).value * RANK_BUDGET_SHARE:.3g}s",
-                                         parallel="ddp", overrides=p.overrides_with(self.extra))
+                                         parallel="ddp", overrides=p.overrides_with(self.extra_for(p)))
         return out
 
     def start(self) -> None:
@@ -59,7 +66,7 @@ class TwoRanks:
         for p, preset, budget, where in self.jobs:
             if getattr(p.resolved(), "rank_local", False):
                 continue
-            cfg = p.config(preset, RANK_STEPS, self.corpus, extra=self.extra, ranks=True)
+            cfg = p.config(preset, RANK_STEPS, self.corpus, extra=self.extra_for(p), ranks=True)
             try:
                 train(cfg, where / "one-process", **QUIET)
                 singles[job_name(p, preset)] = where / "one-process"

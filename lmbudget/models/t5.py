@@ -187,8 +187,9 @@ class T5Model(TargetLoss, nn.Module):
         causal = torch.full((t, t), float("-inf"), device=dec_in.device).triu(1)
         buckets = self._buckets(t, False, dec_in.device)
         for i in range(len(self.layers)) if active is None else active:
-            if i >= n:
-                y = self.layers[i](y, buckets, causal, memory, memory_mask)
+            if i >= n:  # memory through a node per block: its gradient then adds up per block, in the same
+                # order with or without FSDP (which passes every block's inputs through a node of its own)
+                y = self.layers[i](y, buckets, causal, memory.view_as(memory), memory_mask)
         return y
 
     def target_hidden(self, batch: dict, active: Sequence[int] | None = None) -> torch.Tensor:

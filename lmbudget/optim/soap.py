@@ -155,6 +155,9 @@ class SoapPlugin(OptimizerPlugin):
     # The steps that compute eigenbases, timed by calibrate with a refresh at every step.
     cost_variants = {"soap-refresh": {"precondition_frequency": 1}}
     needs_roles = True
+    # Directions of L and R's null space get rounding noise as gradient, which Adam's normalisation there turns
+    # into steps of order lr: another summation order (2 ranks vs 1 process) ends elsewhere.
+    rounding_sensitive = True
 
     @dataclass
     class Config(OptimizerPlugin.Config):
