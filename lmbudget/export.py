@@ -1,14 +1,15 @@
 """``lmbudget export RUN --format hf --out DIR``: a run's model as its exact ``transformers`` counterpart.
 
-The family converts the model (``ModelFamily.to_transformers``; GPT -> ``LlamaForCausalLM`` with a
-generation config) and the tokenizer (``PreTrainedTokenizerFast``, :func:`hf_tokenizer`) and saves them
+The family converts the model (``ModelFamily.to_transformers``; GPT -> ``LlamaForCausalLM``, T5 ->
+``UMT5ForConditionalGeneration``, each with a generation config) and the tokenizer (``PreTrainedTokenizerFast``, :func:`hf_tokenizer`) and saves them
 (``ModelFamily.export``); this module adds a README saying which checkpoint it is. Everything is written
 into a temporary folder beside DIR and renamed into place at the end, so DIR is either absent or
 complete; an existing DIR that is not empty is never touched. A family without an exact counterpart
-(BERT, T5) is refused with one line saying why.
+(the crammed BERT) is refused with one line saying why.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -65,6 +66,7 @@ def export_run(run_dir: Path, out_dir: Path, fmt: str = "hf", allow_unfinished: 
         except NotImplementedError as e:
             raise ExportError(f"{run_dir}: {e}") from None
         step = run.checkpoint.name
+        architecture = json.loads((tmp / "config.json").read_text())["architectures"][0]
         unfinished = state == "started"
         atomic_write_text(tmp / "README.md", "\n".join([
             f"# {run_dir.name}: exported by `lmbudget export`", "",
@@ -73,7 +75,7 @@ def export_run(run_dir: Path, out_dir: Path, fmt: str = "hf", allow_unfinished: 
             f"- checkpoint: `{step}`" + (" — the run is UNFINISHED: this is its latest checkpoint, not a final "
                                         "model (exported with --allow-unfinished)" if unfinished else
                                         f" (the run's final checkpoint; status {state})"),
-            "", "Load it with `transformers.AutoModelForCausalLM.from_pretrained(DIR)` and "
+            "", f"Load it with `transformers.{architecture}.from_pretrained(DIR)` (or the Auto class of its task) and "
                 "`AutoTokenizer.from_pretrained(DIR)`.", ""]))
         if out_dir.exists():
             out_dir.rmdir()  # empty (checked above)

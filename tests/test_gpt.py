@@ -191,7 +191,54 @@ def test_export_refuses_bad_input_and_overwrites_nothing(gpt_run, tmp_path):
     assert "UNFINISHED" in (out / "README.md").read_text()
 
 
-@pytest.mark.parametrize("name, why", [("bert", "gated FFN"), ("t5", "relative position bias")])
+@pytest.fixture(scope="module")
+def t5_run(corpus, tmp_path_factory):
+    """A finished t5-micro run of 4 steps."""
+    from lmbudget.runs import make_config, train
+    run_dir = tmp_path_factory.mktemp("t5") / "run"
+    cfg = make_config("t5-micro", budget="4 steps", overrides=[f"data.corpus={corpus}", "train.eval_every=2"])
+    assert train(cfg, run_dir, progress=False, log=lambda *_: None)["status"] == "completed"
+    return run_dir
+
+
+def test_t5_export_is_umt5_with_the_same_logits_and_greedy_outputs(t5_run, tmp_path):
+    """Our T5 (a relative position bias in every block) is UMT5's layout: the export loads with
+    AutoModelForSeq2SeqLM, keeps the untied head, and gives our logits (padded encoder row included) and our
+    greedy outputs."""
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from lmbudget.evaluate.pretrained import load_run
+    from lmbudget.export import export_run
+    out = export_run(t5_run, tmp_path / "hf", log=lambda *_: None)
+    hf, tok = AutoModelForSeq2SeqLM.from_pretrained(out).eval(), AutoTokenizer.from_pretrained(out)
+    assert type(hf).__name__ == "UMT5ForConditionalGeneration" and "UMT5ForConditionalGeneration" in (
+        out / "README.md").read_text()
+    run = load_run(t5_run)
+    model, special = run.model().eval(), run.data.special
+    assert not torch.equal(hf.lm_head.weight, hf.shared.weight)  # the head stays untied (v1.1)
+    texts = ["The government said on Monday that the plans would go ahead.", "Shares fell."]
+    ids = [run.data.tokenizer.encode(t).ids for t in texts]
+    assert tok(texts[0])["input_ids"] == ids[0] and ids[0][-1] == special["eos"] == tok.eos_token_id
+    width = max(map(len, ids))
+    inputs = torch.tensor([i + [special["pad"]] * (width - len(i)) for i in ids])
+    mask = (torch.arange(width)[None] < torch.tensor([[len(i)] for i in ids])).long()
+    labels = torch.randint(5, 500, (2, 6), generator=torch.Generator().manual_seed(0))
+    dec_in = torch.cat([labels.new_full((2, 1), special["pad"]), labels[:, :-1]], dim=1)
+    with torch.no_grad():
+        ours = model.lm_head(model.decoder_norm(model.target_hidden(
+            {"input_ids": inputs, "labels": labels, "attention_mask": mask})))
+        theirs = hf(input_ids=inputs, attention_mask=mask, decoder_input_ids=dec_in).logits
+        assert (ours - theirs).abs().max() < 1e-4
+        mine = model.generate(inputs, mask, max_new_tokens=8, eos_id=special["eos"])
+        greedy = hf.generate(input_ids=inputs, attention_mask=mask, max_new_tokens=8)
+    assert sum(map(len, mine)) >= 4, mine  # something was generated
+    for row, theirs_row in zip(mine, greedy.tolist()):
+        theirs_row = theirs_row[1:]  # after the decoder start (pad); up to the eos
+        assert row == theirs_row[:theirs_row.index(special["eos"])] if special["eos"] in theirs_row else (
+            row == [t for t in theirs_row if t != special["pad"]]), (row, theirs_row)
+
+
+@pytest.mark.parametrize("name, why", [("bert", "gated FFN")])
 def test_families_without_an_exact_counterpart_refuse_export(name, why, tmp_path):
     with pytest.raises(NotImplementedError, match=why) as e:
         family(name).export(None, None, None, {}, tmp_path)

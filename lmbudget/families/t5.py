@@ -86,10 +86,61 @@ class T5Family(ModelFamily):
         from lmbudget.data.span_corruption import span_corrupt_batch
         return span_corrupt_batch(tokens, cfg.data, special, generator)
 
+    def transformers_model(self, cfg: T5Config, special: dict | None = None):
+        """``UMT5ForConditionalGeneration`` of the same shape (untrained): T5 v1.1 with a relative position bias in
+        every block's self-attention, which is exactly this model (``T5ForConditionalGeneration`` shares block 0's
+        bias: no exact mapping). Untied head, so no d^-0.5 rescale of the decoder output."""
+        from transformers import UMT5Config, UMT5ForConditionalGeneration
+
+        from lmbudget.models.t5 import NORM_EPS
+        special = special or self.synthetic_special(cfg.vocab_size)
+        hf_cfg = UMT5Config(
+            vocab_size=cfg.vocab_size, d_model=cfg.hidden, d_kv=cfg.hidden // cfg.heads, d_ff=cfg.ffn,
+            num_layers=cfg.n_layers, num_decoder_layers=cfg.n_layers, num_heads=cfg.heads,
+            relative_attention_num_buckets=cfg.rel_buckets, relative_attention_max_distance=cfg.rel_max_distance,
+            dropout_rate=0.0, layer_norm_epsilon=NORM_EPS, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
+            pad_token_id=special["pad"], eos_token_id=special["eos"], decoder_start_token_id=special["pad"])
+        hf = UMT5ForConditionalGeneration(hf_cfg)
+        if hf.lm_head.weight is hf.shared.weight:  # transformers 5 ties every T5's head; from_pretrained unties a
+            hf.lm_head.weight = torch.nn.Parameter(hf.shared.weight.detach().clone())  # saved head that differs
+            getattr(hf, "all_tied_weights_keys", {}).pop("lm_head.weight", None)
+        return hf
+
     def to_transformers(self, model, cfg: T5Config, tokenizer, special: dict):
-        raise NotImplementedError(
-            "lmbudget's T5 gives every block its own relative position bias (so blocks can be copied or skipped); "
-            "T5ForConditionalGeneration computes it in block 0 and shares it: there is no exact counterpart")
+        """``UMT5ForConditionalGeneration`` with our weights under its names, and a greedy generation config."""
+        from transformers import GenerationConfig
+
+        from lmbudget.export import hf_tokenizer
+        hf = self.transformers_model(cfg, special)
+        n, state = cfg.n_layers, {}
+        for name, value in model.state_dict().items():
+            state[hf_name(name, n)] = value
+        state["encoder.embed_tokens.weight"] = state["decoder.embed_tokens.weight"] = state["shared.weight"]
+        missing, unexpected = hf.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise RuntimeError(f"the T5 -> UMT5 mapping is incomplete: missing {missing}, unexpected {unexpected}")
+        hf.generation_config = GenerationConfig(do_sample=False, max_new_tokens=64, eos_token_id=special["eos"],
+                                                pad_token_id=special["pad"], decoder_start_token_id=special["pad"])
+        return hf.eval(), hf_tokenizer(tokenizer, special)
 
     def synthetic_special(self, vocab_size: int) -> dict:
         return dict(super().synthetic_special(vocab_size), eos=1, sentinel_0=vocab_size - 1)
+
+
+# Our names (models/t5.py) -> UMT5's: a block's sublayers are numbered self-attention, cross-attention (decoder), FFN.
+_SUBLAYERS = {"self_attn": "0.SelfAttention", "self_norm": "0.layer_norm", "rel_bias": "0.SelfAttention.relative_attention_bias"}
+_OUTSIDE = {"embed.weight": "shared.weight", "encoder_norm.weight": "encoder.final_layer_norm.weight",
+            "decoder_norm.weight": "decoder.final_layer_norm.weight", "lm_head.weight": "lm_head.weight"}
+
+
+def hf_name(name: str, n_layers: int) -> str:
+    """UMT5ForConditionalGeneration's name of one of our T5's parameters (encoder blocks are layers[:n])."""
+    if name in _OUTSIDE:
+        return _OUTSIDE[name]
+    _, index, sub, rest = name.split(".", 3)
+    i = int(index)
+    stack, i = ("encoder", i) if i < n_layers else ("decoder", i - n_layers)
+    ffn = 2 if stack == "decoder" else 1
+    sub = {"cross_attn": "1.EncDecAttention", "cross_norm": "1.layer_norm", "ffn": f"{ffn}.DenseReluDense",
+           "ffn_norm": f"{ffn}.layer_norm", **_SUBLAYERS}[sub]
+    return f"{stack}.block.{i}.layer.{sub}.{rest}"
