@@ -6,7 +6,10 @@ train on the same batches (the family's own objective) with the same (fused) Ada
 one process, alternating rounds so that machine noise hits both alike. HF runs with both of its
 attention implementations and is credited with the faster one in each precision. Prints tokens/s of
 each, their ratio, and model FLOP utilisation (the matrix work of one training step, counted by
-torch's FLOP counter) against a matrix-product peak measured in the same run.
+torch's FLOP counter) against a matrix-product peak measured in the same run. With ``--ceiling``, the
+profiler's share of HF's step spent in the kernels any implementation of the same computation runs (matrix
+products, softmax / cross-entropy, attention, the fused AdamW): one over it bounds the ratio any model of
+this shape and precision can reach against HF by removing everything else.
 
     python benchmarks/throughput.py                     # bert-tiny, fp32 and bf16 (+ compile)
     python benchmarks/throughput.py --model gpt-demo --modes fp32
@@ -66,6 +69,26 @@ def step_flops(model, batch: dict) -> float:
     return float(counter.get_total_flops())
 
 
+# The kernels of the computation itself: what no implementation of the same model, loss and optimizer avoids.
+CORE_KERNELS = ("aten::mm", "aten::bmm", "aten::addmm", "aten::_log_softmax", "aten::_log_softmax_backward_data",
+                "aten::_scaled_dot_product_flash_attention_for_cpu",
+                "aten::_scaled_dot_product_flash_attention_for_cpu_backward",
+                "aten::_scaled_dot_product_efficient_attention", "aten::_scaled_dot_product_efficient_attention_backward",
+                "aten::_scaled_dot_product_flash_attention", "aten::_scaled_dot_product_flash_attention_backward",
+                "aten::_fused_adamw_")
+
+
+def core_share(step, batches: list, steps: int = 6) -> float:
+    """The share of ``step``'s CPU time (profiled) spent in CORE_KERNELS."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for i in range(steps):
+            step(batches[i % len(batches)])
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    return sum(e.self_cpu_time_total for e in events if e.key in CORE_KERNELS) / total
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="bert-tiny", help="a preset whose family has a transformers counterpart")
@@ -75,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--modes", default="fp32,bf16,bf16+compile")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads; 0: leave as is")
     p.add_argument("--quick", action="store_true", help="a smoke run of seconds: 1 step, 1 round, fp32")
+    p.add_argument("--ceiling", action="store_true", help="profile HF's step: the bound on any ratio (CPU)")
     args = p.parse_args(argv)
     if args.quick:
         args.steps, args.rounds, args.modes = 1, 1, "fp32"
@@ -139,6 +163,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {mode:13s} lmbudget {tps['lmbudget']:7.0f} tok/s | HF {rival} sdpa {tps['HF sdpa']:6.0f}, "
               f"eager {tps['HF eager']:6.0f} tok/s | ratio to the faster HF {tps['lmbudget'] / tps[best_hf]:4.2f}x | "
               f"MFU {mfu:5.1%} of measured {precision} matmul peak {peak / 1e9:.0f} GFLOP/s", flush=True)
+        if args.ceiling and device.type == "cpu":
+            share = core_share(steps[best_hf], batches)
+            print(f"  {mode:13s} HF {best_hf[3:]} spends {share:.0%} of its step in matrix products, softmax, attention "
+                  f"and AdamW kernels: no model of this shape can beat it by more than {1 / share:.2f}x without faster "
+                  f"kernels", flush=True)
     if "fp32" in results:  # the issue's reference figure: the fastest mode against HF as it trains by default
         fastest = max(results, key=lambda m: results[m]["lmbudget"])
         default_hf = results["fp32"]["HF sdpa"]

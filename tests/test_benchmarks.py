@@ -43,7 +43,7 @@ QUICK = {
     "rho_overlap.py": (["{corpus_override}"], '"il_splits": [\n  "holdout"\n ]'),
     "probe_vs_finetune.py": (["--out", "{tmp}/out", "{corpus_override}"], "Does the score follow"),
     "t5_throughput.py": ([], "ratio"),
-    "throughput.py": (["--model", "gpt-micro", "--batch", "2x32"], "HF LlamaForCausalLM"),
+    "throughput.py": (["--model", "gpt-micro", "--batch", "2x32", "--ceiling"], "no model of this shape can beat it"),
     "verdict_coverage.py": (["--sweeps", "20", "--seeds", "3"], "min coverage over cells with 3+ seeds"),
     "wsd_branches.py": (["--out", "{tmp}/out", "{corpus_override}"], "RST cost per seed: branches"),
 }
