@@ -509,8 +509,8 @@ def test_rest_table_borders_are_stripped_and_their_cells_kept():
 def test_each_builtin_family_packs_by_its_formula(name):
     """BERT: [CLS] + the next seq_len - 1 tokens of doc [SEP] doc [SEP] ...; T5: seq_len tokens of doc </s> ...;
     GPT: seq_len tokens of doc <|endoftext|> ...; the last row padded. BERT's and T5's packings are the ones their
-    tokenizers' data had before families chose them, so their data cache keys are unchanged (GPT's too: its demos
-    were tuned on that data); none keeps line breaks (a plug-in may: test_a_plugin_family_gets_its_own_packing...)."""
+    tokenizers' data had before families chose them, so their data cache keys are unchanged; GPT keeps line breaks,
+    which its key records."""
     from lmbudget.data.packing import pack
     from lmbudget.data.shards import FORMAT_PACKING, data_key
     from lmbudget.presets import preset_config
@@ -526,8 +526,9 @@ def test_each_builtin_family_packs_by_its_formula(name):
     chunks = [stream[i:i + body] for i in range(0, len(stream), body)]
     chunks[-1] = chunks[-1] + [special["pad"]] * (body - len(chunks[-1]))
     assert pack(docs, length, special, fam.packing).tolist() == [opening + c for c in chunks]
-    assert "packing" not in data_key(data, [], fam.packing)[1]
-    assert fam.packing == FORMAT_PACKING[data.tokenizer] and not fam.packing.lines
+    assert fam.packing.lines == (name == "gpt")
+    assert ("packing" in data_key(data, [], fam.packing)[1]) == fam.packing.lines
+    assert (fam.packing == FORMAT_PACKING[data.tokenizer]) != fam.packing.lines
 
 
 class SepOnlyBert(BertFamily):

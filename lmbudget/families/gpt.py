@@ -64,9 +64,9 @@ class GPTFamily(ModelFamily):
                        rms_scaled=False, sophia_bs=0, hessian_batch_fraction=1.0, hessian_clip=False),
     }
     algorithm_defaults = {}
-    # doc <|endoftext|> doc ...; line breaks collapsed like the other families' text: demo-gpt and
-    # demo-optimizers-gpt were tuned and measured on that data (a family may keep them: lines=True).
-    packing = Packing(separator="eos", lines=False)
+    # doc <|endoftext|> doc ...; line breaks kept: a causal LM learns where lines and paragraphs end, and a
+    # prompt that has them (lm-eval's "Question: ...\nAnswer:") is text it has seen.
+    packing = Packing(separator="eos", lines=True)
     suites = {"zeroshot": "lmbudget.evaluate.zeroshot:zeroshot_suite",
               "lm-eval": "lmbudget.evaluate.lmeval:lmeval_suite"}  # on to_transformers' LlamaForCausalLM
 
