@@ -31,14 +31,25 @@ def corpus(tmp_path_factory):
     return root
 
 
+def finished_run(preset: str, corpus, tmp_path_factory):
+    """A finished run of ``preset`` for 4 steps on ``corpus``."""
+    from lmbudget.runs import make_config, train
+    run_dir = tmp_path_factory.mktemp(preset) / "run"
+    cfg = make_config(preset, budget="4 steps", overrides=[f"data.corpus={corpus}", "train.eval_every=2"])
+    assert train(cfg, run_dir, progress=False, log=lambda *_: None)["status"] == "completed"
+    return run_dir
+
+
 @pytest.fixture(scope="session")
 def gpt_run(corpus, tmp_path_factory):
     """A finished gpt-micro run of 4 steps (export, zero-shot and lm-eval tests; they only add eval results)."""
-    from lmbudget.runs import make_config, train
-    run_dir = tmp_path_factory.mktemp("gpt") / "run"
-    cfg = make_config("gpt-micro", budget="4 steps", overrides=[f"data.corpus={corpus}", "train.eval_every=2"])
-    assert train(cfg, run_dir, progress=False, log=lambda *_: None)["status"] == "completed"
-    return run_dir
+    return finished_run("gpt-micro", corpus, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def t5_run(corpus, tmp_path_factory):
+    """A finished t5-micro run of 4 steps (export)."""
+    return finished_run("t5-micro", corpus, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

@@ -191,16 +191,6 @@ def test_export_refuses_bad_input_and_overwrites_nothing(gpt_run, tmp_path):
     assert "UNFINISHED" in (out / "README.md").read_text()
 
 
-@pytest.fixture(scope="module")
-def t5_run(corpus, tmp_path_factory):
-    """A finished t5-micro run of 4 steps."""
-    from lmbudget.runs import make_config, train
-    run_dir = tmp_path_factory.mktemp("t5") / "run"
-    cfg = make_config("t5-micro", budget="4 steps", overrides=[f"data.corpus={corpus}", "train.eval_every=2"])
-    assert train(cfg, run_dir, progress=False, log=lambda *_: None)["status"] == "completed"
-    return run_dir
-
-
 def test_t5_export_is_umt5_with_the_same_logits_and_greedy_outputs(t5_run, tmp_path):
     """Our T5 (a relative position bias in every block) is UMT5's layout: the export loads with
     AutoModelForSeq2SeqLM, keeps the untied head, and gives our logits (padded encoder row included) and our
