@@ -140,6 +140,33 @@ def test_slurm_launch_submits_one_array_then_a_dependent_report_job(tmp_path, mo
     assert any("report job 4243 runs after them" in m for m in messages)
 
 
+def test_slurm_queues_each_wsd_branch_after_its_stems_job(tmp_path, monkeypatch):
+    """baseline_curve: wsd-branches on Slurm: the stems (and every other run) go in the first array; each stem's
+    branches in an array of their own, dependent (afterany) on the stem's array task, so a branch holds no
+    allocation while its fork is trained; the report job waits for every array."""
+    from test_wsd_branches import spec_raw
+    fake_slurm(monkeypatch, tmp_path)
+    monkeypatch.setattr("lmbudget.sweep.slurm.prepare_here", lambda runs: None)
+    row = {"algorithm": "baseline", "label": "baseline+adamw", "overrides": ["optim.schedule=wsd"]}
+    spec = parse_spec(spec_raw("/nowhere", seeds=(0, 1), rows=[row, "layer-dropping"]))
+    runs = spec.runs()
+    branches = [r for r in runs if r.stem is not None]
+    assert len(branches) == 4 and len({r.stem.name for r in branches}) == 2
+    launch(spec, tmp_path / "out", "slurm", parse_slurm("time=60"), log=lambda *_: None)
+    jobs = json.loads((tmp_path / "out" / "submitit-jobs.json").read_text())["jobs"]
+    first = [r.name for r in runs if r.stem is None]
+    assert {jobs[n].split("_")[0] for n in first} == {"4242"}
+    scripts = {p.read_text() for p in (tmp_path / "out" / "submitit").rglob("*.sh")}
+    for stem in {r.stem.name for r in branches}:
+        mine = [r.name for r in branches if r.stem.name == stem]
+        array = {jobs[n].split("_")[0] for n in mine}
+        assert len(array) == 1 and array != {"4242"}
+        [script] = [s for s in scripts if f"#SBATCH --dependency=afterany:{jobs[stem]}\n" in s]
+        assert f"#SBATCH --array=0-{len(mine) - 1}%" in script
+    report = next(s for s in scripts if "#SBATCH --job-name=lmbudget-report" in s)
+    assert "#SBATCH --dependency=afterany:4242:4243:4244" in report
+
+
 def test_status_works_right_after_submission_and_bad_data_submits_nothing(tmp_path, monkeypatch, capsys):
     from lmbudget.cli import main
     import lmbudget.sweep.slurm as slurm_module

@@ -21,8 +21,9 @@ handler of Slurm's preemption or time-out signal raises) are not failures.
 A wsd-branches branch (``lmbudget.branches``) is claimed once its stem has written its fork; until then
 it waits: a worker with nothing else to claim waits while another worker trains that stem (a worker
 that claims the stem trains it, then finds its branches ready); a branch whose stem ended without
-its fork is recorded as failed. A cluster job for a branch waits for the fork like a job for a held
-run (below).
+its fork is recorded as failed. On Slurm a branch's job is queued after its stem's job (``afterany``,
+``lmbudget.sweep.slurm``), so it holds no allocation meanwhile; one that starts before the fork exists
+(the stem's job requeued, say) waits for it like a job for a held run (below).
 
 A cluster job for one run (``only``) that finds the run held by another process waits for it
 (``busy_wait_s``; by default until 5 minutes before the Slurm job's end when Slurm states it, else 3

@@ -6,8 +6,10 @@ trains or resumes it, then runs the missing evaluation suites). A job of N tasks
 trains its run on N ranks, whose torchrun variables come from Slurm's (``lmbudget.distributed``).
 On preemption or time-out Slurm sends USR2 (``signal_delay_s`` before the kill); the training loop
 then saves a checkpoint at the end of its step and runs submitit's handler, which calls
-:meth:`RunJob.checkpoint` and requeues the same run: the requeued job resumes at that step. A last
-job, dependent on the array (``afterany``), indexes the store and writes the report.
+:meth:`RunJob.checkpoint` and requeues the same run: the requeued job resumes at that step. The
+branches of a ``baseline_curve: wsd-branches`` stem form one small array per stem, dependent on the stem's
+job (``afterany``). A last job, dependent on every array (``afterany``), indexes the store and writes the
+report.
 
 Before submitting, the data is prepared on this (login) node and ``sweep.yaml`` written; every path
 a job gets is absolute. ``--launcher submitit-local`` runs the same jobs through submitit's
@@ -298,11 +300,20 @@ def launch(spec: SweepSpec, out: Path, launcher: str, params: dict, evaluate: bo
     job = RunJob(spec, out, evaluate, device, max_attempts)
     if launcher == "slurm":
         executor.update_parameters(job_name=f"lmbudget-{spec.name}")
-    jobs = []
-    if names:
+    # On Slurm, a wsd-branches branch waits in the queue, not in an allocation: its job (one small array per stem)
+    # starts after its stem's job has ended (afterany), when the fork it trains from exists.
+    stem_of = {run.name: run.stem.name for run, _ in runs if run.stem is not None and launcher == "slurm"}
+    first = [n for n in names if n not in stem_of]
+    submitted = {}
+    if first:
         with executor.batch():  # one job array on Slurm
-            for name in names:
-                jobs.append(executor.submit(job, name))
+            submitted.update({name: executor.submit(job, name) for name in first})
+    for stem in dict.fromkeys(stem_of[n] for n in names if n in stem_of):
+        stem_job = submitted.get(stem)
+        executor.update_parameters(dependency=f"afterany:{stem_job.job_id}" if stem_job else None)
+        with executor.batch():
+            submitted.update({n: executor.submit(job, n) for n in names if stem_of.get(n) == stem})
+    jobs = [submitted[n] for n in names]
     atomic_write_json(out / "submitit-jobs.json", {"launcher": launcher, "parameters": job_params,
                                                    "jobs": {n: j.job_id for n, j in zip(names, jobs)}})
     log(f"submitted {len(jobs)} run jobs ({launcher}); {len(runs) - len(names)} runs already done; logs in {folder}")
