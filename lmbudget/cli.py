@@ -21,7 +21,8 @@ def user_errors() -> tuple[type, ...]:
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="bert-tiny", help="a preset (`lmbudget algorithms` lists them): bert-micro, "
-                   "bert-demo, bert-tiny, bert-c5, t5-micro, t5-tiny, t5-base, or one of an installed model family")
+                   "bert-demo, bert-tiny, bert-c5, t5-micro, t5-tiny, t5-base, gpt-micro, gpt-demo, gpt2-small, or "
+                   "one of an installed model family")
     p.add_argument("--reference", default=None, help="built-in reference name or cost-table file")
     p.add_argument("overrides", nargs="*", help="section.key=value, e.g. optim.lr=5e-4 data.seq_len=64")
 
