@@ -5,7 +5,7 @@
 # whose headline is each configuration's speedup over the baseline with its 95% interval.
 # `bash scripts/demo.sh gpt` asks the same on the causal decoder (demo-gpt, gpt-demo preset);
 # `bash scripts/demo.sh optimizers` (or optimizers-gpt) compares today's optimizers with AdamW.
-# Two workers (the demo presets train on one thread) share a 2-core machine (demo-bert: 15 min, demo-gpt: 9 min from a
+# Two workers (the demo presets train on one thread) share a 2-core machine (demo-bert: 7 min, demo-gpt: 9 min from a
 # fresh clone on an idle one, set-up included). Restartable: run it again and finished runs are kept. Knobs: SEEDS, WORKERS, OUT, SUITES.
 set -euo pipefail
 cd "$(dirname "$0")/.."
