@@ -112,9 +112,7 @@ class T5Family(ModelFamily):
 
         from lmbudget.export import hf_tokenizer
         hf = self.transformers_model(cfg, special)
-        n, state = cfg.n_layers, {}
-        for name, value in model.state_dict().items():
-            state[hf_name(name, n)] = value
+        state = {hf_name(name, cfg.n_layers): value for name, value in model.state_dict().items()}
         state["encoder.embed_tokens.weight"] = state["decoder.embed_tokens.weight"] = state["shared.weight"]
         missing, unexpected = hf.load_state_dict(state, strict=False)
         if missing or unexpected:
