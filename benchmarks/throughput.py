@@ -1,7 +1,8 @@
 """Training throughput of lmbudget's model against its ``transformers`` counterpart of the same shape.
 
 Any preset whose family names a ``transformers`` model of the same shape (``Family.transformers_model``:
-BERT -> ``BertForMaskedLM``, GPT -> ``LlamaForCausalLM``; T5 has its own ``t5_throughput.py``). Both
+BERT -> ``BertForMaskedLM``, GPT -> ``LlamaForCausalLM``, T5 -> ``UMT5ForConditionalGeneration``, the export's
+class; ``t5_throughput.py`` compares T5 with ``T5ForConditionalGeneration``). Both
 train on the same batches (the family's own objective) with the same (fused) AdamW, side by side in
 one process, alternating rounds so that machine noise hits both alike. HF runs with both of its
 attention implementations and is credited with the faster one in each precision. Prints tokens/s of
@@ -25,6 +26,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from lmbudget.calibrate import ordinary_token_range
 from lmbudget.families import family
 from lmbudget.optim.adamw import fused_adamw
 from lmbudget.presets import all_presets, preset_config
@@ -118,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     gen = torch.Generator().manual_seed(0)
     batches = []
     for _ in range(4):
-        tokens = torch.randint(max(special.values()) + 1, cfg.vocab_size, (micro, seq), generator=gen)
+        tokens = torch.randint(*ordinary_token_range(special, cfg.vocab_size, seq), (micro, seq), generator=gen)
         inputs = fam.make_inputs(tokens, run_cfg, special, cfg.vocab_size, gen)
         batches.append({k: v.to(device) for k, v in inputs.items()})
     tokens_per_step = micro * seq

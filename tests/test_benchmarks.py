@@ -61,6 +61,13 @@ def test_benchmark_quick(script, home, corpus, tmp_path):
     assert expected in out, out[-2000:]
 
 
+def test_throughput_runs_t5_against_umt5(home):
+    """T5's synthetic batch keeps clear of its sentinels at the top of the vocabulary (it once drew them and
+    failed), and its rival is the export's class."""
+    out = run("throughput.py", ["--quick", "--model", "t5-micro"], home)
+    assert "HF UMT5ForConditionalGeneration" in out, out[-2000:]
+
+
 def test_gpu_checks_llmc_shards_are_the_corpus_tokenised(corpus, tmp_path, home):
     """The GPU check trains gpt2-small on shards scripts/write_llmc_shards.py writes beforehand (its CPU side): the
     llm.c format that data.corpus=llmc: reads, holding the train split's documents, each ended by the eos, with
